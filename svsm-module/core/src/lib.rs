@@ -1,0 +1,28 @@
+//! `svsm-core` owns what runs at VMPL0 independent of the platform: the platform traits, the
+//! dispatch of SVSM calls (core, attestation, vTPM and vault protocols), the key hierarchy, the
+//! sealed state and the measurement log of higher-VMPL components.
+//!
+//! It trusts the platform implementation it is given (real SNP hardware or the simulated
+//! machine) and the cryptographic primitives. It trusts nothing that comes from a guest at a
+//! higher VMPL: guest requests are copied in once, validated as copies, and answered with SVSM
+//! result codes, never with a panic. Wire formats come from `svsm-abi`.
+//!
+//! This crate is the skeleton of the module; the protocol services arrive with their issues.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+extern crate alloc;
+
+pub use svsm_abi as abi;
+
+pub mod tpm;
