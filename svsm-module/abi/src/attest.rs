@@ -67,10 +67,22 @@ pub struct AttestServicesRequest {
     /// MBZ.
     pub reserved3: [u8; 4],
 }
-assert_layout!(AttestServicesRequest, size = 0x40,
-    report_gpa = 0x00, report_size = 0x08, reserved0 = 0x0C, nonce_gpa = 0x10, nonce_size = 0x18,
-    reserved1 = 0x1A, manifest_gpa = 0x20, manifest_size = 0x28, reserved2 = 0x2C,
-    certs_gpa = 0x30, certs_size = 0x38, reserved3 = 0x3C);
+assert_layout!(
+    AttestServicesRequest,
+    size = 0x40,
+    report_gpa = 0x00,
+    report_size = 0x08,
+    reserved0 = 0x0C,
+    nonce_gpa = 0x10,
+    nonce_size = 0x18,
+    reserved1 = 0x1A,
+    manifest_gpa = 0x20,
+    manifest_size = 0x28,
+    reserved2 = 0x2C,
+    certs_gpa = 0x30,
+    certs_size = 0x38,
+    reserved3 = 0x3C
+);
 
 /// SVSM_ATTEST_SINGLE_SERVICE request (SVSM spec §7 Table 13), 0x58 bytes.
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -85,8 +97,14 @@ pub struct AttestSingleServiceRequest {
     /// MBZ.
     pub reserved: [u8; 4],
 }
-assert_layout!(AttestSingleServiceRequest, size = 0x58,
-    base = 0, service_guid = 0x40, manifest_version = 0x50, reserved = 0x54);
+assert_layout!(
+    AttestSingleServiceRequest,
+    size = 0x58,
+    base = 0,
+    service_guid = 0x40,
+    manifest_version = 0x50,
+    reserved = 0x54
+);
 
 /// A reserved field of an attestation request that was not zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -161,7 +179,13 @@ pub struct ManifestHeader {
     /// Number of entries.
     pub count: U32,
 }
-assert_layout!(ManifestHeader, size = 24, guid = 0, total_size = 16, count = 20);
+assert_layout!(
+    ManifestHeader,
+    size = 24,
+    guid = 0,
+    total_size = 16,
+    count = 20
+);
 
 /// One services-manifest entry (SVSM spec §7.1 Table 12), 24 bytes.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -366,12 +390,10 @@ pub fn write_services_manifest(
 ) -> Result<usize, ManifestError> {
     let total = services_manifest_len(services)?;
     let available = out.len();
-    let out = out
-        .get_mut(..total)
-        .ok_or(ManifestError::BufferTooSmall {
-            needed: total,
-            available,
-        })?;
+    let out = out.get_mut(..total).ok_or(ManifestError::BufferTooSmall {
+        needed: total,
+        available,
+    })?;
     // `services_manifest_len` proved every length and offset below fits in u32.
     let narrow = |v: usize| U32::new(u32::try_from(v).unwrap_or(u32::MAX));
     let header = ManifestHeader {
@@ -419,8 +441,13 @@ mod tests {
         let ek = [0x5Au8; 314];
         let table = build(&[(VTPM_SERVICE_GUID, &ek), (VAULT_SERVICE_GUID, b"")]);
         assert_eq!(table.len(), 24 + 48 + 314);
-        assert_eq!(&table[..16], &[0xbb, 0x9e, 0x84, 0x63, 0x92, 0x3d, 0x70, 0x46,
-            0xa1, 0xff, 0x58, 0xf9, 0xc9, 0x4b, 0x87, 0xbb]);
+        assert_eq!(
+            &table[..16],
+            &[
+                0xbb, 0x9e, 0x84, 0x63, 0x92, 0x3d, 0x70, 0x46, 0xa1, 0xff, 0x58, 0xf9, 0xc9, 0x4b,
+                0x87, 0xbb
+            ]
+        );
         // First data offset = 24 * (1 + N).
         assert_eq!(u32::from_le_bytes(table[40..44].try_into().unwrap()), 72);
         let parsed = ServicesManifest::parse(&table).unwrap();
@@ -458,12 +485,18 @@ mod tests {
         // Offset pointing into the header.
         let mut t = table.clone();
         t[40..44].copy_from_slice(&4u32.to_le_bytes());
-        assert!(matches!(ServicesManifest::parse(&t), Err(ManifestError::EntryOutOfRange { .. })));
+        assert!(matches!(
+            ServicesManifest::parse(&t),
+            Err(ManifestError::EntryOutOfRange { .. })
+        ));
         // Offset + size overflowing u32 arithmetic.
         let mut t = table.clone();
         t[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
         t[44..48].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(ServicesManifest::parse(&t), Err(ManifestError::EntryOutOfRange { .. })));
+        assert!(matches!(
+            ServicesManifest::parse(&t),
+            Err(ManifestError::EntryOutOfRange { .. })
+        ));
         // Entry count far beyond the buffer.
         let mut t = table.clone();
         t[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -471,7 +504,10 @@ mod tests {
         // Wrong header GUID.
         let mut t = table;
         t[0] ^= 1;
-        assert!(matches!(ServicesManifest::parse(&t), Err(ManifestError::BadGuid(_))));
+        assert!(matches!(
+            ServicesManifest::parse(&t),
+            Err(ManifestError::BadGuid(_))
+        ));
     }
 
     #[test]
@@ -479,16 +515,27 @@ mod tests {
         let mut out = [0u8; 30];
         assert_eq!(
             write_services_manifest(&[(VTPM_SERVICE_GUID, &[1, 2, 3])], &mut out),
-            Err(ManifestError::BufferTooSmall { needed: 51, available: 30 })
+            Err(ManifestError::BufferTooSmall {
+                needed: 51,
+                available: 30
+            })
         );
     }
 
     #[test]
     fn attest_requests_check_length_and_reserved() {
-        let mut req = AttestServicesRequest::default();
-        req.nonce_size = U16::new(64);
+        let req = AttestServicesRequest {
+            nonce_size: U16::new(64),
+            ..Default::default()
+        };
         let bytes = req.as_bytes().to_vec();
-        assert_eq!(AttestServicesRequest::parse(&bytes).unwrap().nonce_size.get(), 64);
+        assert_eq!(
+            AttestServicesRequest::parse(&bytes)
+                .unwrap()
+                .nonce_size
+                .get(),
+            64
+        );
         for len in 0..bytes.len() {
             assert!(matches!(
                 AttestServicesRequest::parse(&bytes[..len]),
@@ -509,9 +556,17 @@ mod tests {
             ..Default::default()
         };
         let mut b = single.as_bytes().to_vec();
-        assert_eq!(AttestSingleServiceRequest::parse(&b).unwrap().service_guid, VTPM_SERVICE_GUID);
-        assert_eq!(&b[0x40..0x50], &[0xeb, 0xf1, 0x76, 0xc4, 0x23, 0x01, 0xa5, 0x45,
-            0x96, 0x41, 0xb4, 0xe7, 0xdd, 0xe5, 0xbf, 0xe3]);
+        assert_eq!(
+            AttestSingleServiceRequest::parse(&b).unwrap().service_guid,
+            VTPM_SERVICE_GUID
+        );
+        assert_eq!(
+            &b[0x40..0x50],
+            &[
+                0xeb, 0xf1, 0x76, 0xc4, 0x23, 0x01, 0xa5, 0x45, 0x96, 0x41, 0xb4, 0xe7, 0xdd, 0xe5,
+                0xbf, 0xe3
+            ]
+        );
         b[0x57] = 1;
         assert!(AttestSingleServiceRequest::parse(&b).is_err());
     }

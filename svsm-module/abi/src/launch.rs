@@ -72,9 +72,20 @@ pub struct PageInfo {
     /// Guest physical address of the page.
     pub gpa: U64,
 }
-assert_layout!(PageInfo, size = 0x70, digest_cur = 0, contents = 0x30, length = 0x60,
-    page_type = 0x62, imi_page = 0x63, vmpl3_perms = 0x64, vmpl2_perms = 0x65,
-    vmpl1_perms = 0x66, reserved = 0x67, gpa = 0x68);
+assert_layout!(
+    PageInfo,
+    size = 0x70,
+    digest_cur = 0,
+    contents = 0x30,
+    length = 0x60,
+    page_type = 0x62,
+    imi_page = 0x63,
+    vmpl3_perms = 0x64,
+    vmpl2_perms = 0x65,
+    vmpl1_perms = 0x66,
+    reserved = 0x67,
+    gpa = 0x68
+);
 
 /// Why a PAGE_INFO record was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -132,12 +143,21 @@ mod tests {
         assert_eq!(&b[0x68..0x70], &VMSA_GPA.to_le_bytes());
         assert!(PageInfo::parse(b).is_ok());
         for len in 0..0x70 {
-            assert_eq!(PageInfo::parse(&b[..len]).unwrap_err(), PageInfoError::Length(len));
+            assert_eq!(
+                PageInfo::parse(&b[..len]).unwrap_err(),
+                PageInfoError::Length(len)
+            );
         }
         let mut bad = b.to_vec();
         bad[0x62] = 7;
-        assert_eq!(PageInfo::parse(&bad).unwrap_err(), PageInfoError::PageType(7));
+        assert_eq!(
+            PageInfo::parse(&bad).unwrap_err(),
+            PageInfoError::PageType(7)
+        );
         bad[0x60] = 0x71;
-        assert_eq!(PageInfo::parse(&bad).unwrap_err(), PageInfoError::LengthField(0x71));
+        assert_eq!(
+            PageInfo::parse(&bad).unwrap_err(),
+            PageInfoError::LengthField(0x71)
+        );
     }
 }

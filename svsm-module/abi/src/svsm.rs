@@ -21,7 +21,13 @@ pub struct CallingAreaHeader {
     /// Reserved; the SVSM need not check it.
     pub reserved: [u8; 6],
 }
-assert_layout!(CallingAreaHeader, size = 8, call_pending = 0, mem_available = 1, reserved = 2);
+assert_layout!(
+    CallingAreaHeader,
+    size = 8,
+    call_pending = 0,
+    mem_available = 1,
+    reserved = 2
+);
 
 /// Offset of the free part of the calling area, where Linux and OVMF place request structures.
 pub const CALLING_AREA_BUFFER_OFFSET: usize = 8;
@@ -244,7 +250,10 @@ mod tests {
         for code in all {
             let v = code.to_u32();
             assert_eq!(ResultCode::from_rax(u64::from(v)), code);
-            assert_eq!(ResultCode::from_rax(0xFFFF_FFFF_0000_0000 | u64::from(v)), code);
+            assert_eq!(
+                ResultCode::from_rax(0xFFFF_FFFF_0000_0000 | u64::from(v)),
+                code
+            );
         }
         assert_eq!(ResultCode::InvalidParameter.to_u32(), 0x8000_0005);
         assert_eq!(ResultCode::ProtocolError(0x10).to_u32(), 0x8000_1010);
@@ -260,7 +269,13 @@ mod tests {
     #[test]
     fn rax_split() {
         let id = CallId::from_rax(0x0000_0002_0000_0001);
-        assert_eq!(id, CallId { protocol: PROTOCOL_VTPM, call: vtpm_call::CMD });
+        assert_eq!(
+            id,
+            CallId {
+                protocol: PROTOCOL_VTPM,
+                call: vtpm_call::CMD
+            }
+        );
         assert_eq!(id.to_rax(), 0x0000_0002_0000_0001);
         assert_eq!(protocol_versions_rcx(1, 1), 0x0000_0001_0000_0001);
     }

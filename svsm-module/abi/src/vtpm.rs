@@ -116,7 +116,13 @@ pub struct SendCommandHeader {
     /// TPM command size in bytes (unaligned, offset 5).
     pub size: U32,
 }
-assert_layout!(SendCommandHeader, size = 9, command = 0, locality = 4, size = 5);
+assert_layout!(
+    SendCommandHeader,
+    size = 9,
+    command = 0,
+    locality = 4,
+    size = 5
+);
 /// Length of [`SendCommandHeader`].
 pub const SEND_COMMAND_HEADER_LEN: usize = 9;
 
@@ -189,8 +195,8 @@ impl<'a> SendCommand<'a> {
             .and_then(|b| U32::read_from_bytes(b).ok())
             .ok_or(VtpmBufferError::Truncated(buf.len()))?
             .get();
-        let command =
-            PlatformCommand::from_u32(raw_command).ok_or(VtpmBufferError::UnknownCommand(raw_command))?;
+        let command = PlatformCommand::from_u32(raw_command)
+            .ok_or(VtpmBufferError::UnknownCommand(raw_command))?;
         if command != PlatformCommand::SendCommand {
             return Err(VtpmBufferError::UnsupportedCommand(command));
         }
@@ -202,17 +208,27 @@ impl<'a> SendCommand<'a> {
         let size = header.size.get();
         let len = usize::try_from(size).unwrap_or(usize::MAX);
         if len > MAX_TPM_COMMAND {
-            return Err(VtpmBufferError::SizeTooLarge { size, max: MAX_TPM_COMMAND });
+            return Err(VtpmBufferError::SizeTooLarge {
+                size,
+                max: MAX_TPM_COMMAND,
+            });
         }
         let tpm_command = body.get(..len).ok_or(VtpmBufferError::SizePastEnd {
             size,
             available: body.len(),
         })?;
-        Ok(SendCommand { locality: header.locality, tpm_command })
+        Ok(SendCommand {
+            locality: header.locality,
+            tpm_command,
+        })
     }
 
     /// Writes a TPM_SEND_COMMAND request into `out`; returns the bytes used.
-    pub fn encode(locality: u8, tpm_command: &[u8], out: &mut [u8]) -> Result<usize, VtpmBufferError> {
+    pub fn encode(
+        locality: u8,
+        tpm_command: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, VtpmBufferError> {
         if tpm_command.len() > MAX_TPM_COMMAND {
             return Err(VtpmBufferError::SizeTooLarge {
                 size: u32::try_from(tpm_command.len()).unwrap_or(u32::MAX),
@@ -221,7 +237,9 @@ impl<'a> SendCommand<'a> {
         }
         let total = SEND_COMMAND_HEADER_LEN + tpm_command.len();
         let out_len = out.len();
-        let out = out.get_mut(..total).ok_or(VtpmBufferError::Truncated(out_len))?;
+        let out = out
+            .get_mut(..total)
+            .ok_or(VtpmBufferError::Truncated(out_len))?;
         let header = SendCommandHeader {
             command: U32::new(PlatformCommand::SendCommand as u32),
             locality,
@@ -244,7 +262,9 @@ pub fn encode_response(tpm_response: &[u8], out: &mut [u8]) -> Result<usize, Vtp
     }
     let total = RESPONSE_HEADER_LEN + tpm_response.len();
     let out_len = out.len();
-    let out = out.get_mut(..total).ok_or(VtpmBufferError::Truncated(out_len))?;
+    let out = out
+        .get_mut(..total)
+        .ok_or(VtpmBufferError::Truncated(out_len))?;
     let (head, body) = out.split_at_mut(RESPONSE_HEADER_LEN);
     head.copy_from_slice(&(tpm_response.len() as u32).to_le_bytes());
     body.copy_from_slice(tpm_response);
@@ -261,9 +281,15 @@ pub fn parse_response(buf: &[u8]) -> Result<&[u8], VtpmBufferError> {
     let size = header.size.get();
     let len = usize::try_from(size).unwrap_or(usize::MAX);
     if len > MAX_TPM_RESPONSE {
-        return Err(VtpmBufferError::SizeTooLarge { size, max: MAX_TPM_RESPONSE });
+        return Err(VtpmBufferError::SizeTooLarge {
+            size,
+            max: MAX_TPM_RESPONSE,
+        });
     }
-    body.get(..len).ok_or(VtpmBufferError::SizePastEnd { size, available: body.len() })
+    body.get(..len).ok_or(VtpmBufferError::SizePastEnd {
+        size,
+        available: body.len(),
+    })
 }
 
 #[cfg(test)]
@@ -304,26 +330,46 @@ mod tests {
         assert_eq!(SendCommand::parse(&b), Err(VtpmBufferError::Locality(1)));
         let mut b = buf;
         b[5..9].copy_from_slice(&4088u32.to_le_bytes());
-        assert!(matches!(SendCommand::parse(&b), Err(VtpmBufferError::SizeTooLarge { .. })));
+        assert!(matches!(
+            SendCommand::parse(&b),
+            Err(VtpmBufferError::SizeTooLarge { .. })
+        ));
         let mut b = buf;
         b[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(SendCommand::parse(&b), Err(VtpmBufferError::SizeTooLarge { .. })));
+        assert!(matches!(
+            SendCommand::parse(&b),
+            Err(VtpmBufferError::SizeTooLarge { .. })
+        ));
         let mut b = buf;
         b[0] = 1;
         assert_eq!(
             SendCommand::parse(&b),
-            Err(VtpmBufferError::UnsupportedCommand(PlatformCommand::PowerOn))
+            Err(VtpmBufferError::UnsupportedCommand(
+                PlatformCommand::PowerOn
+            ))
         );
         let mut b = buf;
         b[0] = 19;
-        assert_eq!(SendCommand::parse(&b), Err(VtpmBufferError::UnknownCommand(19)));
+        assert_eq!(
+            SendCommand::parse(&b),
+            Err(VtpmBufferError::UnknownCommand(19))
+        );
         let big = [0u8; VTPM_BUFFER_SIZE + 1];
-        assert_eq!(SendCommand::parse(&big), Err(VtpmBufferError::Oversized(4097)));
+        assert_eq!(
+            SendCommand::parse(&big),
+            Err(VtpmBufferError::Oversized(4097))
+        );
         // A maximal command fits exactly.
         let max_cmd = [0u8; MAX_TPM_COMMAND];
         let mut out = [0u8; VTPM_BUFFER_SIZE];
-        assert_eq!(SendCommand::encode(0, &max_cmd, &mut out), Ok(VTPM_BUFFER_SIZE));
-        assert_eq!(SendCommand::parse(&out).unwrap().tpm_command.len(), MAX_TPM_COMMAND);
+        assert_eq!(
+            SendCommand::encode(0, &max_cmd, &mut out),
+            Ok(VTPM_BUFFER_SIZE)
+        );
+        assert_eq!(
+            SendCommand::parse(&out).unwrap().tpm_command.len(),
+            MAX_TPM_COMMAND
+        );
         let too_big = [0u8; MAX_TPM_COMMAND + 1];
         assert!(SendCommand::encode(0, &too_big, &mut out).is_err());
     }
@@ -338,7 +384,10 @@ mod tests {
             assert!(parse_response(&buf[..len]).is_err());
         }
         buf[..4].copy_from_slice(&4093u32.to_le_bytes());
-        assert!(matches!(parse_response(&buf), Err(VtpmBufferError::SizeTooLarge { .. })));
+        assert!(matches!(
+            parse_response(&buf),
+            Err(VtpmBufferError::SizeTooLarge { .. })
+        ));
         let max = [0u8; MAX_TPM_RESPONSE];
         assert_eq!(encode_response(&max, &mut buf), Ok(VTPM_BUFFER_SIZE));
         assert_eq!(parse_response(&buf).unwrap().len(), MAX_TPM_RESPONSE);

@@ -17,7 +17,13 @@ pub struct CertTableEntry {
     /// Length of the blob.
     pub length: U32,
 }
-assert_layout!(CertTableEntry, size = 24, guid = 0, offset = 16, length = 20);
+assert_layout!(
+    CertTableEntry,
+    size = 24,
+    guid = 0,
+    offset = 16,
+    length = 20
+);
 const ENTRY_LEN: usize = 24;
 
 /// Most entries accepted; the table defines five kinds.
@@ -45,11 +51,36 @@ const fn text_guid(a: u32, b: u16, c: u16, tail: [u8; 8]) -> [u8; 16] {
     Guid::from_fields(a, b, c, tail).to_text_order_bytes()
 }
 
-const ARK: [u8; 16] = text_guid(0xc0b4_06a4, 0xa803, 0x4952, [0x97, 0x43, 0x3f, 0xb6, 0x01, 0x4c, 0xd0, 0xae]);
-const ASK: [u8; 16] = text_guid(0x4ab7_b379, 0xbbac, 0x4fe4, [0xa0, 0x2f, 0x05, 0xae, 0xf3, 0x27, 0xc7, 0x82]);
-const VCEK: [u8; 16] = text_guid(0x63da_758d, 0xe664, 0x4564, [0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac, 0xcd]);
-const VLEK: [u8; 16] = text_guid(0xa807_4bc2, 0xa25a, 0x483e, [0xaa, 0xe6, 0x39, 0xc0, 0x45, 0xa0, 0xb8, 0xa1]);
-const CRL: [u8; 16] = text_guid(0x92f8_1bc3, 0x5811, 0x4d3d, [0x97, 0xff, 0xd1, 0x9f, 0x88, 0xdc, 0x67, 0xea]);
+const ARK: [u8; 16] = text_guid(
+    0xc0b4_06a4,
+    0xa803,
+    0x4952,
+    [0x97, 0x43, 0x3f, 0xb6, 0x01, 0x4c, 0xd0, 0xae],
+);
+const ASK: [u8; 16] = text_guid(
+    0x4ab7_b379,
+    0xbbac,
+    0x4fe4,
+    [0xa0, 0x2f, 0x05, 0xae, 0xf3, 0x27, 0xc7, 0x82],
+);
+const VCEK: [u8; 16] = text_guid(
+    0x63da_758d,
+    0xe664,
+    0x4564,
+    [0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac, 0xcd],
+);
+const VLEK: [u8; 16] = text_guid(
+    0xa807_4bc2,
+    0xa25a,
+    0x483e,
+    [0xaa, 0xe6, 0x39, 0xc0, 0x45, 0xa0, 0xb8, 0xa1],
+);
+const CRL: [u8; 16] = text_guid(
+    0x92f8_1bc3,
+    0x5811,
+    0x4d3d,
+    [0x97, 0xff, 0xd1, 0x9f, 0x88, 0xdc, 0x67, 0xea],
+);
 
 impl CertKind {
     /// Classifies a text-order GUID.
@@ -145,7 +176,11 @@ impl<'a> CertTable<'a> {
                 .checked_add(length as usize)
                 .is_some_and(|end| end <= bytes.len() && offset as usize >= data_start);
             if !ok {
-                return Err(CertTableError::EntryOutOfRange { index, offset, length });
+                return Err(CertTableError::EntryOutOfRange {
+                    index,
+                    offset,
+                    length,
+                });
             }
         }
         Ok(table)
@@ -175,7 +210,10 @@ impl<'a> CertTable<'a> {
         self.entries().filter_map(move |e| {
             let start = e.offset.get() as usize;
             let der = bytes.get(start..start.checked_add(e.length.get() as usize)?)?;
-            Some(Cert { kind: CertKind::from_text_order(e.guid), der })
+            Some(Cert {
+                kind: CertKind::from_text_order(e.guid),
+                der,
+            })
         })
     }
 
@@ -189,17 +227,24 @@ impl<'a> CertTable<'a> {
 pub fn cert_table_len(certs: &[(CertKind, &[u8])]) -> Option<usize> {
     certs
         .iter()
-        .try_fold((certs.len() + 1) * ENTRY_LEN, |acc, (_, der)| acc.checked_add(der.len()))
+        .try_fold((certs.len() + 1) * ENTRY_LEN, |acc, (_, der)| {
+            acc.checked_add(der.len())
+        })
         .filter(|&n| u32::try_from(n).is_ok())
 }
 
 /// Writes a certificate table into `out`; returns its length.
-pub fn write_cert_table(certs: &[(CertKind, &[u8])], out: &mut [u8]) -> Result<usize, CertTableError> {
+pub fn write_cert_table(
+    certs: &[(CertKind, &[u8])],
+    out: &mut [u8],
+) -> Result<usize, CertTableError> {
     if certs.len() > MAX_CERT_ENTRIES {
         return Err(CertTableError::TooManyEntries);
     }
     let total = cert_table_len(certs).ok_or(CertTableError::TooManyEntries)?;
-    let out = out.get_mut(..total).ok_or(CertTableError::BufferTooSmall(total))?;
+    let out = out
+        .get_mut(..total)
+        .ok_or(CertTableError::BufferTooSmall(total))?;
     out.fill(0);
     let (mut head, mut data) = out.split_at_mut((certs.len() + 1) * ENTRY_LEN);
     let mut offset = (certs.len() + 1) * ENTRY_LEN;
@@ -227,8 +272,11 @@ mod tests {
 
     #[test]
     fn round_trip_and_guid_bytes() {
-        let certs: [(CertKind, &[u8]); 3] =
-            [(CertKind::Vcek, b"vcek-der"), (CertKind::Ask, b"ask"), (CertKind::Ark, b"ark!")];
+        let certs: [(CertKind, &[u8]); 3] = [
+            (CertKind::Vcek, b"vcek-der"),
+            (CertKind::Ask, b"ask"),
+            (CertKind::Ark, b"ark!"),
+        ];
         let mut out = vec![0u8; cert_table_len(&certs).unwrap()];
         let n = write_cert_table(&certs, &mut out).unwrap();
         assert_eq!(n, 4 * 24 + 15);
@@ -246,7 +294,10 @@ mod tests {
         let zero = [0u8; 24];
         assert!(CertTable::parse(&zero).unwrap().is_empty());
         for len in 0..24 {
-            assert_eq!(CertTable::parse(&zero[..len]).unwrap_err(), CertTableError::Unterminated(len));
+            assert_eq!(
+                CertTable::parse(&zero[..len]).unwrap_err(),
+                CertTableError::Unterminated(len)
+            );
         }
     }
 
@@ -260,14 +311,26 @@ mod tests {
         }
         let mut t = good.clone();
         t[16..20].copy_from_slice(&8u32.to_le_bytes()); // into the entry area
-        assert!(matches!(CertTable::parse(&t), Err(CertTableError::EntryOutOfRange { .. })));
+        assert!(matches!(
+            CertTable::parse(&t),
+            Err(CertTableError::EntryOutOfRange { .. })
+        ));
         let mut t = good.clone();
         t[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(CertTable::parse(&t), Err(CertTableError::EntryOutOfRange { .. })));
+        assert!(matches!(
+            CertTable::parse(&t),
+            Err(CertTableError::EntryOutOfRange { .. })
+        ));
         // No terminator: a buffer full of non-zero entries.
         let ones = vec![1u8; 24 * (MAX_CERT_ENTRIES + 2)];
-        assert_eq!(CertTable::parse(&ones).unwrap_err(), CertTableError::TooManyEntries);
+        assert_eq!(
+            CertTable::parse(&ones).unwrap_err(),
+            CertTableError::TooManyEntries
+        );
         let ones = vec![1u8; 24 * 3];
-        assert_eq!(CertTable::parse(&ones).unwrap_err(), CertTableError::Unterminated(72));
+        assert_eq!(
+            CertTable::parse(&ones).unwrap_err(),
+            CertTableError::Unterminated(72)
+        );
     }
 }

@@ -52,7 +52,14 @@ pub struct ReportRequest {
     /// MBZ.
     pub reserved: [u8; 24],
 }
-assert_layout!(ReportRequest, size = 0x60, report_data = 0, vmpl = 0x40, key_sel = 0x44, reserved = 0x48);
+assert_layout!(
+    ReportRequest,
+    size = 0x60,
+    report_data = 0,
+    vmpl = 0x40,
+    key_sel = 0x44,
+    reserved = 0x48
+);
 
 impl ReportRequest {
     /// A request for `vmpl` with this REPORT_DATA.
@@ -128,7 +135,14 @@ pub struct ReportResponse {
     /// The report.
     pub report: RawReport,
 }
-assert_layout!(ReportResponse, size = 0x20 + REPORT_SIZE, status = 0, report_size = 4, reserved = 8, report = 0x20);
+assert_layout!(
+    ReportResponse,
+    size = 0x20 + REPORT_SIZE,
+    status = 0,
+    report_size = 4,
+    reserved = 8,
+    report = 0x20
+);
 
 /// Why a guest-message payload was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -220,8 +234,17 @@ pub struct KeyRequest {
     /// Launch mitigation vector to mix in.
     pub launch_mit_vector: U64,
 }
-assert_layout!(KeyRequest, size = 0x28, key_select = 0, reserved = 4, guest_field_select = 8,
-    vmpl = 0x10, guest_svn = 0x14, tcb_version = 0x18, launch_mit_vector = 0x20);
+assert_layout!(
+    KeyRequest,
+    size = 0x28,
+    key_select = 0,
+    reserved = 4,
+    guest_field_select = 8,
+    vmpl = 0x10,
+    guest_svn = 0x14,
+    tcb_version = 0x18,
+    launch_mit_vector = 0x20
+);
 
 impl KeyRequest {
     /// Builds a request.
@@ -293,12 +316,20 @@ pub struct KeyResponse {
     /// The derived key.
     pub derived_key: [u8; 32],
 }
-assert_layout!(KeyResponse, size = 0x40, status = 0, reserved = 4, derived_key = 0x20);
+assert_layout!(
+    KeyResponse,
+    size = 0x40,
+    status = 0,
+    reserved = 4,
+    derived_key = 0x20
+);
 
 impl core::fmt::Debug for KeyResponse {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // Never print key material.
-        f.debug_struct("KeyResponse").field("status", &self.status.get()).finish_non_exhaustive()
+        f.debug_struct("KeyResponse")
+            .field("status", &self.status.get())
+            .finish_non_exhaustive()
     }
 }
 
@@ -313,5 +344,118 @@ impl KeyResponse {
             PspStatus::Success => Ok(rsp),
             other => Err(MessageError::Status(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec;
+
+    #[test]
+    fn report_request_layout_and_checks() {
+        let req = ReportRequest::new([7; 64], 0, KeySelect::Vcek);
+        let b = req.as_bytes();
+        assert_eq!(&b[0x40..0x48], &[0, 0, 0, 0, 1, 0, 0, 0]);
+        assert!(ReportRequest::parse(b).is_ok());
+        for len in 0..b.len() {
+            assert!(matches!(
+                ReportRequest::parse(&b[..len]),
+                Err(MessageError::Length { .. })
+            ));
+        }
+        let mut bad = b.to_vec();
+        bad[0x44] = 3;
+        assert_eq!(
+            ReportRequest::parse(&bad).unwrap_err(),
+            MessageError::Reserved("key_sel")
+        );
+        let mut bad = b.to_vec();
+        bad[0x5F] = 1;
+        assert_eq!(
+            ReportRequest::parse(&bad).unwrap_err(),
+            MessageError::Reserved("reserved@0x48")
+        );
+    }
+
+    #[test]
+    fn report_response_status_and_size() {
+        let mut b = vec![0u8; core::mem::size_of::<ReportResponse>()];
+        b[4..8].copy_from_slice(&0x4A0u32.to_le_bytes());
+        assert!(ReportResponse::parse(&b).is_ok());
+        for len in [0, 0x20, b.len() - 1, b.len() + 1] {
+            let mut v = b.clone();
+            v.resize(len, 0);
+            assert!(matches!(
+                ReportResponse::parse(&v),
+                Err(MessageError::Length { .. })
+            ));
+        }
+        let mut v = b.clone();
+        v[0] = 0x16;
+        assert_eq!(
+            ReportResponse::parse(&v).unwrap_err(),
+            MessageError::Status(PspStatus::InvalidParams)
+        );
+        let mut v = b;
+        v[4] = 0;
+        assert_eq!(
+            ReportResponse::parse(&v).unwrap_err(),
+            MessageError::ReportSize(0x400)
+        );
+    }
+
+    #[test]
+    fn key_request_round_trip_and_reserved_bits() {
+        let fields = GuestFieldSelect::MEASUREMENT | GuestFieldSelect::POLICY;
+        let req = KeyRequest::new(
+            RootKey::Vcek,
+            KeySelect::Vcek,
+            fields,
+            0,
+            0,
+            TcbVersion::from_raw(4),
+        );
+        let b = req.as_bytes();
+        assert_eq!(&b[..4], &[2, 0, 0, 0]);
+        let parsed = KeyRequest::parse(b).unwrap();
+        assert_eq!(parsed.fields(), fields);
+        assert_eq!(parsed.root_key(), RootKey::Vcek);
+        for len in 0..b.len() {
+            assert!(KeyRequest::parse(&b[..len]).is_err());
+        }
+        let mut bad = b.to_vec();
+        bad[8] = 0x80; // guest_field_select bit 7
+        assert_eq!(
+            KeyRequest::parse(&bad).unwrap_err(),
+            MessageError::Reserved("guest_field_select[63:7]")
+        );
+        let mut bad = b.to_vec();
+        bad[0] = 6; // KEY_SEL = 3
+        assert_eq!(
+            KeyRequest::parse(&bad).unwrap_err(),
+            MessageError::Reserved("key_select")
+        );
+        let mut bad = b.to_vec();
+        bad[4] = 1;
+        assert_eq!(
+            KeyRequest::parse(&bad).unwrap_err(),
+            MessageError::Reserved("reserved@0x04")
+        );
+    }
+
+    #[test]
+    fn key_response_hides_the_key_and_checks_status() {
+        let mut b = [0u8; 0x40];
+        b[0x20..].copy_from_slice(&[0xAB; 32]);
+        let rsp = KeyResponse::parse(&b).unwrap();
+        assert_eq!(rsp.derived_key, [0xAB; 32]);
+        assert!(!std::format!("{rsp:?}").contains("171"));
+        b[0] = 0x27;
+        assert_eq!(
+            KeyResponse::parse(&b).unwrap_err(),
+            MessageError::Status(PspStatus::InvalidKey)
+        );
+        assert!(KeyResponse::parse(&b[..0x3F]).is_err());
     }
 }

@@ -137,7 +137,9 @@ mod tests {
     fn policy_fields() {
         let p = GuestPolicy(0x3001F);
         assert_eq!((p.abi_major(), p.abi_minor()), (0, 31));
-        assert!(p.flags().contains(PolicyFlags::SMT | PolicyFlags::RESERVED_MBO));
+        assert!(p
+            .flags()
+            .contains(PolicyFlags::SMT | PolicyFlags::RESERVED_MBO));
         assert!(!p.debug_allowed());
         assert!(GuestPolicy(0xB0000).debug_allowed());
         assert_eq!(GuestPolicy(1 << 40 | 0x30000).unknown_bits(), 1 << 40);
@@ -148,7 +150,10 @@ mod tests {
         let turin = PlatformInfo::from_bits_retain(0x65);
         assert!(turin.contains(PlatformInfo::IOMMU_WRITE_SAFE | PlatformInfo::ALIAS_CHECK_COMPLETE));
         assert_eq!(turin.unknown_bits(), 0);
-        assert_eq!(PlatformInfo::from_bits_retain(1 << 9 | 1).unknown_bits(), 1 << 9);
+        assert_eq!(
+            PlatformInfo::from_bits_retain(1 << 9 | 1).unknown_bits(),
+            1 << 9
+        );
     }
 
     #[test]

@@ -27,7 +27,13 @@ pub struct EcdsaSignature {
     /// MBZ.
     pub reserved: [u8; 368],
 }
-assert_layout!(EcdsaSignature, size = 0x200, r = 0, s = 0x48, reserved = 0x90);
+assert_layout!(
+    EcdsaSignature,
+    size = 0x200,
+    r = 0,
+    s = 0x48,
+    reserved = 0x90
+);
 
 /// Which component of a signature was malformed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +55,11 @@ impl EcdsaSignature {
 
     /// Builds the signature field from big-endian 48-byte R and S.
     pub fn from_be_components(r: &[u8; 48], s: &[u8; 48]) -> Self {
-        let mut sig = EcdsaSignature { r: [0; 72], s: [0; 72], reserved: [0; 368] };
+        let mut sig = EcdsaSignature {
+            r: [0; 72],
+            s: [0; 72],
+            reserved: [0; 368],
+        };
         for (dst, src) in sig.r.iter_mut().zip(r.iter().rev()) {
             *dst = *src;
         }
@@ -154,17 +164,48 @@ pub struct RawReport {
     /// Signature over bytes 0x000..0x2A0.
     pub signature: EcdsaSignature,
 }
-assert_layout!(RawReport, size = REPORT_SIZE,
-    version = 0x000, guest_svn = 0x004, policy = 0x008, family_id = 0x010, image_id = 0x020,
-    vmpl = 0x030, signature_algo = 0x034, current_tcb = 0x038, platform_info = 0x040,
-    key_info = 0x048, reserved0 = 0x04C, report_data = 0x050, measurement = 0x090,
-    host_data = 0x0C0, id_key_digest = 0x0E0, author_key_digest = 0x110, report_id = 0x140,
-    report_id_ma = 0x160, reported_tcb = 0x180, cpuid_fam_id = 0x188, cpuid_mod_id = 0x189,
-    cpuid_step = 0x18A, reserved1 = 0x18B, chip_id = 0x1A0, committed_tcb = 0x1E0,
-    current_build = 0x1E8, current_minor = 0x1E9, current_major = 0x1EA, reserved2 = 0x1EB,
-    committed_build = 0x1EC, committed_minor = 0x1ED, committed_major = 0x1EE,
-    reserved3 = 0x1EF, launch_tcb = 0x1F0, launch_mit_vector = 0x1F8,
-    current_mit_vector = 0x200, reserved4 = 0x208, signature = SIGNED_LEN);
+assert_layout!(
+    RawReport,
+    size = REPORT_SIZE,
+    version = 0x000,
+    guest_svn = 0x004,
+    policy = 0x008,
+    family_id = 0x010,
+    image_id = 0x020,
+    vmpl = 0x030,
+    signature_algo = 0x034,
+    current_tcb = 0x038,
+    platform_info = 0x040,
+    key_info = 0x048,
+    reserved0 = 0x04C,
+    report_data = 0x050,
+    measurement = 0x090,
+    host_data = 0x0C0,
+    id_key_digest = 0x0E0,
+    author_key_digest = 0x110,
+    report_id = 0x140,
+    report_id_ma = 0x160,
+    reported_tcb = 0x180,
+    cpuid_fam_id = 0x188,
+    cpuid_mod_id = 0x189,
+    cpuid_step = 0x18A,
+    reserved1 = 0x18B,
+    chip_id = 0x1A0,
+    committed_tcb = 0x1E0,
+    current_build = 0x1E8,
+    current_minor = 0x1E9,
+    current_major = 0x1EA,
+    reserved2 = 0x1EB,
+    committed_build = 0x1EC,
+    committed_minor = 0x1ED,
+    committed_major = 0x1EE,
+    reserved3 = 0x1EF,
+    launch_tcb = 0x1F0,
+    launch_mit_vector = 0x1F8,
+    current_mit_vector = 0x200,
+    reserved4 = 0x208,
+    signature = SIGNED_LEN
+);
 
 /// A report format version this crate understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -247,7 +288,10 @@ impl<'a> AttestationReport<'a> {
 
     /// The bytes the signature covers (0x000..0x2A0).
     pub fn signed_bytes(&self) -> &'a [u8] {
-        self.raw.as_bytes().split_at_checked(SIGNED_LEN).map_or(&[], |(signed, _)| signed)
+        self.raw
+            .as_bytes()
+            .split_at_checked(SIGNED_LEN)
+            .map_or(&[], |(signed, _)| signed)
     }
 
     /// The format version.
@@ -282,19 +326,25 @@ impl<'a> AttestationReport<'a> {
 
     /// (family, model, stepping) from CPUID, present from version 3.
     pub fn cpuid(&self) -> Option<(u8, u8, u8)> {
-        (self.version >= ReportVersion::V3)
-            .then_some((self.raw.cpuid_fam_id, self.raw.cpuid_mod_id, self.raw.cpuid_step))
+        (self.version >= ReportVersion::V3).then_some((
+            self.raw.cpuid_fam_id,
+            self.raw.cpuid_mod_id,
+            self.raw.cpuid_step,
+        ))
     }
 
     /// The product, when the report names it (version 3+ with a known family/model).
     pub fn product(&self) -> Option<Product> {
-        self.cpuid().and_then(|(fam, model, _)| Product::from_cpuid(fam, model))
+        self.cpuid()
+            .and_then(|(fam, model, _)| Product::from_cpuid(fam, model))
     }
 
     /// (launch, current) mitigation vectors, present from version 5.
     pub fn mit_vectors(&self) -> Option<(u64, u64)> {
-        (self.version >= ReportVersion::V5)
-            .then_some((self.raw.launch_mit_vector.get(), self.raw.current_mit_vector.get()))
+        (self.version >= ReportVersion::V5).then_some((
+            self.raw.launch_mit_vector.get(),
+            self.raw.current_mit_vector.get(),
+        ))
     }
 
     /// Checks every field the version reserves (MBZ), naming the first that is not zero.

@@ -8,7 +8,17 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// The raw 8-byte TCB_VERSION as stored in reports and key requests.
 #[derive(
-    Clone, Copy, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
 )]
 #[repr(transparent)]
 pub struct TcbVersion(pub [u8; 8]);
@@ -51,7 +61,16 @@ impl TcbVersion {
     pub fn encode(c: &TcbComponents, layout: TcbLayout) -> Self {
         let r = c.reserved;
         TcbVersion(match layout {
-            TcbLayout::MilanGenoa => [c.bootloader, c.tee, r[0], r[1], r[2], r[3], c.snp, c.microcode],
+            TcbLayout::MilanGenoa => [
+                c.bootloader,
+                c.tee,
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                c.snp,
+                c.microcode,
+            ],
             TcbLayout::Turin => [
                 c.fmc.unwrap_or(0),
                 c.bootloader,
@@ -175,11 +194,28 @@ mod tests {
     #[test]
     fn layouts_decode_the_vector_values() {
         let turin = TcbVersion::from_raw(0x5100_0000_0401_0101).decode(TcbLayout::Turin);
-        assert_eq!((turin.fmc, turin.bootloader, turin.tee, turin.snp, turin.microcode), (Some(1), 1, 1, 4, 81));
+        assert_eq!(
+            (
+                turin.fmc,
+                turin.bootloader,
+                turin.tee,
+                turin.snp,
+                turin.microcode
+            ),
+            (Some(1), 1, 1, 4, 81)
+        );
         // The same bytes with the wrong layout give a different (wrong) SNP SPL.
-        assert_eq!(TcbVersion::from_raw(0x5100_0000_0401_0101).decode(TcbLayout::MilanGenoa).snp, 0);
+        assert_eq!(
+            TcbVersion::from_raw(0x5100_0000_0401_0101)
+                .decode(TcbLayout::MilanGenoa)
+                .snp,
+            0
+        );
         let milan = TcbVersion::from_raw(0xDB18_0000_0000_0004).decode(TcbLayout::MilanGenoa);
-        assert_eq!((milan.bootloader, milan.tee, milan.snp, milan.microcode), (4, 0, 24, 219));
+        assert_eq!(
+            (milan.bootloader, milan.tee, milan.snp, milan.microcode),
+            (4, 0, 24, 219)
+        );
         for layout in [TcbLayout::MilanGenoa, TcbLayout::Turin] {
             let t = TcbVersion::from_raw(0x5100_0000_0401_0101);
             assert_eq!(TcbVersion::encode(&t.decode(layout), layout), t);
@@ -188,12 +224,25 @@ mod tests {
 
     #[test]
     fn ordering_is_component_wise() {
-        let a = TcbComponents { bootloader: 4, snp: 24, microcode: 219, ..Default::default() };
-        let b = TcbComponents { bootloader: 3, snp: 25, microcode: 100, ..Default::default() };
+        let a = TcbComponents {
+            bootloader: 4,
+            snp: 24,
+            microcode: 219,
+            ..Default::default()
+        };
+        let b = TcbComponents {
+            bootloader: 3,
+            snp: 25,
+            microcode: 100,
+            ..Default::default()
+        };
         assert_eq!(a.at_least(&b), Some(false));
         assert_eq!(b.at_least(&a), Some(false));
         assert_eq!(a.at_least(&a), Some(true));
-        let t = TcbComponents { fmc: Some(1), ..Default::default() };
+        let t = TcbComponents {
+            fmc: Some(1),
+            ..Default::default()
+        };
         assert_eq!(t.at_least(&a), None);
     }
 

@@ -1,0 +1,37 @@
+# svsm-vhsm: the two commands a user needs are `make demo` and `make test`.
+# Both first run scripts/bootstrap.sh, which installs only what is missing.
+
+CARGO ?= cargo
+NOSTD_CRATES := -p svsm-abi -p svsm-core -p guest-driver
+
+.PHONY: all bootstrap bootstrap-fuzz test fmt-check clippy unit nostd fuzz-smoke demo
+
+all: test
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+bootstrap-fuzz:
+	@scripts/bootstrap.sh --fuzz
+
+## test: everything CI runs: format, lints, tests, the no_std proof, and a fuzz smoke run.
+test: bootstrap-fuzz fmt-check clippy unit nostd fuzz-smoke
+
+fmt-check:
+	$(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace
+
+nostd:
+	$(CARGO) build --target x86_64-unknown-none $(NOSTD_CRATES)
+
+fuzz-smoke:
+	scripts/fuzz-smoke.sh
+
+## demo: the most complete real flow the project has today, on the real hardware vectors.
+demo: bootstrap
+	$(CARGO) run --quiet --release -p test-harness --bin svsm-sim -- demo

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds fuzz/corpus/<target>/ from the committed synthetic seeds (fuzz/seeds/) and the real
+# hardware evidence in shared/vectors/snp (reports, HCL blobs, certificates).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+vectors=${SVSM_VECTORS:-$here/../../shared/vectors}/snp
+[ -d "$vectors" ] || { echo "seed-corpus: vectors not found at $vectors (set SVSM_VECTORS)" >&2; exit 1; }
+targets=(snp_report cert_table services_manifest attest_request vtpm_buffer guest_message page_info)
+for t in "${targets[@]}"; do
+  mkdir -p "$here/corpus/$t"
+  if [ -d "$here/seeds/$t" ]; then cp "$here/seeds/$t"/* "$here/corpus/$t/"; fi
+done
+for r in "$vectors"/*/report.bin; do
+  cp "$r" "$here/corpus/snp_report/$(basename "$(dirname "$r")")-report.bin"
+done
+for h in "$vectors"/azure-*/hcl-report.bin; do
+  case=$(basename "$(dirname "$h")")
+  # The SNP report sits at 0x20..0x4C0 of the HCL blob.
+  dd if="$h" of="$here/corpus/snp_report/$case-report.bin" bs=1 skip=32 count=1184 status=none
+  # A MSG_REPORT_RSP built around the real report: status 0, size 0x4A0, 24 reserved bytes.
+  { printf '\x00\x00\x00\x00\xa0\x04\x00\x00'; head -c 24 /dev/zero; cat "$here/corpus/snp_report/$case-report.bin"; } \
+    > "$here/corpus/guest_message/$case-report-rsp.bin"
+done
+for c in "$vectors"/*/*.der; do
+  cp "$c" "$here/corpus/cert_table/$(basename "$(dirname "$c")")-$(basename "$c")"
+done

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what `make test` / `make demo` need on a Debian bookworm machine that has only Rust,
+# gcc and Python, and nothing that is already there. Idempotent; a few seconds when complete.
+#
+#   scripts/bootstrap.sh            build + test dependencies
+#   scripts/bootstrap.sh --fuzz     also the fuzzing toolchain (nightly + cargo-fuzz)
+set -euo pipefail
+
+want_fuzz=0
+for arg in "$@"; do
+  case "$arg" in
+    --fuzz) want_fuzz=1 ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    *) echo "bootstrap: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf 'bootstrap: %s\n' "$*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian packages: the TPM engine (libtpms) and OpenSSL to link it, pkg-config to find them,
+# tpm2-tss + tpm2-tools as real TPM clients, swtpm as the benchmark peer.
+apt_packages=(pkg-config libssl-dev libtpms-dev libtss2-dev tpm2-tools swtpm)
+missing=()
+installed=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${apt_packages[@]}" 2>/dev/null || true)
+for p in "${apt_packages[@]}"; do
+  grep -q "^$p ii" <<<"$installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The no_std proof builds for the bare-metal target the SVSM image uses.
+if ! rustup target list --installed | grep -qx x86_64-unknown-none; then
+  say "adding rust target x86_64-unknown-none"
+  rustup target add x86_64-unknown-none
+fi
+for component in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^$component"; then
+    say "adding rust component $component"
+    rustup component add "$component"
+  fi
+done
+
+if [ "$want_fuzz" -eq 1 ]; then
+  # libFuzzer's sanitizer flags need nightly.
+  if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    say "installing the nightly toolchain (minimal profile) for cargo-fuzz"
+    rustup toolchain install nightly --profile minimal
+  fi
+  if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    say "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --quiet
+  fi
+fi
