@@ -1,16 +1,36 @@
-//! `guest-driver` is the guest (VMPL1+) side of the svsm-vhsm protocols: the `SvsmTransport`
-//! abstraction, typed clients for the vTPM, attestation and vault protocols, and the real
-//! VMGEXIT transport. Its core is `no_std`; the `std` feature adds host conveniences.
+//! `guest-driver` is the guest (VMPL1+) side of the svsm-vhsm protocols: the [`SvsmTransport`]
+//! abstraction, typed clients for the core, vTPM and attestation protocols, and the real
+//! transport (GHCB MSR protocol + calling area + VMGEXIT) in its own `unsafe` module. Its core is
+//! `no_std` + `alloc`; the `std` feature adds nothing but `std::error::Error` support.
 //!
-//! It trusts the SVSM at VMPL0 (that is the point of attesting it) but still bounds-checks
-//! every length the SVSM returns. Wire formats come from `svsm-abi`.
-//!
-//! This crate is the skeleton of the driver; the clients arrive with the module-core issue.
+//! It trusts the SVSM at VMPL0 (attesting it is the point) but still bounds-checks every length
+//! the SVSM returns, and it never trusts the hypervisor that relays the calls. Wire formats come
+//! from `svsm-abi`.
 
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
+extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
 pub use svsm_abi as abi;
+
+pub mod attest;
+pub mod core_protocol;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+pub mod ghcb;
+pub mod transport;
+pub mod vtpm;
+
+pub use transport::{DriverError, SvsmTransport, TransportError};

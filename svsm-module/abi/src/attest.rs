@@ -108,7 +108,6 @@ assert_layout!(
 
 /// A reserved field of an attestation request that was not zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum AttestRequestError {
     /// The buffer is not the size of the request structure.
     #[error("attestation request is {actual} bytes, expected {expected}")]
@@ -202,7 +201,6 @@ assert_layout!(ManifestEntry, size = 24, guid = 0, offset = 16, size = 20);
 
 /// Why a services manifest could not be parsed or built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum ManifestError {
     /// Fewer bytes than the header, the entries or a service's data need.
     #[error("services manifest truncated: {field} needs {needed} bytes, {available} available")]

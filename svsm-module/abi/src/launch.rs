@@ -89,7 +89,6 @@ assert_layout!(
 
 /// Why a PAGE_INFO record was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum PageInfoError {
     /// Not 0x70 bytes.
     #[error("PAGE_INFO is {0} bytes, expected 0x70")]

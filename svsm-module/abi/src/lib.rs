@@ -12,6 +12,9 @@
 //! allocation, so the SVSM module, the guest driver and the host verifier share it unchanged.
 //! Each structure cites the table of the specification it follows and carries compile-time
 //! size and offset assertions.
+//!
+//! The error enums are exhaustive on purpose: the module core maps every variant to an SVSM
+//! result code without a catch-all arm, so a new variant must be mapped where it is consumed.
 
 #![no_std]
 #![forbid(unsafe_code)]

@@ -79,6 +79,21 @@ pub mod vtpm_call {
     pub const CMD: u32 = 1;
 }
 
+/// The registers of an SVSM call: inputs on entry, outputs on return (SVSM spec §5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallRegisters {
+    /// In: (protocol << 32) | call. Out: result code.
+    pub rax: u64,
+    /// First parameter / output.
+    pub rcx: u64,
+    /// Second parameter / output.
+    pub rdx: u64,
+    /// Third parameter / output.
+    pub r8: u64,
+    /// Fourth parameter / output.
+    pub r9: u64,
+}
+
 /// A decoded RAX of an SVSM call: bits 63:32 protocol, bits 31:0 call id (SVSM spec §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallId {
@@ -108,7 +123,6 @@ pub const PROTOCOL_ERROR_BASE: u32 = 0x8000_1000;
 
 /// An SVSM call result as returned in RAX (SVSM spec §5 Table 4). Only the low 32 bits count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum ResultCode {
     /// 0x0000_0000 SVSM_SUCCESS.
     Success,

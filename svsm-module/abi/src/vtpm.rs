@@ -139,7 +139,6 @@ pub const RESPONSE_HEADER_LEN: usize = 4;
 
 /// Why a vTPM buffer was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum VtpmBufferError {
     /// Shorter than the header.
     #[error("vTPM buffer of {0} bytes is shorter than its header")]

@@ -7,7 +7,6 @@
 //! higher VMPL: guest requests are copied in once, validated as copies, and answered with SVSM
 //! result codes, never with a panic. Wire formats come from `svsm-abi`.
 //!
-//! This crate is the skeleton of the module; the protocol services arrive with their issues.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -25,4 +24,14 @@ extern crate alloc;
 
 pub use svsm_abi as abi;
 
+mod attest;
+pub mod error;
+pub mod module;
+pub mod platform;
 pub mod tpm;
+pub mod tpm_cmd;
+mod vtpm_service;
+
+pub use error::SvsmError;
+pub use module::SvsmModule;
+pub use svsm_abi::svsm::CallRegisters;

@@ -110,7 +110,6 @@ impl CertKind {
 
 /// Why a certificate table was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum CertTableError {
     /// No all-zero terminator within the buffer.
     #[error("certificate table has no terminating entry within {0} bytes")]

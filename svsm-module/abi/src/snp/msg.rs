@@ -146,7 +146,6 @@ assert_layout!(
 
 /// Why a guest-message payload was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum MessageError {
     /// Wrong length.
     #[error("guest message payload is {actual} bytes, expected {expected}")]

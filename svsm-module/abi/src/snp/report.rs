@@ -234,7 +234,6 @@ impl ReportVersion {
 
 /// Why report bytes were refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum ReportError {
     /// Not exactly 1184 bytes.
     #[error("attestation report is {0} bytes, expected 1184")]

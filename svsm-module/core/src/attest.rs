@@ -1,0 +1,154 @@
+//! The attestation protocol (SVSM spec §7): SVSM_ATTEST_SERVICES and
+//! SVSM_ATTEST_SINGLE_SERVICE. The report is always requested at VMPL0 with
+//! REPORT_DATA = SHA-512(nonce || manifest); the request may sit at any GPA (Linux puts it in
+//! the calling area at offset 8).
+
+use crate::error::SvsmError;
+use crate::module::SvsmModule;
+use crate::platform::{Gpa, GuestMemory, SecureProcessor, Vmpl};
+use crate::tpm::TpmEngine;
+use alloc::vec;
+use alloc::vec::Vec;
+use sha2::{Digest, Sha512};
+use svsm_abi::attest::{
+    services_manifest_len, write_services_manifest, AttestServicesRequest,
+    AttestSingleServiceRequest, VTPM_SERVICE_GUID,
+};
+use svsm_abi::snp::REPORT_SIZE;
+use svsm_abi::svsm::CallRegisters;
+use svsm_abi::svsm::{attest_call, PROTOCOL_ATTEST};
+use svsm_abi::Guid;
+use zerocopy::IntoBytes;
+
+const SERVICES_REQUEST_LEN: usize = core::mem::size_of::<AttestServicesRequest>();
+const SINGLE_REQUEST_LEN: usize = core::mem::size_of::<AttestSingleServiceRequest>();
+
+impl<M: GuestMemory, P: SecureProcessor, T: TpmEngine> SvsmModule<M, P, T> {
+    pub(crate) fn attest_protocol(
+        &mut self,
+        caller: Vmpl,
+        call: u32,
+        regs: &mut CallRegisters,
+    ) -> Result<(), SvsmError> {
+        let gpa = Gpa::new(regs.rcx);
+        match call {
+            attest_call::ATTEST_SERVICES => {
+                let mut raw = [0u8; SERVICES_REQUEST_LEN];
+                self.memory.read(caller, gpa, &mut raw)?;
+                let request = AttestServicesRequest::parse(&raw)?;
+                let manifest = self.services_manifest()?;
+                self.attest(caller, &request, &manifest, regs)
+            }
+            attest_call::ATTEST_SINGLE_SERVICE => {
+                let mut raw = [0u8; SINGLE_REQUEST_LEN];
+                self.memory.read(caller, gpa, &mut raw)?;
+                let request = AttestSingleServiceRequest::parse(&raw)?;
+                let manifest =
+                    self.service_manifest(request.service_guid, request.manifest_version.get())?;
+                self.attest(caller, &request.base, &manifest, regs)
+            }
+            _ => Err(SvsmError::UnsupportedCall {
+                protocol: PROTOCOL_ATTEST,
+                call,
+            }),
+        }
+    }
+
+    /// The services this module runs, each with its version-0 manifest, in table order.
+    fn services(&mut self) -> Result<Vec<(Guid, Vec<u8>)>, SvsmError> {
+        let mut services = Vec::new();
+        if self.tpm.is_some() {
+            services.push((VTPM_SERVICE_GUID, self.vtpm_manifest()?));
+        }
+        Ok(services)
+    }
+
+    fn vtpm_manifest(&mut self) -> Result<Vec<u8>, SvsmError> {
+        if let Some(ek) = &self.ek_public {
+            return Ok(ek.clone());
+        }
+        let tpm = self
+            .tpm
+            .as_mut()
+            .ok_or(SvsmError::UnknownService(VTPM_SERVICE_GUID))?;
+        let ek = crate::tpm_cmd::ek_rsa_public(tpm)?;
+        self.ek_public = Some(ek.clone());
+        Ok(ek)
+    }
+
+    fn services_manifest(&mut self) -> Result<Vec<u8>, SvsmError> {
+        let services = self.services()?;
+        let refs: Vec<(Guid, &[u8])> = services.iter().map(|(g, m)| (*g, m.as_slice())).collect();
+        let mut table = vec![0u8; services_manifest_len(&refs)?];
+        write_services_manifest(&refs, &mut table)?;
+        Ok(table)
+    }
+
+    fn service_manifest(&mut self, guid: Guid, version: u32) -> Result<Vec<u8>, SvsmError> {
+        let (_, manifest) = self
+            .services()?
+            .into_iter()
+            .find(|(g, _)| *g == guid)
+            .ok_or(SvsmError::UnknownService(guid))?;
+        if version != 0 {
+            return Err(SvsmError::ManifestVersion(version));
+        }
+        Ok(manifest)
+    }
+
+    fn attest(
+        &mut self,
+        caller: Vmpl,
+        request: &AttestServicesRequest,
+        manifest: &[u8],
+        regs: &mut CallRegisters,
+    ) -> Result<(), SvsmError> {
+        let mut nonce = vec![0u8; usize::from(request.nonce_size.get())];
+        self.memory
+            .read(caller, Gpa::new(request.nonce_gpa.get()), &mut nonce)?;
+
+        let certs_wanted = request.certs_size.get() != 0;
+        let certs = if certs_wanted {
+            self.psp.certificates()?
+        } else {
+            Vec::new()
+        };
+        // A table whose first entry is the terminator carries no certificates.
+        let certs_len = if certs.iter().take(24).all(|&b| b == 0) {
+            0
+        } else {
+            certs.len()
+        };
+
+        // Sizes go back on success and on "buffer too small" alike (SVSM spec §7, Linux).
+        regs.rcx = manifest.len() as u64;
+        regs.rdx = certs_len as u64;
+        regs.r8 = REPORT_SIZE as u64;
+        let too_small = (request.report_size.get() as usize) < REPORT_SIZE
+            || (request.manifest_size.get() as usize) < manifest.len()
+            || (certs_wanted && (request.certs_size.get() as usize) < certs_len);
+        if too_small {
+            return Err(SvsmError::BuffersTooSmall);
+        }
+
+        let report_data: [u8; 64] = Sha512::new()
+            .chain_update(&nonce)
+            .chain_update(manifest)
+            .finalize()
+            .into();
+        let report = self.psp.attestation_report(&report_data, Vmpl::ZERO)?;
+
+        self.memory.write(
+            caller,
+            Gpa::new(request.report_gpa.get()),
+            report.as_bytes(),
+        )?;
+        self.memory
+            .write(caller, Gpa::new(request.manifest_gpa.get()), manifest)?;
+        if certs_len > 0 {
+            self.memory
+                .write(caller, Gpa::new(request.certs_gpa.get()), &certs)?;
+        }
+        Ok(())
+    }
+}
