@@ -1,6 +1,5 @@
-//! `svsm-sim`: the simulated SNP machine's command line. Today it decodes real SEV-SNP evidence
-//! with the project's wire formats; the simulated machine and the TPM endpoint arrive with
-//! their issues.
+//! `svsm-sim`: the simulated SNP machine's command line: the mssim TPM endpoint in front of the
+//! vTPM, and the demo.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -29,6 +28,22 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Serve the vTPM to real TPM clients over the TCG simulator ("mssim") TCP protocol.
+    ///
+    /// Listens on 127.0.0.1:PORT (commands) and PORT+1 (platform signals) only, in front of a
+    /// freshly manufactured vTPM on a simulated SNP machine. Every TPM command goes the full
+    /// SVSM path: guest-driver frames it as TPM_SEND_COMMAND, issues the SVSM vTPM call from
+    /// VMPL1, svsm-core copies and validates it, and the engine runs it. Runs until a client
+    /// sends TPM_STOP or the process is stopped. Point tpm2-tools at it with
+    /// `TPM2TOOLS_TCTI=mssim:host=127.0.0.1,port=PORT`.
+    TpmServer {
+        /// Command port; the platform port is PORT+1.
+        #[arg(long, default_value_t = 2321)]
+        port: u16,
+        /// Bypass the SVSM protocol and call the engine directly (for comparisons only).
+        #[arg(long)]
+        direct: bool,
     },
     /// Decode one ATTESTATION_REPORT (raw 1184 bytes, or an Azure HCL blob) and print its
     /// fields. Decoding is not verification: nothing here checks the signature.
@@ -102,6 +117,29 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "chain and policy checks (host-verifier), the vTPM, the vault and the SVSM module."
             );
+        }
+        Command::TpmServer { port, direct } => {
+            let server = if direct {
+                let engine = vtpm::Vtpm::manufacture(Default::default())?;
+                test_harness::mssim::MssimServer::start(
+                    port,
+                    Box::new(test_harness::tpm_backend::DirectBackend(engine)),
+                )?
+            } else {
+                test_harness::tpm_backend::start_endpoint(port)?
+            };
+            eprintln!(
+                "svsm-sim: vTPM ({}) listening on 127.0.0.1:{} (platform {}); TCTI {}",
+                if direct {
+                    "engine direct"
+                } else {
+                    "full SVSM vTPM protocol path"
+                },
+                server.command_port(),
+                server.command_port() + 1,
+                server.tcti()
+            );
+            server.wait();
         }
         Command::Inspect { report, json } => {
             let s = summarize(&report)?;
