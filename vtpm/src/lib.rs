@@ -22,21 +22,21 @@
     )
 )]
 
-mod commands;
 #[allow(unsafe_code)]
 mod ffi;
 mod state;
-mod templates;
 
 pub use svsm_core::tpm::{TpmEngine, TpmEngineError, TpmState, MAX_TPM_BUFFER};
-pub use templates::{
+pub use svsm_core::tpm2::templates::{
     AkCurve, AK_ATTRIBUTES, AK_HANDLE, EK_ECC_P384_HANDLE, EK_H3_ATTRIBUTES, EK_L1_ATTRIBUTES,
     EK_RSA_HANDLE, POLICY_A_SHA256, POLICY_B_SHA384,
 };
 
-use commands::{ResponseError, StartupType, TPM_RC_RETRY, TPM_RH_ENDORSEMENT};
 use ffi::{Engine, StartError};
-use templates::KeyTemplate;
+use svsm_core::tpm2::command::{
+    self as commands, ResponseError, StartupType, TPM_RC_RETRY, TPM_RH_ENDORSEMENT,
+};
+use svsm_core::tpm2::templates::KeyTemplate;
 use zeroize::Zeroizing;
 
 /// How many times [`Vtpm::execute_retrying`] sends a command in all.

@@ -71,7 +71,7 @@ impl<M: GuestMemory, P: SecureProcessor, T: TpmEngine> SvsmModule<M, P, T> {
             .tpm
             .as_mut()
             .ok_or(SvsmError::UnknownService(VTPM_SERVICE_GUID))?;
-        let ek = crate::tpm_cmd::ek_rsa_public(tpm)?;
+        let ek = crate::tpm2::ek_rsa_public(tpm)?;
         self.ek_public = Some(ek.clone());
         Ok(ek)
     }

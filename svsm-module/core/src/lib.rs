@@ -29,7 +29,7 @@ pub mod error;
 pub mod module;
 pub mod platform;
 pub mod tpm;
-pub mod tpm_cmd;
+pub mod tpm2;
 mod vtpm_service;
 
 pub use error::SvsmError;

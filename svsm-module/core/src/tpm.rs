@@ -45,8 +45,9 @@ pub enum TpmEngineError {
     InUse,
 }
 
-/// The engine's complete state: libtpms's permanent (NV) and volatile blobs. It holds the
-/// TPM's seeds, so it is secret; it is wiped when dropped and leaves VMPL0 only sealed.
+/// The engine's complete state, in the engine's own serialization (for `vtpm`: libtpms's
+/// permanent and volatile blobs, each behind an integrity header). It holds the TPM's seeds,
+/// so it is secret; it is wiped when dropped and leaves VMPL0 only sealed.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct TpmState {
     /// Permanent state (NV, seeds, persistent objects).

@@ -1,11 +1,14 @@
-//! The handful of TPM 2.0 commands the vTPM issues itself (startup and manufacturing), marshalled
-//! by hand, and bounds-checked parsing of their responses. TPM marshalling is big-endian
-//! (TPM 2.0 Library Part 1 §18 and Part 2); structure names below are Part 2's.
+//! The TPM 2.0 commands svsm-vhsm issues itself (startup, manufacturing, the attestation
+//! manifest's EK, benchmarks), marshalled by hand, and bounds-checked parsing of their
+//! responses. TPM marshalling is big-endian (TPM 2.0 Library Part 1 §18 and Part 2); structure
+//! names below are Part 2's.
+
+use alloc::vec::Vec;
 
 /// `TPM_ST_NO_SESSIONS`.
-pub(crate) const TPM_ST_NO_SESSIONS: u16 = 0x8001;
+pub const TPM_ST_NO_SESSIONS: u16 = 0x8001;
 /// `TPM_ST_SESSIONS`.
-pub(crate) const TPM_ST_SESSIONS: u16 = 0x8002;
+pub const TPM_ST_SESSIONS: u16 = 0x8002;
 
 /// `TPM_CC_EvictControl`.
 const TPM_CC_EVICT_CONTROL: u32 = 0x0000_0120;
@@ -21,21 +24,21 @@ const TPM_CC_READ_PUBLIC: u32 = 0x0000_0173;
 /// `TPM_RS_PW`: the password authorization session.
 const TPM_RS_PW: u32 = 0x4000_0009;
 /// `TPM_RH_OWNER`.
-pub(crate) const TPM_RH_OWNER: u32 = 0x4000_0001;
+pub const TPM_RH_OWNER: u32 = 0x4000_0001;
 /// `TPM_RH_ENDORSEMENT`.
-pub(crate) const TPM_RH_ENDORSEMENT: u32 = 0x4000_000B;
+pub const TPM_RH_ENDORSEMENT: u32 = 0x4000_000B;
 
 /// `TPM_RC_SUCCESS`.
-pub(crate) const TPM_RC_SUCCESS: u32 = 0;
+pub const TPM_RC_SUCCESS: u32 = 0;
 /// `TPM_RC_RETRY`: the TPM asks the caller to resend the command unchanged.
-pub(crate) const TPM_RC_RETRY: u32 = 0x922;
+pub const TPM_RC_RETRY: u32 = 0x922;
 
 /// Length of a command or response header: tag (2), size (4), code (4).
-pub(crate) const HEADER_LEN: usize = 10;
+pub const HEADER_LEN: usize = 10;
 
 /// `TPM_SU`: the startup type of `TPM2_Startup`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum StartupType {
+pub enum StartupType {
     /// `TPM_SU_CLEAR`: TPM Reset or TPM Restart.
     Clear = 0x0000,
     /// `TPM_SU_STATE`: TPM Resume from a `TPM2_Shutdown(STATE)`.
@@ -43,17 +46,18 @@ pub(crate) enum StartupType {
 }
 
 /// A command could not be marshalled (a field exceeds its size prefix).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TooLarge;
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("TPM command field too large for its size prefix")]
+pub struct TooLarge;
 
 /// Builds one command: header first, size patched in by [`CommandBuilder::finish`].
-pub(crate) struct CommandBuilder {
+pub struct CommandBuilder {
     buf: Vec<u8>,
 }
 
 impl CommandBuilder {
     /// Starts a command with `tag` and command code `cc`.
-    pub(crate) fn new(tag: u16, cc: u32) -> Self {
+    pub fn new(tag: u16, cc: u32) -> Self {
         let mut b = Self {
             buf: Vec::with_capacity(128),
         };
@@ -61,35 +65,39 @@ impl CommandBuilder {
         b
     }
 
-    pub(crate) fn u8(&mut self, v: u8) -> &mut Self {
+    /// Appends a byte.
+    pub fn u8(&mut self, v: u8) -> &mut Self {
         self.buf.push(v);
         self
     }
 
-    pub(crate) fn u16(&mut self, v: u16) -> &mut Self {
+    /// Appends a big-endian u16.
+    pub fn u16(&mut self, v: u16) -> &mut Self {
         self.buf.extend_from_slice(&v.to_be_bytes());
         self
     }
 
-    pub(crate) fn u32(&mut self, v: u32) -> &mut Self {
+    /// Appends a big-endian u32.
+    pub fn u32(&mut self, v: u32) -> &mut Self {
         self.buf.extend_from_slice(&v.to_be_bytes());
         self
     }
 
-    pub(crate) fn bytes(&mut self, v: &[u8]) -> &mut Self {
+    /// Appends raw bytes.
+    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
         self.buf.extend_from_slice(v);
         self
     }
 
     /// A `TPM2B_*`: `u16` size, then the bytes.
-    pub(crate) fn tpm2b(&mut self, v: &[u8]) -> Result<&mut Self, TooLarge> {
+    pub fn tpm2b(&mut self, v: &[u8]) -> Result<&mut Self, TooLarge> {
         let len = u16::try_from(v.len()).map_err(|_| TooLarge)?;
         Ok(self.u16(len).bytes(v))
     }
 
     /// The authorization area with one password session (`TPM_RS_PW`, empty nonce, no
     /// attributes, empty password): `u32` size 9, then the `TPMS_AUTH_COMMAND`.
-    pub(crate) fn password_auth(&mut self) -> &mut Self {
+    pub fn password_auth(&mut self) -> &mut Self {
         self.u32(9) // authorizationSize
             .u32(TPM_RS_PW) // sessionHandle
             .u16(0) // nonce: empty TPM2B_NONCE
@@ -98,7 +106,7 @@ impl CommandBuilder {
     }
 
     /// Patches the size field and returns the command bytes.
-    pub(crate) fn finish(mut self) -> Result<Vec<u8>, TooLarge> {
+    pub fn finish(mut self) -> Result<Vec<u8>, TooLarge> {
         let size = u32::try_from(self.buf.len()).map_err(|_| TooLarge)?;
         let field = self.buf.get_mut(2..6).ok_or(TooLarge)?;
         field.copy_from_slice(&size.to_be_bytes());
@@ -107,7 +115,7 @@ impl CommandBuilder {
 }
 
 /// `TPM2_Startup(startupType)`.
-pub(crate) fn startup(su: StartupType) -> Result<Vec<u8>, TooLarge> {
+pub fn startup(su: StartupType) -> Result<Vec<u8>, TooLarge> {
     let mut b = CommandBuilder::new(TPM_ST_NO_SESSIONS, TPM_CC_STARTUP);
     b.u16(su as u16);
     b.finish()
@@ -116,7 +124,7 @@ pub(crate) fn startup(su: StartupType) -> Result<Vec<u8>, TooLarge> {
 /// `TPM2_CreatePrimary(primaryHandle)` with an empty sensitive area (no userAuth, no data), the
 /// given `TPMT_PUBLIC` template, empty outsideInfo and no creation PCRs, authorized by the empty
 /// hierarchy password.
-pub(crate) fn create_primary(hierarchy: u32, template: &[u8]) -> Result<Vec<u8>, TooLarge> {
+pub fn create_primary(hierarchy: u32, template: &[u8]) -> Result<Vec<u8>, TooLarge> {
     let mut b = CommandBuilder::new(TPM_ST_SESSIONS, TPM_CC_CREATE_PRIMARY);
     b.u32(hierarchy).password_auth();
     // inSensitive: TPM2B_SENSITIVE_CREATE { size 4, userAuth: empty, data: empty }
@@ -129,7 +137,7 @@ pub(crate) fn create_primary(hierarchy: u32, template: &[u8]) -> Result<Vec<u8>,
 }
 
 /// `TPM2_EvictControl(auth = TPM_RH_OWNER, objectHandle, persistentHandle)`.
-pub(crate) fn evict_control(object: u32, persistent: u32) -> Result<Vec<u8>, TooLarge> {
+pub fn evict_control(object: u32, persistent: u32) -> Result<Vec<u8>, TooLarge> {
     let mut b = CommandBuilder::new(TPM_ST_SESSIONS, TPM_CC_EVICT_CONTROL);
     b.u32(TPM_RH_OWNER)
         .u32(object)
@@ -139,16 +147,76 @@ pub(crate) fn evict_control(object: u32, persistent: u32) -> Result<Vec<u8>, Too
 }
 
 /// `TPM2_FlushContext(flushHandle)`.
-pub(crate) fn flush_context(handle: u32) -> Result<Vec<u8>, TooLarge> {
+pub fn flush_context(handle: u32) -> Result<Vec<u8>, TooLarge> {
     let mut b = CommandBuilder::new(TPM_ST_NO_SESSIONS, TPM_CC_FLUSH_CONTEXT);
     b.u32(handle);
     b.finish()
 }
 
 /// `TPM2_ReadPublic(objectHandle)`.
-pub(crate) fn read_public(handle: u32) -> Result<Vec<u8>, TooLarge> {
+pub fn read_public(handle: u32) -> Result<Vec<u8>, TooLarge> {
     let mut b = CommandBuilder::new(TPM_ST_NO_SESSIONS, TPM_CC_READ_PUBLIC);
     b.u32(handle);
+    b.finish()
+}
+
+/// `TPM_CC_GetRandom`.
+const TPM_CC_GET_RANDOM: u32 = 0x0000_017B;
+/// `TPM_CC_PCR_Extend`.
+const TPM_CC_PCR_EXTEND: u32 = 0x0000_0182;
+/// `TPM_CC_Sign`.
+const TPM_CC_SIGN: u32 = 0x0000_015D;
+/// `TPM_CC_Quote`.
+const TPM_CC_QUOTE: u32 = 0x0000_0158;
+/// `TPM_ALG_SHA256`.
+pub const TPM_ALG_SHA256: u16 = 0x000B;
+/// `TPM_ALG_NULL`.
+pub const TPM_ALG_NULL: u16 = 0x0010;
+/// `TPM_ST_HASHCHECK`.
+const TPM_ST_HASHCHECK: u16 = 0x8024;
+/// `TPM_RH_NULL`.
+const TPM_RH_NULL: u32 = 0x4000_0007;
+
+/// `TPM2_GetRandom(bytesRequested)`.
+pub fn get_random(bytes: u16) -> Result<Vec<u8>, TooLarge> {
+    let mut b = CommandBuilder::new(TPM_ST_NO_SESSIONS, TPM_CC_GET_RANDOM);
+    b.u16(bytes);
+    b.finish()
+}
+
+/// `TPM2_PCR_Extend(pcr)` with one SHA-256 digest, authorized by the empty PCR password.
+pub fn pcr_extend_sha256(pcr: u32, digest: &[u8; 32]) -> Result<Vec<u8>, TooLarge> {
+    let mut b = CommandBuilder::new(TPM_ST_SESSIONS, TPM_CC_PCR_EXTEND);
+    b.u32(pcr).password_auth();
+    b.u32(1).u16(TPM_ALG_SHA256).bytes(digest); // TPML_DIGEST_VALUES with one TPMT_HA
+    b.finish()
+}
+
+/// `TPM2_Sign(key)` over a SHA-256 `digest` with the key's own scheme, no ticket (allowed for
+/// unrestricted keys), authorized by the key's empty password.
+pub fn sign_sha256(key: u32, digest: &[u8; 32]) -> Result<Vec<u8>, TooLarge> {
+    let mut b = CommandBuilder::new(TPM_ST_SESSIONS, TPM_CC_SIGN);
+    b.u32(key).password_auth();
+    b.tpm2b(digest)?;
+    b.u16(TPM_ALG_NULL); // inScheme: the key's scheme
+    b.u16(TPM_ST_HASHCHECK).u32(TPM_RH_NULL).u16(0); // validation: the NULL ticket
+    b.finish()
+}
+
+/// `TPM2_Quote(key)` over SHA-256 PCRs in `pcr_mask` (bits 0..23), with `nonce` as
+/// qualifyingData and the key's own scheme.
+pub fn quote_sha256(key: u32, nonce: &[u8], pcr_mask: u32) -> Result<Vec<u8>, TooLarge> {
+    let mut b = CommandBuilder::new(TPM_ST_SESSIONS, TPM_CC_QUOTE);
+    b.u32(key).password_auth();
+    b.tpm2b(nonce)?;
+    b.u16(TPM_ALG_NULL); // inScheme
+    let m = pcr_mask.to_le_bytes();
+    b.u32(1)
+        .u16(TPM_ALG_SHA256)
+        .u8(3)
+        .u8(m[0])
+        .u8(m[1])
+        .u8(m[2]);
     b.finish()
 }
 
@@ -157,26 +225,29 @@ pub(crate) fn read_public(handle: u32) -> Result<Vec<u8>, TooLarge> {
 // ---------------------------------------------------------------------------------------------
 
 /// What is wrong with a response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ResponseError {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
     /// The TPM answered with this non-zero response code.
+    #[error("TPM response code {0:#x}")]
     Tpm(u32),
     /// The bytes do not form the expected structure; the reason names the field.
+    #[error("malformed TPM response ({0})")]
     Malformed(&'static str),
 }
 
 /// A bounds-checked big-endian reader over response bytes.
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     data: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(data: &'a [u8]) -> Self {
+    /// A reader over `data`.
+    pub fn new(data: &'a [u8]) -> Self {
         Self { data }
     }
 
     /// Takes the next `n` bytes.
-    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], ResponseError> {
+    pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], ResponseError> {
         let (head, tail) = self
             .data
             .split_at_checked(n)
@@ -194,28 +265,31 @@ impl<'a> Reader<'a> {
         Ok(*head)
     }
 
-    pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, ResponseError> {
+    /// Reads a big-endian u16.
+    pub fn u16(&mut self, what: &'static str) -> Result<u16, ResponseError> {
         self.array::<2>(what).map(u16::from_be_bytes)
     }
 
-    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, ResponseError> {
+    /// Reads a big-endian u32.
+    pub fn u32(&mut self, what: &'static str) -> Result<u32, ResponseError> {
         self.array::<4>(what).map(u32::from_be_bytes)
     }
 
     /// A `TPM2B_*`: `u16` size, then that many bytes.
-    pub(crate) fn tpm2b(&mut self, what: &'static str) -> Result<&'a [u8], ResponseError> {
+    pub fn tpm2b(&mut self, what: &'static str) -> Result<&'a [u8], ResponseError> {
         let len = self.u16(what)?;
         self.take(usize::from(len), what)
     }
 
-    pub(crate) fn remaining(&self) -> usize {
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
         self.data.len()
     }
 }
 
 /// Checks a response header (size field equal to the length, response code zero) and returns
 /// the tag and a reader positioned after the header.
-pub(crate) fn parse_response(resp: &[u8]) -> Result<(u16, Reader<'_>), ResponseError> {
+pub fn parse_response(resp: &[u8]) -> Result<(u16, Reader<'_>), ResponseError> {
     let mut r = Reader::new(resp);
     let tag = r.u16("response tag")?;
     let size = r.u32("response size")?;
@@ -233,14 +307,14 @@ pub(crate) fn parse_response(resp: &[u8]) -> Result<(u16, Reader<'_>), ResponseE
 }
 
 /// The response code of a response, if it has a complete header.
-pub(crate) fn response_code(resp: &[u8]) -> Option<u32> {
+pub fn response_code(resp: &[u8]) -> Option<u32> {
     let code = resp.get(6..HEADER_LEN)?;
     let code: [u8; 4] = code.try_into().ok()?;
     Some(u32::from_be_bytes(code))
 }
 
 /// The new object's handle from a `TPM2_CreatePrimary` response.
-pub(crate) fn parse_create_primary(resp: &[u8]) -> Result<u32, ResponseError> {
+pub fn parse_create_primary(resp: &[u8]) -> Result<u32, ResponseError> {
     let (tag, mut r) = parse_response(resp)?;
     if tag != TPM_ST_SESSIONS {
         return Err(ResponseError::Malformed("CreatePrimary response tag"));
@@ -248,13 +322,26 @@ pub(crate) fn parse_create_primary(resp: &[u8]) -> Result<u32, ResponseError> {
     r.u32("objectHandle")
 }
 
+/// The new object's handle and its `TPMT_PUBLIC` (without the `TPM2B` size) from a
+/// `TPM2_CreatePrimary` response.
+pub fn parse_create_primary_public(resp: &[u8]) -> Result<(u32, Vec<u8>), ResponseError> {
+    let (tag, mut r) = parse_response(resp)?;
+    if tag != TPM_ST_SESSIONS {
+        return Err(ResponseError::Malformed("CreatePrimary response tag"));
+    }
+    let handle = r.u32("objectHandle")?;
+    let _parameter_size = r.u32("parameterSize")?;
+    let public = r.tpm2b("outPublic")?;
+    Ok((handle, public.to_vec()))
+}
+
 /// A response that carries no parameters the caller needs (Startup, EvictControl, ...).
-pub(crate) fn parse_empty(resp: &[u8]) -> Result<(), ResponseError> {
+pub fn parse_empty(resp: &[u8]) -> Result<(), ResponseError> {
     parse_response(resp).map(|_| ())
 }
 
 /// The `TPMT_PUBLIC` (without its `TPM2B` size) from a `TPM2_ReadPublic` response.
-pub(crate) fn parse_read_public(resp: &[u8]) -> Result<Vec<u8>, ResponseError> {
+pub fn parse_read_public(resp: &[u8]) -> Result<Vec<u8>, ResponseError> {
     let (tag, mut r) = parse_response(resp)?;
     if tag != TPM_ST_NO_SESSIONS {
         return Err(ResponseError::Malformed("ReadPublic response tag"));

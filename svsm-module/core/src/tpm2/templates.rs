@@ -1,5 +1,6 @@
-//! The key templates the vTPM provisions at manufacture, their persistent handles, and the check
-//! that an object found at such a handle really was made from the template.
+//! The key templates the vTPM provisions at manufacture (and the module re-derives for the
+//! attestation manifest), their persistent handles, and the check that an object found at such
+//! a handle really was made from the template.
 //!
 //! Sources:
 //! - TCG EK Credential Profile for TPM Family 2.0, Level 0 (version 2.x): Annex B "EK Templates",
@@ -13,6 +14,8 @@
 //!   PolicyOR(PolicySecret_SHA384(TPM_RH_ENDORSEMENT), PolicyAuthorizeNV_SHA384(0x01C07F02))).
 //! - TPM 2.0 Library Part 2 for every structure and constant (TPMT_PUBLIC §12.2.4,
 //!   TPMA_OBJECT §8.3, TPM_ALG_ID §6.3, TPM_ECC_CURVE §6.4).
+
+use alloc::vec::Vec;
 
 /// `TPM_ALG_RSA`.
 const TPM_ALG_RSA: u16 = 0x0001;
@@ -105,11 +108,11 @@ enum Unique {
 
 /// One provisioned key: which template, in which hierarchy, at which persistent handle.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct KeyTemplate {
+pub struct KeyTemplate {
     /// Short name for errors.
-    pub(crate) name: &'static str,
+    pub name: &'static str,
     /// Persistent handle.
-    pub(crate) handle: u32,
+    pub handle: u32,
     /// The `TPMT_PUBLIC` up to, not including, `unique`.
     prefix: Vec<u8>,
     unique: Unique,
@@ -126,7 +129,7 @@ fn be32(out: &mut Vec<u8>, v: u32) {
 impl KeyTemplate {
     /// EK template L-1: RSA 2048, nameAlg SHA-256, PolicyA, AES-128-CFB, scheme NULL, exponent 0
     /// (= 2^16 + 1), unique = 256 zero bytes. TPMT_PUBLIC of the created key: 314 bytes.
-    pub(crate) fn ek_rsa_l1() -> Self {
+    pub fn ek_rsa_l1() -> Self {
         let mut p = Vec::with_capacity(64);
         be16(&mut p, TPM_ALG_RSA); // type
         be16(&mut p, TPM_ALG_SHA256); // nameAlg
@@ -149,7 +152,7 @@ impl KeyTemplate {
 
     /// EK template H-3: ECC NIST P-384, nameAlg SHA-384, PolicyB_SHA384, AES-256-CFB, scheme
     /// NULL, kdf NULL, unique X and Y empty. TPMT_PUBLIC of the created key: 170 bytes.
-    pub(crate) fn ek_ecc_h3() -> Self {
+    pub fn ek_ecc_h3() -> Self {
         let mut p = Vec::with_capacity(80);
         be16(&mut p, TPM_ALG_ECC); // type
         be16(&mut p, TPM_ALG_SHA384); // nameAlg
@@ -173,7 +176,7 @@ impl KeyTemplate {
     /// The attestation key: a restricted ECDSA signing key, empty authValue (userWithAuth),
     /// noDA, no policy, symmetric NULL, kdf NULL, unique X and Y empty. TPMT_PUBLIC of the
     /// created key: 88 bytes (P-256) or 120 bytes (P-384).
-    pub(crate) fn ak(curve: AkCurve) -> Self {
+    pub fn ak(curve: AkCurve) -> Self {
         let (hash, curve_id, coordinate, name) = match curve {
             AkCurve::P256 => (TPM_ALG_SHA256, TPM_ECC_NIST_P256, 32, "AK ECC P-256"),
             AkCurve::P384 => (TPM_ALG_SHA384, TPM_ECC_NIST_P384, 48, "AK ECC P-384"),
@@ -197,7 +200,7 @@ impl KeyTemplate {
     }
 
     /// The `TPMT_PUBLIC` template to hand to `TPM2_CreatePrimary`.
-    pub(crate) fn template(&self) -> Vec<u8> {
+    pub fn template(&self) -> Vec<u8> {
         let mut t = self.prefix.clone();
         match self.unique {
             Unique::Rsa { modulus } => {
@@ -214,7 +217,7 @@ impl KeyTemplate {
     }
 
     /// Length of the created key's `TPMT_PUBLIC`.
-    pub(crate) fn public_len(&self) -> usize {
+    pub fn public_len(&self) -> usize {
         self.prefix.len()
             + match self.unique {
                 Unique::Rsa { modulus } => 2 + modulus,
@@ -224,11 +227,11 @@ impl KeyTemplate {
 
     /// True when `public` (a `TPMT_PUBLIC`) was created from this template: every field but
     /// `unique` is identical, and `unique` holds a key of the template's size.
-    pub(crate) fn matches(&self, public: &[u8]) -> bool {
+    pub fn matches(&self, public: &[u8]) -> bool {
         let Some(rest) = public.strip_prefix(self.prefix.as_slice()) else {
             return false;
         };
-        let mut r = crate::commands::Reader::new(rest);
+        let mut r = super::command::Reader::new(rest);
         let ok = match self.unique {
             Unique::Rsa { modulus } => r.tpm2b("n").is_ok_and(|n| n.len() == modulus),
             Unique::Ecc { coordinate } => {

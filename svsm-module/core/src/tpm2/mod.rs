@@ -1,0 +1,64 @@
+//! TPM 2.0 marshalling shared by the module, the `vtpm` engine crate and the test harness: the
+//! commands svsm-vhsm issues itself, the TCG EK Credential Profile templates, and the EK the
+//! attestation manifest carries.
+
+pub mod command;
+pub mod templates;
+
+use crate::error::SvsmError;
+use crate::tpm::{TpmEngine, MAX_TPM_BUFFER};
+use alloc::vec;
+use alloc::vec::Vec;
+use command::{ResponseError, TPM_RC_RETRY, TPM_RH_ENDORSEMENT};
+use templates::KeyTemplate;
+
+/// Resends of a command that keeps answering TPM_RC_RETRY.
+pub const MAX_RETRIES: usize = 5;
+
+impl From<ResponseError> for SvsmError {
+    fn from(e: ResponseError) -> Self {
+        match e {
+            ResponseError::Tpm(rc) => SvsmError::TpmResponse(rc),
+            ResponseError::Malformed(_) => SvsmError::TpmResponse(u32::MAX),
+        }
+    }
+}
+
+/// Runs a command the module issues itself, resending on TPM_RC_RETRY (libtpms asks for a
+/// resend after the first DA-protected authorization); returns the successful response length.
+pub fn execute_checked<T: TpmEngine>(
+    tpm: &mut T,
+    command: &[u8],
+    response: &mut [u8],
+) -> Result<usize, SvsmError> {
+    for _ in 0..MAX_RETRIES {
+        let n = tpm.execute(0, command, response)?;
+        let rsp = response.get(..n).unwrap_or(&[]);
+        match command::response_code(rsp) {
+            Some(0) => return Ok(n),
+            Some(TPM_RC_RETRY) => continue,
+            Some(rc) => return Err(SvsmError::TpmResponse(rc)),
+            None => return Err(SvsmError::TpmResponse(u32::MAX)),
+        }
+    }
+    Err(SvsmError::TpmResponse(TPM_RC_RETRY))
+}
+
+/// The vTPM manifest's EK (SVSM spec §8.3.3): the TPMT_PUBLIC of the L-1 RSA-2048 EK. It is
+/// re-derived with TPM2_CreatePrimary from the endorsement seed (and flushed again) rather than
+/// read from its persistent handle, which a guest with owner authorization could replace.
+pub fn ek_rsa_public<T: TpmEngine>(tpm: &mut T) -> Result<Vec<u8>, SvsmError> {
+    let template = KeyTemplate::ek_rsa_l1();
+    let mut response = vec![0u8; MAX_TPM_BUFFER];
+    let create = command::create_primary(TPM_RH_ENDORSEMENT, &template.template())
+        .map_err(|_| SvsmError::TpmResponse(u32::MAX))?;
+    let n = execute_checked(tpm, &create, &mut response)?;
+    let rsp = response.get(..n).unwrap_or(&[]);
+    let (handle, public) = command::parse_create_primary_public(rsp)?;
+    let flush = command::flush_context(handle).map_err(|_| SvsmError::TpmResponse(u32::MAX))?;
+    execute_checked(tpm, &flush, &mut response)?;
+    if !template.matches(&public) {
+        return Err(SvsmError::TpmResponse(u32::MAX));
+    }
+    Ok(public)
+}
