@@ -44,6 +44,10 @@ enum Command {
         /// Bypass the SVSM protocol and call the engine directly (for comparisons only).
         #[arg(long)]
         direct: bool,
+        /// Restore the vTPM from FILE if it exists, and write its state there after every
+        /// change (atomically). The file is the simulated host's and is not sealed.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
     },
     /// Decode one ATTESTATION_REPORT (raw 1184 bytes, or an Azure HCL blob) and print its
     /// fields. Decoding is not verification: nothing here checks the signature.
@@ -118,15 +122,21 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 "chain and policy checks (host-verifier), the vTPM, the vault and the SVSM module."
             );
         }
-        Command::TpmServer { port, direct } => {
+        Command::TpmServer {
+            port,
+            direct,
+            state,
+        } => {
+            use test_harness::tpm_backend::{self as backend, StateFile};
+            let state = state.map(StateFile::new);
             let server = if direct {
-                let engine = vtpm::Vtpm::manufacture(Default::default())?;
+                let tpm = backend::load_or_manufacture(state.as_ref())?;
                 test_harness::mssim::MssimServer::start(
                     port,
-                    Box::new(test_harness::tpm_backend::DirectBackend(engine)),
+                    Box::new(backend::DirectBackend { tpm, state }),
                 )?
             } else {
-                test_harness::tpm_backend::start_endpoint(port)?
+                backend::start_endpoint_with_state(port, state)?
             };
             eprintln!(
                 "svsm-sim: vTPM ({}) listening on 127.0.0.1:{} (platform {}); TCTI {}",

@@ -182,6 +182,35 @@ pub struct SendCommand<'a> {
     pub tpm_command: &'a [u8],
 }
 
+/// Validates a TPM_SEND_COMMAND header (the first 9 bytes of the buffer) and returns the TPM
+/// command length it declares. Lets a copy-in path fetch the header, then exactly the command.
+pub fn parse_send_command_header(header: &[u8]) -> Result<usize, VtpmBufferError> {
+    let raw_command = header
+        .get(..4)
+        .and_then(|b| U32::read_from_bytes(b).ok())
+        .ok_or(VtpmBufferError::Truncated(header.len()))?
+        .get();
+    let command = PlatformCommand::from_u32(raw_command)
+        .ok_or(VtpmBufferError::UnknownCommand(raw_command))?;
+    if command != PlatformCommand::SendCommand {
+        return Err(VtpmBufferError::UnsupportedCommand(command));
+    }
+    let (header, _) = SendCommandHeader::ref_from_prefix(header)
+        .map_err(|_| VtpmBufferError::Truncated(header.len()))?;
+    if header.locality != 0 {
+        return Err(VtpmBufferError::Locality(header.locality));
+    }
+    let size = header.size.get();
+    let len = usize::try_from(size).unwrap_or(usize::MAX);
+    if len > MAX_TPM_COMMAND {
+        return Err(VtpmBufferError::SizeTooLarge {
+            size,
+            max: MAX_TPM_COMMAND,
+        });
+    }
+    Ok(len)
+}
+
 impl<'a> SendCommand<'a> {
     /// Parses a request buffer (normally the 4096 bytes copied in from the guest). Bytes after
     /// the declared command are ignored, as the TCG simulator ignores them.
@@ -189,35 +218,15 @@ impl<'a> SendCommand<'a> {
         if buf.len() > VTPM_BUFFER_SIZE {
             return Err(VtpmBufferError::Oversized(buf.len()));
         }
-        let raw_command = buf
-            .get(..4)
-            .and_then(|b| U32::read_from_bytes(b).ok())
-            .ok_or(VtpmBufferError::Truncated(buf.len()))?
-            .get();
-        let command = PlatformCommand::from_u32(raw_command)
-            .ok_or(VtpmBufferError::UnknownCommand(raw_command))?;
-        if command != PlatformCommand::SendCommand {
-            return Err(VtpmBufferError::UnsupportedCommand(command));
-        }
-        let (header, body) = SendCommandHeader::ref_from_prefix(buf)
-            .map_err(|_| VtpmBufferError::Truncated(buf.len()))?;
-        if header.locality != 0 {
-            return Err(VtpmBufferError::Locality(header.locality));
-        }
-        let size = header.size.get();
-        let len = usize::try_from(size).unwrap_or(usize::MAX);
-        if len > MAX_TPM_COMMAND {
-            return Err(VtpmBufferError::SizeTooLarge {
-                size,
-                max: MAX_TPM_COMMAND,
-            });
-        }
+        let len = parse_send_command_header(buf)?;
+        let body = buf.get(SEND_COMMAND_HEADER_LEN..).unwrap_or(&[]);
+        let size = len as u32;
         let tpm_command = body.get(..len).ok_or(VtpmBufferError::SizePastEnd {
             size,
             available: body.len(),
         })?;
         Ok(SendCommand {
-            locality: header.locality,
+            locality: 0,
             tpm_command,
         })
     }

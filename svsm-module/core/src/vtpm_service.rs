@@ -1,14 +1,17 @@
 //! The vTPM protocol (SVSM spec §8): QUERY reports TPM_SEND_COMMAND (bit 8) so the Linux
-//! `tpm_svsm` driver binds; CMD copies the 4 KiB buffer in once, validates the copy, runs the
-//! command and copies the response out.
+//! `tpm_svsm` driver binds; CMD copies the request in once (header, then the command it
+//! declares), validates the copy, runs the command and copies the response out.
 
 use crate::error::SvsmError;
 use crate::module::SvsmModule;
-use crate::platform::{Gpa, GuestMemory, SecureProcessor, Vmpl};
+use crate::platform::{Gpa, GuestMemory, MemoryError, SecureProcessor, Vmpl};
 use crate::tpm::TpmEngine;
 use svsm_abi::svsm::CallRegisters;
 use svsm_abi::svsm::{vtpm_call, PROTOCOL_VTPM};
-use svsm_abi::vtpm::{SendCommand, QUERY_SEND_COMMAND_BIT, RESPONSE_HEADER_LEN};
+use svsm_abi::vtpm::{
+    parse_send_command_header, VtpmBufferError, MAX_TPM_COMMAND, QUERY_SEND_COMMAND_BIT,
+    RESPONSE_HEADER_LEN, SEND_COMMAND_HEADER_LEN, VTPM_BUFFER_SIZE,
+};
 
 impl<M: GuestMemory, P: SecureProcessor, T: TpmEngine> SvsmModule<M, P, T> {
     pub(crate) fn vtpm_protocol(
@@ -32,25 +35,37 @@ impl<M: GuestMemory, P: SecureProcessor, T: TpmEngine> SvsmModule<M, P, T> {
     }
 
     fn vtpm_command(&mut self, caller: Vmpl, gpa: Gpa) -> Result<(), SvsmError> {
-        // One copy of the whole buffer; everything below reads the copy only.
-        self.memory.read(caller, gpa, &mut self.vtpm_request)?;
-        let command = SendCommand::parse(&self.vtpm_request)?;
+        // Copy the header, validate the copy, then copy exactly the command it declares: every
+        // guest byte is read once, and nothing below looks at guest memory again.
+        let mut header = [0u8; SEND_COMMAND_HEADER_LEN];
+        self.memory.read(caller, gpa, &mut header)?;
+        let len = parse_send_command_header(&header)?;
+        let body_gpa =
+            gpa.checked_add(SEND_COMMAND_HEADER_LEN as u64)
+                .ok_or(MemoryError::Overflow {
+                    gpa: gpa.raw(),
+                    len: VTPM_BUFFER_SIZE,
+                })?;
+        let command = self
+            .vtpm_request
+            .get_mut(..len)
+            .ok_or(VtpmBufferError::SizeTooLarge {
+                size: len as u32,
+                max: MAX_TPM_COMMAND,
+            })?;
+        self.memory.read(caller, body_gpa, command)?;
         let tpm = self
             .tpm
             .as_mut()
             .ok_or(SvsmError::UnsupportedProtocol(PROTOCOL_VTPM))?;
-        let (header, body) = self.vtpm_response.split_at_mut(RESPONSE_HEADER_LEN);
-        let body_len = body.len();
-        let n = tpm.execute(command.locality, command.tpm_command, body)?;
-        let size = u32::try_from(n).map_err(|_| {
-            SvsmError::Tpm(crate::tpm::TpmEngineError::ResponseTooLarge {
-                size: n,
-                capacity: body_len,
-            })
-        })?;
-        header.copy_from_slice(&size.to_le_bytes());
-        let total = RESPONSE_HEADER_LEN + n;
-        let out = self.vtpm_response.get(..total).unwrap_or(&[]);
+        let (out_header, body) = self.vtpm_response.split_at_mut(RESPONSE_HEADER_LEN);
+        let n = tpm.execute(0, command, body)?;
+        // n <= body.len() < 4096, so it fits the u32 size field.
+        out_header.copy_from_slice(&(n as u32).to_le_bytes());
+        let out = self
+            .vtpm_response
+            .get(..RESPONSE_HEADER_LEN + n)
+            .unwrap_or(&[]);
         self.memory.write(caller, gpa, out)?;
         Ok(())
     }

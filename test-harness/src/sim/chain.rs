@@ -43,6 +43,7 @@ pub struct VcekIdentity {
 }
 
 /// The test chain and the VCEK's private key.
+#[derive(Clone)]
 pub struct TestChain {
     /// ARK certificate (DER).
     pub ark_der: Vec<u8>,

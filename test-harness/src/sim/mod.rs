@@ -56,6 +56,16 @@ impl SimMachine {
         ))
     }
 
+    /// A machine launched with `config` around an existing vTPM.
+    pub fn with_tpm(config: LaunchConfig, tpm: Vtpm) -> Result<Self, SimError> {
+        let psp = SimPsp::new(config, DEFAULT_CHIP_SEED, Vmpl::ZERO)?;
+        Ok(Self::from_parts(
+            SimMemory::new(DEFAULT_PAGES),
+            psp,
+            Some(tpm),
+        ))
+    }
+
     /// A machine from explicit parts.
     pub fn from_parts(memory: SimMemory, psp: SimPsp, tpm: Option<Vtpm>) -> Self {
         SimMachine {
