@@ -4,7 +4,7 @@
 CARGO ?= cargo
 NOSTD_CRATES := -p svsm-abi -p svsm-core -p guest-driver
 
-.PHONY: all bootstrap bootstrap-fuzz test fmt-check clippy unit nostd fuzz-smoke demo
+.PHONY: all bootstrap bootstrap-fuzz test fmt-check clippy unit nostd fuzz-smoke demo bench
 
 all: test
 
@@ -35,3 +35,7 @@ fuzz-smoke:
 ## demo: the most complete real flow the project has today, on the real hardware vectors.
 demo: bootstrap
 	$(CARGO) run --quiet --release -p test-harness --bin svsm-sim -- demo
+
+## bench: performance side by side with the peers named in the issues, one run, as ratios.
+bench: bootstrap
+	$(CARGO) bench -p test-harness --bench tpm
