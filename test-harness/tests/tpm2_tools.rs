@@ -99,14 +99,10 @@ fn parse_pcr(yaml: &[u8], bank: &str, index: u32) -> Vec<u8> {
 #[test]
 fn startup_and_getrandom() {
     let t = Tools::new("random");
-    // The endpoint already sent Startup(CLEAR) at power-on, like swtpm's startup-clear; a second
-    // Startup is answered TPM_RC_INITIALIZE, which tpm2_startup reports as an error.
-    let out = t.run("tpm2_startup", &["-c"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() || stderr.contains("0x100"),
-        "tpm2_startup: {stderr}"
-    );
+    // The endpoint already sent Startup(CLEAR) at power-on, like swtpm's startup-clear. The TPM
+    // answers a second Startup with TPM_RC_INITIALIZE, which tpm2-tss's ESAPI reports as
+    // success (the tss_esapi tests check the raw 0x100 on the wire).
+    t.ok("tpm2_startup", &["-c"]);
     let a = t.ok("tpm2_getrandom", &["32"]);
     let b = t.ok("tpm2_getrandom", &["32"]);
     assert_eq!((a.len(), b.len()), (32, 32));
