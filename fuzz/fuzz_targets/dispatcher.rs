@@ -1,5 +1,6 @@
 //! The SVSM dispatcher driven by a hostile guest: arbitrary registers, caller VMPL, guest
-//! memory contents and page permissions, into svsm-core with the real vTPM engine behind it.
+//! memory contents and page permissions, into svsm-core with the real vTPM engine and the
+//! vault behind it.
 //! The module must answer every call with a result code; any panic is a finding.
 //!
 //! Input: 40 bytes RAX RCX RDX R8 R9 (LE), 1 byte VMPL, 1 byte per-page permission bits for
@@ -11,9 +12,11 @@ use svsm_abi::snp::msg::KeyRequest;
 use svsm_abi::snp::RawReport;
 use svsm_abi::svsm::CallRegisters;
 use svsm_core::platform::{
-    DerivedKey, Gpa, GuestMemory, MemoryError, PspError, SecureProcessor, Vmpl, PAGE_SIZE,
+    DerivedKey, Entropy, EntropyError, Gpa, GuestMemory, MemoryError, PspError, SecureProcessor,
+    StateStore, StoreError, Vmpl, PAGE_SIZE,
 };
-use svsm_core::SvsmModule;
+use svsm_core::tpm::{TpmEngineError, TpmState};
+use svsm_core::{BootConfig, SvsmModule, TpmFactory};
 use vtpm::Vtpm;
 use zerocopy::FromZeros;
 
@@ -81,14 +84,62 @@ impl SecureProcessor for FuzzPsp {
     }
 }
 
-type Module = SvsmModule<FuzzMemory, FuzzPsp, Vtpm>;
+/// Sealed state kept in memory (the dispatcher seals after NV changes and vault mutations).
+#[derive(Default)]
+struct FuzzStore([Option<Vec<u8>>; 2]);
+
+impl StateStore for FuzzStore {
+    fn read(&mut self, slot: u8) -> Result<Vec<u8>, StoreError> {
+        self.0.get(slot as usize).cloned().flatten().ok_or(StoreError::Empty(slot))
+    }
+    fn write(&mut self, slot: u8, blob: &[u8]) -> Result<(), StoreError> {
+        *self.0.get_mut(slot as usize).ok_or(StoreError::Unavailable)? = Some(blob.to_vec());
+        Ok(())
+    }
+}
+
+/// Deterministic bytes (a counter through SHA-256), so findings reproduce.
+struct FuzzEntropy(u64);
+
+impl Entropy for FuzzEntropy {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), EntropyError> {
+        use sha2::Digest;
+        for chunk in buf.chunks_mut(32) {
+            self.0 += 1;
+            let block = sha2::Sha256::digest(self.0.to_le_bytes());
+            chunk.copy_from_slice(&block[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+struct Factory;
+
+impl TpmFactory for Factory {
+    type Engine = Vtpm;
+    fn manufacture(&mut self) -> Result<Vtpm, TpmEngineError> {
+        Vtpm::manufacture(Default::default()).map_err(|_| TpmEngineError::InUse)
+    }
+    fn restore(&mut self, state: &TpmState) -> Result<Vtpm, TpmEngineError> {
+        Vtpm::restore(state, Default::default()).map_err(|_| TpmEngineError::StateCorrupt)
+    }
+}
+
+type Module = SvsmModule<FuzzMemory, FuzzPsp, Vtpm, FuzzStore, FuzzEntropy>;
 
 fn module() -> &'static Mutex<Module> {
     static MODULE: OnceLock<Mutex<Module>> = OnceLock::new();
     MODULE.get_or_init(|| {
         let memory = FuzzMemory { bytes: vec![0; PAGES * PAGE_SIZE as usize], access: [0xF; PAGES] };
-        let tpm = Vtpm::manufacture(Default::default()).expect("manufacture");
-        Mutex::new(SvsmModule::new(memory, FuzzPsp, Some(tpm)))
+        let config = BootConfig { min_tcb: Default::default(), expected_epoch: None };
+        Mutex::new(SvsmModule::boot(
+            memory,
+            FuzzPsp,
+            FuzzStore::default(),
+            FuzzEntropy(0),
+            Some(&mut Factory),
+            config,
+        ))
     })
 }
 

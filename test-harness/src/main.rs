@@ -44,9 +44,10 @@ enum Command {
         /// Bypass the SVSM protocol and call the engine directly (for comparisons only).
         #[arg(long)]
         direct: bool,
-        /// Restore the vTPM from FILE if it exists, and write its state there after every
-        /// change (atomically). The file is the simulated host's and is not sealed.
-        #[arg(long, value_name = "FILE")]
+        /// Keep the module's sealed state (vTPM and vault, AES-256-GCM under a key only this
+        /// launch's VMPL0 can derive) in DIR, as two slot files. A restart with the same launch
+        /// unseals it; state that does not unseal is left alone and the vTPM runs ephemeral.
+        #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
     },
     /// Decode one ATTESTATION_REPORT (raw 1184 bytes, or an Azure HCL blob) and print its
@@ -127,17 +128,21 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             direct,
             state,
         } => {
-            use test_harness::tpm_backend::{self as backend, StateFile};
-            let state = state.map(StateFile::new);
-            let server = if direct {
-                let tpm = backend::load_or_manufacture(state.as_ref())?;
-                test_harness::mssim::MssimServer::start(
-                    port,
-                    Box::new(backend::DirectBackend { tpm, state }),
-                )?
+            use test_harness::tpm_backend as backend;
+            let (server, status) = if direct {
+                if state.is_some() {
+                    return Err(
+                        "--state needs the SVSM path (the module seals it); drop --direct".into(),
+                    );
+                }
+                let tpm = vtpm::Vtpm::manufacture(Default::default())?;
+                let direct_backend = Box::new(backend::DirectBackend(tpm));
+                let server = test_harness::mssim::MssimServer::start(port, direct_backend)?;
+                (server, "fresh vTPM, not persisted".to_owned())
             } else {
                 backend::start_endpoint_with_state(port, state)?
             };
+            eprintln!("svsm-sim: {status}");
             eprintln!(
                 "svsm-sim: vTPM ({}) listening on 127.0.0.1:{} (platform {}); TCTI {}",
                 if direct {

@@ -111,7 +111,14 @@ fn attest_services_binds_nonce_and_manifest_and_verifies() {
     assert_eq!(report.raw().report_data, expected);
 
     let manifest = ServicesManifest::parse(&evidence.manifest).unwrap();
-    assert_eq!(manifest.len(), 1);
+    assert_eq!(manifest.len(), 2, "the vTPM and the vault");
+    let vault = manifest
+        .find(&svsm_abi::attest::VAULT_SERVICE_GUID)
+        .expect("vault service listed");
+    assert_eq!(vault.len(), 129);
+    assert_eq!(&vault[..4], &1u32.to_le_bytes(), "vault manifest version");
+    assert_eq!(&vault[4..8], &0u32.to_le_bytes(), "not ephemeral");
+    assert_eq!(vault[32], 0x04, "SEC1 uncompressed transport key");
     let ek = manifest
         .find(&VTPM_SERVICE_GUID)
         .expect("vTPM service listed");
@@ -181,7 +188,7 @@ fn turin_v5_reports_verify_too() {
         Vmpl::ZERO,
     )
     .unwrap();
-    let turin = SimMachine::from_parts(test_harness::sim::memory::SimMemory::new(256), psp, None);
+    let turin = SimMachine::from_parts(test_harness::sim::memory::SimMemory::new(1024), psp, false);
     let e = attest(
         &mut turin.transport(vmpl1()),
         Scope::AllServices,
@@ -193,8 +200,7 @@ fn turin_v5_reports_verify_too() {
     let report = AttestationReport::parse(&e.report).unwrap();
     assert_eq!(report.version(), ReportVersion::V5);
     assert_eq!(report.mit_vectors(), Some((0x3F, 0x3F)));
-    assert!(
-        ServicesManifest::parse(&e.manifest).unwrap().is_empty(),
-        "no vTPM, no services"
-    );
+    let manifest = ServicesManifest::parse(&e.manifest).unwrap();
+    assert_eq!(manifest.len(), 1, "no vTPM: only the vault");
+    assert!(manifest.find(&VTPM_SERVICE_GUID).is_none());
 }

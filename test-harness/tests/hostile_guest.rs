@@ -95,18 +95,16 @@ fn unknown_protocols_and_calls() {
         ResultCode::UnsupportedCall
     );
     assert_eq!(call(&m, PROTOCOL_VTPM, 2, 0).0, ResultCode::UnsupportedCall);
-    // The vault number is reserved and answered, but not offered until it has operations.
     assert_eq!(
-        call(&m, PROTOCOL_VAULT, 0, 0).0,
+        call(&m, PROTOCOL_VAULT, 2, 0).0,
         ResultCode::UnsupportedCall
     );
-    let (code, regs) = call(
-        &m,
-        PROTOCOL_CORE,
-        core_call::QUERY_PROTOCOL,
-        u64::from(PROTOCOL_VAULT) << 32 | 1,
+    let (code, regs) = call(&m, PROTOCOL_VAULT, 0, 0);
+    assert_eq!(
+        (code, regs.rcx, regs.rdx),
+        (ResultCode::Success, 1, 64 * 1024 + 1024),
+        "vault QUERY"
     );
-    assert_eq!((code, regs.rcx), (ResultCode::Success, 0));
 }
 
 #[test]
@@ -118,6 +116,7 @@ fn query_protocol_and_vtpm_query_as_linux_expects() {
         (PROTOCOL_VTPM, 1, 0x1_0000_0001),
         (PROTOCOL_VTPM, 2, 0),
         (PROTOCOL_VTPM, 0, 0),
+        (PROTOCOL_VAULT, 1, 0x1_0000_0001),
         (7, 1, 0),
     ] {
         let (code, regs) = call(
@@ -321,7 +320,11 @@ fn attest_buffers_too_small_report_the_sizes() {
         write(&m, base + 8, req.as_bytes());
         let (code, regs) = call(&m, PROTOCOL_ATTEST, attest_call::ATTEST_SERVICES, base + 8);
         assert_eq!(code, ResultCode::InvalidParameter);
-        assert_eq!(regs.rcx, 24 + 24 + 314, "manifest size");
+        assert_eq!(
+            regs.rcx,
+            24 + 2 * 24 + 314 + 129,
+            "manifest size: vTPM EK and vault"
+        );
         assert_eq!(regs.rdx, 0, "no certificates asked for");
         assert_eq!(regs.r8, REPORT_SIZE as u64, "report size");
     }

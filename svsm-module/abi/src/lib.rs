@@ -36,6 +36,7 @@ pub mod guid;
 pub mod launch;
 pub mod snp;
 pub mod svsm;
+pub mod vault;
 pub mod vtpm;
 
 pub use guid::Guid;

@@ -5,14 +5,15 @@
 
 use crate::error::SvsmError;
 use crate::module::SvsmModule;
-use crate::platform::{Gpa, GuestMemory, SecureProcessor, Vmpl};
+use crate::module::{StateStatus, ATTESTED_CONTEXTS};
+use crate::platform::{Entropy, Gpa, GuestMemory, SecureProcessor, StateStore, Vmpl};
 use crate::tpm::TpmEngine;
 use alloc::vec;
 use alloc::vec::Vec;
 use sha2::{Digest, Sha512};
 use svsm_abi::attest::{
     services_manifest_len, write_services_manifest, AttestServicesRequest,
-    AttestSingleServiceRequest, VTPM_SERVICE_GUID,
+    AttestSingleServiceRequest, VAULT_SERVICE_GUID, VTPM_SERVICE_GUID,
 };
 use svsm_abi::snp::REPORT_SIZE;
 use svsm_abi::svsm::CallRegisters;
@@ -23,7 +24,19 @@ use zerocopy::IntoBytes;
 const SERVICES_REQUEST_LEN: usize = core::mem::size_of::<AttestServicesRequest>();
 const SINGLE_REQUEST_LEN: usize = core::mem::size_of::<AttestSingleServiceRequest>();
 
-impl<M: GuestMemory, P: SecureProcessor, T: TpmEngine> SvsmModule<M, P, T> {
+/// Version of the vault service manifest.
+pub const VAULT_MANIFEST_VERSION: u32 = 1;
+/// Vault manifest flag: the module runs on ephemeral (unsealed, unpersisted) state.
+pub const VAULT_FLAG_EPHEMERAL: u32 = 1;
+
+impl<M, P, T, S, R> SvsmModule<M, P, T, S, R>
+where
+    M: GuestMemory,
+    P: SecureProcessor,
+    T: TpmEngine,
+    S: StateStore,
+    R: Entropy,
+{
     pub(crate) fn attest_protocol(
         &mut self,
         caller: Vmpl,
@@ -60,6 +73,9 @@ impl<M: GuestMemory, P: SecureProcessor, T: TpmEngine> SvsmModule<M, P, T> {
         if self.tpm.is_some() {
             services.push((VTPM_SERVICE_GUID, self.vtpm_manifest()?));
         }
+        if let Some(manifest) = self.vault_manifest() {
+            services.push((VAULT_SERVICE_GUID, manifest));
+        }
         Ok(services)
     }
 
@@ -74,6 +90,25 @@ impl<M: GuestMemory, P: SecureProcessor, T: TpmEngine> SvsmModule<M, P, T> {
         let ek = crate::tpm2::ek_rsa_public(tpm)?;
         self.ek_public = Some(ek.clone());
         Ok(ek)
+    }
+
+    /// The vault's manifest (version 0 of its service): `u32 manifest version, u32 flags
+    /// (bit 0 = ephemeral state), u64 sealed-state epoch, 16-byte instance id, 97-byte transport
+    /// public key (P-384, SEC1 uncompressed)`. A remote party refuses a rolled-back epoch and
+    /// wraps provisioned keys to the transport key.
+    fn vault_manifest(&self) -> Option<Vec<u8>> {
+        let keys = self.keys.as_ref()?;
+        let flags = match self.status {
+            StateStatus::Ephemeral(_) => VAULT_FLAG_EPHEMERAL,
+            StateStatus::Fresh | StateStatus::Restored => 0,
+        };
+        let mut m = Vec::with_capacity(129);
+        m.extend_from_slice(&VAULT_MANIFEST_VERSION.to_le_bytes());
+        m.extend_from_slice(&flags.to_le_bytes());
+        m.extend_from_slice(&self.epoch.to_le_bytes());
+        m.extend_from_slice(&self.instance_id);
+        m.extend_from_slice(&keys.transport_public());
+        Some(m)
     }
 
     fn services_manifest(&mut self) -> Result<Vec<u8>, SvsmError> {
@@ -137,6 +172,11 @@ impl<M: GuestMemory, P: SecureProcessor, T: TpmEngine> SvsmModule<M, P, T> {
             .finalize()
             .into();
         let report = self.psp.attestation_report(&report_data, Vmpl::ZERO)?;
+        // The nonce may now bind a key import to this attestation.
+        if self.attested_contexts.len() >= ATTESTED_CONTEXTS {
+            self.attested_contexts.remove(0);
+        }
+        self.attested_contexts.push(nonce.clone());
 
         self.memory.write(
             caller,

@@ -4,8 +4,10 @@
 
 use crate::platform::{MemoryError, PspError};
 use crate::tpm::TpmEngineError;
+use crate::vault::VaultError;
 use svsm_abi::attest::{AttestRequestError, ManifestError};
 use svsm_abi::svsm::ResultCode;
+use svsm_abi::vault::{VaultRequestError, VaultStatus};
 use svsm_abi::vtpm::VtpmBufferError;
 use svsm_abi::Guid;
 
@@ -53,6 +55,12 @@ pub enum SvsmError {
     /// The secure processor failed.
     #[error("secure processor: {0}")]
     Psp(#[from] PspError),
+    /// A vault request is malformed.
+    #[error("vault request: {0}")]
+    VaultRequest(#[from] VaultRequestError),
+    /// A vault operation failed.
+    #[error("{0}")]
+    Vault(#[from] VaultError),
 }
 
 impl SvsmError {
@@ -112,7 +120,38 @@ impl SvsmError {
                     ResultCode::InvalidRequest
                 }
             },
+            SvsmError::VaultRequest(e) => match e {
+                VaultRequestError::Truncated(_)
+                | VaultRequestError::TrailingBytes(_)
+                | VaultRequestError::Version(_)
+                | VaultRequestError::UnknownOp(_)
+                | VaultRequestError::UnknownKind(_)
+                | VaultRequestError::UnknownUsage(_)
+                | VaultRequestError::FieldTooLong(_)
+                | VaultRequestError::Reserved(_) => ResultCode::InvalidParameter,
+            },
+            SvsmError::Vault(e) => match e {
+                VaultError::Status(status) => vault_status_code(*status),
+                VaultError::Unavailable | VaultError::NoTpm => ResultCode::InvalidRequest,
+            },
         }
+    }
+}
+
+/// Vault statuses are protocol-defined errors 0x8000_1000 + n.
+const fn vault_status_code(status: VaultStatus) -> ResultCode {
+    match status {
+        VaultStatus::KeyNotFound
+        | VaultStatus::UsageNotAllowed
+        | VaultStatus::WrongKeyKind
+        | VaultStatus::AuthenticationFailed
+        | VaultStatus::ResponseTooSmall
+        | VaultStatus::VaultFull
+        | VaultStatus::UnknownContext
+        | VaultStatus::PcrMismatch
+        | VaultStatus::EntropyFailed
+        | VaultStatus::BadPublicKey
+        | VaultStatus::ForeignBlob => ResultCode::ProtocolError(status as u32),
     }
 }
 
@@ -265,7 +304,93 @@ mod tests {
             (SvsmError::Psp(PspError::Refused(0x16)), InvalidRequest),
             (SvsmError::Psp(PspError::BadReply), InvalidRequest),
             (SvsmError::Psp(PspError::ChannelDisabled), InvalidRequest),
+            (
+                SvsmError::VaultRequest(VaultRequestError::UnknownOp(99)),
+                InvalidParameter,
+            ),
+            (
+                SvsmError::VaultRequest(VaultRequestError::Truncated("x")),
+                InvalidParameter,
+            ),
+            (
+                SvsmError::VaultRequest(VaultRequestError::TrailingBytes(1)),
+                InvalidParameter,
+            ),
+            (
+                SvsmError::VaultRequest(VaultRequestError::Version(2)),
+                InvalidParameter,
+            ),
+            (
+                SvsmError::VaultRequest(VaultRequestError::UnknownKind(9)),
+                InvalidParameter,
+            ),
+            (
+                SvsmError::VaultRequest(VaultRequestError::UnknownUsage(9)),
+                InvalidParameter,
+            ),
+            (
+                SvsmError::VaultRequest(VaultRequestError::FieldTooLong("x")),
+                InvalidParameter,
+            ),
+            (
+                SvsmError::VaultRequest(VaultRequestError::Reserved("x")),
+                InvalidParameter,
+            ),
+            (SvsmError::Vault(VaultError::Unavailable), InvalidRequest),
+            (SvsmError::Vault(VaultError::NoTpm), InvalidRequest),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::KeyNotFound)),
+                ProtocolError(1),
+            ),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::UsageNotAllowed)),
+                ProtocolError(2),
+            ),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::WrongKeyKind)),
+                ProtocolError(3),
+            ),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::AuthenticationFailed)),
+                ProtocolError(4),
+            ),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::ResponseTooSmall)),
+                ProtocolError(5),
+            ),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::VaultFull)),
+                ProtocolError(6),
+            ),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::UnknownContext)),
+                ProtocolError(7),
+            ),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::PcrMismatch)),
+                ProtocolError(8),
+            ),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::EntropyFailed)),
+                ProtocolError(9),
+            ),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::BadPublicKey)),
+                ProtocolError(10),
+            ),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::ForeignBlob)),
+                ProtocolError(11),
+            ),
         ];
+        for status in [VaultStatus::KeyNotFound, VaultStatus::ForeignBlob] {
+            assert_eq!(
+                SvsmError::Vault(VaultError::Status(status))
+                    .result_code()
+                    .to_u32(),
+                status.result_code()
+            );
+        }
         for (err, code) in table {
             assert_eq!(err.result_code(), *code, "{err:?}");
         }

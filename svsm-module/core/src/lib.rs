@@ -26,12 +26,16 @@ pub use svsm_abi as abi;
 
 mod attest;
 pub mod error;
+pub mod keys;
 pub mod module;
 pub mod platform;
+pub mod sealed;
 pub mod tpm;
 pub mod tpm2;
+pub mod vault;
+mod vault_service;
 mod vtpm_service;
 
 pub use error::SvsmError;
-pub use module::SvsmModule;
+pub use module::{BootConfig, StateStatus, SvsmModule, TpmFactory};
 pub use svsm_abi::svsm::CallRegisters;

@@ -4,7 +4,7 @@
 
 use crate::error::SvsmError;
 use crate::module::SvsmModule;
-use crate::platform::{Gpa, GuestMemory, MemoryError, SecureProcessor, Vmpl};
+use crate::platform::{Entropy, Gpa, GuestMemory, MemoryError, SecureProcessor, StateStore, Vmpl};
 use crate::tpm::TpmEngine;
 use svsm_abi::svsm::CallRegisters;
 use svsm_abi::svsm::{vtpm_call, PROTOCOL_VTPM};
@@ -13,7 +13,14 @@ use svsm_abi::vtpm::{
     RESPONSE_HEADER_LEN, SEND_COMMAND_HEADER_LEN, VTPM_BUFFER_SIZE,
 };
 
-impl<M: GuestMemory, P: SecureProcessor, T: TpmEngine> SvsmModule<M, P, T> {
+impl<M, P, T, S, R> SvsmModule<M, P, T, S, R>
+where
+    M: GuestMemory,
+    P: SecureProcessor,
+    T: TpmEngine,
+    S: StateStore,
+    R: Entropy,
+{
     pub(crate) fn vtpm_protocol(
         &mut self,
         caller: Vmpl,
@@ -67,6 +74,10 @@ impl<M: GuestMemory, P: SecureProcessor, T: TpmEngine> SvsmModule<M, P, T> {
             .get(..RESPONSE_HEADER_LEN + n)
             .unwrap_or(&[]);
         self.memory.write(caller, gpa, out)?;
+        // NV changed (keys made persistent, NV written, ...): seal and store the new state.
+        if self.tpm.as_ref().is_some_and(|t| t.state_changed()) {
+            self.persist();
+        }
         Ok(())
     }
 }

@@ -5,25 +5,27 @@
 pub mod chain;
 pub mod memory;
 pub mod psp;
+pub mod store;
 
 use guest_driver::transport::{SvsmTransport, TransportError};
 use memory::SimMemory;
 use psp::{LaunchConfig, SimPsp};
 use std::sync::{Arc, Mutex, MutexGuard};
+use store::{AnyStore, SimEntropy, SimStore, VtpmFactory};
 use svsm_abi::svsm::CallRegisters;
 use svsm_core::platform::{Gpa, GuestMemory, Vmpl, PAGE_SIZE};
-use svsm_core::SvsmModule;
+use svsm_core::{BootConfig, SvsmModule};
 use vtpm::Vtpm;
 
 /// The module as the simulated machine runs it.
-pub type SimModule = SvsmModule<SimMemory, SimPsp, Vtpm>;
+pub type SimModule = SvsmModule<SimMemory, SimPsp, Vtpm, AnyStore, SimEntropy>;
 
 /// Guest memory size of the default machine (4 MiB).
 pub const DEFAULT_PAGES: usize = 1024;
-/// Where the default guest driver buffer starts (page 16) and how many pages it has.
-pub const DRIVER_BUFFER_GPA: u64 = 16 * PAGE_SIZE;
-/// Pages in the default driver buffer.
-pub const DRIVER_BUFFER_PAGES: usize = 16;
+/// Where the default guest driver buffer starts (page 512).
+pub const DRIVER_BUFFER_GPA: u64 = 512 * PAGE_SIZE;
+/// Pages in the default driver buffer: room for a 64 KiB vault request and its response.
+pub const DRIVER_BUFFER_PAGES: usize = 40;
 
 /// A fixed chip seed, so the simulated VCEK is the same from run to run.
 pub const DEFAULT_CHIP_SEED: [u8; 48] = [0x42; 48];
@@ -34,9 +36,6 @@ pub enum SimError {
     /// The test chain could not be built.
     #[error("test chain: {0}")]
     Chain(#[from] chain::ChainError),
-    /// The vTPM could not be manufactured.
-    #[error("vTPM: {0}")]
-    Vtpm(#[from] vtpm::VtpmError),
 }
 
 /// A simulated machine shared between the guest side and whoever inspects it.
@@ -45,31 +44,66 @@ pub struct SimMachine {
     module: Arc<Mutex<SimModule>>,
 }
 
+/// The boot configuration the simulated launch uses: root key pinned to the launch TCB.
+pub fn boot_config(config: &LaunchConfig, expected_epoch: Option<u64>) -> BootConfig {
+    BootConfig {
+        min_tcb: svsm_abi::snp::TcbVersion::encode(&config.tcb, config.product.tcb_layout()),
+        expected_epoch,
+    }
+}
+
 impl SimMachine {
-    /// A machine launched with `config`, with a freshly manufactured vTPM.
+    /// A machine launched with `config`, a fresh store and a vTPM.
     pub fn new(config: LaunchConfig) -> Result<Self, SimError> {
-        let psp = SimPsp::new(config, DEFAULT_CHIP_SEED, Vmpl::ZERO)?;
-        Ok(Self::from_parts(
-            SimMemory::new(DEFAULT_PAGES),
-            psp,
-            Some(Vtpm::manufacture(Default::default())?),
-        ))
+        Self::boot(config, AnyStore::Memory(SimStore::new()), None)
     }
 
-    /// A machine launched with `config` around an existing vTPM.
-    pub fn with_tpm(config: LaunchConfig, tpm: Vtpm) -> Result<Self, SimError> {
+    /// Boots a machine on `store` (a reboot when the store holds sealed state).
+    pub fn boot(
+        config: LaunchConfig,
+        store: AnyStore,
+        expected_epoch: Option<u64>,
+    ) -> Result<Self, SimError> {
+        let boot = boot_config(&config, expected_epoch);
         let psp = SimPsp::new(config, DEFAULT_CHIP_SEED, Vmpl::ZERO)?;
-        Ok(Self::from_parts(
+        let module = SvsmModule::boot(
             SimMemory::new(DEFAULT_PAGES),
             psp,
-            Some(tpm),
-        ))
+            store,
+            SimEntropy,
+            Some(&mut VtpmFactory::default()),
+            boot,
+        );
+        Ok(SimMachine {
+            module: Arc::new(Mutex::new(module)),
+        })
     }
 
-    /// A machine from explicit parts.
-    pub fn from_parts(memory: SimMemory, psp: SimPsp, tpm: Option<Vtpm>) -> Self {
+    /// A machine from explicit parts; `with_tpm` chooses whether a vTPM is served.
+    pub fn from_parts(memory: SimMemory, psp: SimPsp, with_tpm: bool) -> Self {
+        let boot = boot_config(psp.config(), None);
+        let store = AnyStore::Memory(SimStore::new());
+        let module = if with_tpm {
+            SvsmModule::boot(
+                memory,
+                psp,
+                store,
+                SimEntropy,
+                Some(&mut VtpmFactory::default()),
+                boot,
+            )
+        } else {
+            SvsmModule::boot(
+                memory,
+                psp,
+                store,
+                SimEntropy,
+                None::<&mut VtpmFactory>,
+                boot,
+            )
+        };
         SimMachine {
-            module: Arc::new(Mutex::new(SvsmModule::new(memory, psp, tpm))),
+            module: Arc::new(Mutex::new(module)),
         }
     }
 

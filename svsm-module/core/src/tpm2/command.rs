@@ -220,6 +220,49 @@ pub fn quote_sha256(key: u32, nonce: &[u8], pcr_mask: u32) -> Result<Vec<u8>, To
     b.finish()
 }
 
+/// `TPM_CC_PCR_Read`.
+const TPM_CC_PCR_READ: u32 = 0x0000_017E;
+
+/// `TPM2_PCR_Read` of the SHA-256 PCRs in `mask` (bits 0..23).
+pub fn pcr_read_sha256(mask: u32) -> Result<Vec<u8>, TooLarge> {
+    let mut b = CommandBuilder::new(TPM_ST_NO_SESSIONS, TPM_CC_PCR_READ);
+    let m = mask.to_le_bytes();
+    b.u32(1)
+        .u16(TPM_ALG_SHA256)
+        .u8(3)
+        .u8(m[0])
+        .u8(m[1])
+        .u8(m[2]);
+    b.finish()
+}
+
+/// The SHA-256 PCRs a `TPM2_PCR_Read` response returned (bitmap) and their values in order.
+pub fn parse_pcr_read(resp: &[u8]) -> Result<(u32, Vec<[u8; 32]>), ResponseError> {
+    let (_, mut r) = parse_response(resp)?;
+    let _update_counter = r.u32("pcrUpdateCounter")?;
+    let mut returned = 0u32;
+    for _ in 0..r.u32("pcrSelectionOut.count")? {
+        let hash = r.u16("hash")?;
+        let size = usize::from(*r.take(1, "sizeofSelect")?.first().unwrap_or(&0));
+        let bitmap = r.take(size, "pcrSelect")?;
+        if hash == TPM_ALG_SHA256 {
+            for (i, byte) in bitmap.iter().take(3).enumerate() {
+                returned |= u32::from(*byte) << (8 * i);
+            }
+        }
+    }
+    let count = r.u32("pcrValues.count")?;
+    let mut values = Vec::new();
+    for _ in 0..count {
+        let d = r.tpm2b("digest")?;
+        values.push(
+            d.try_into()
+                .map_err(|_| ResponseError::Malformed("digest size"))?,
+        );
+    }
+    Ok((returned, values))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Responses
 // ---------------------------------------------------------------------------------------------

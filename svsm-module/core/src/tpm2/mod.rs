@@ -62,3 +62,28 @@ pub fn ek_rsa_public<T: TpmEngine>(tpm: &mut T) -> Result<Vec<u8>, SvsmError> {
     }
     Ok(public)
 }
+
+/// SHA-256 digest of the SHA-256 bank PCRs selected by `mask` (bits 0..23), read with
+/// TPM2_PCR_Read (repeated: the TPM returns at most eight values per call), in index order.
+pub fn pcr_digest_sha256<T: TpmEngine>(tpm: &mut T, mask: u32) -> Result<[u8; 32], SvsmError> {
+    let mut values: Vec<(u32, [u8; 32])> = Vec::new();
+    let mut remaining = mask & 0x00FF_FFFF;
+    let mut response = vec![0u8; MAX_TPM_BUFFER];
+    while remaining != 0 {
+        let cmd =
+            command::pcr_read_sha256(remaining).map_err(|_| SvsmError::TpmResponse(u32::MAX))?;
+        let n = execute_checked(tpm, &cmd, &mut response)?;
+        let (returned, digests) = command::parse_pcr_read(response.get(..n).unwrap_or(&[]))?;
+        if returned & remaining == 0 || digests.len() != returned.count_ones() as usize {
+            return Err(SvsmError::TpmResponse(u32::MAX));
+        }
+        let indexes = (0..24).filter(|i| returned & (1 << i) != 0);
+        for (index, digest) in indexes.zip(digests) {
+            values.push((index, digest));
+        }
+        remaining &= !returned;
+    }
+    values.sort_by_key(|(i, _)| *i);
+    let list: Vec<[u8; 32]> = values.into_iter().map(|(_, v)| v).collect();
+    Ok(crate::vault::pcr_digest(&list))
+}

@@ -1,0 +1,87 @@
+//! The vault protocol: QUERY, and REQUEST carrying one versioned vault message (see
+//! `svsm_abi::vault`). The request is copied in once, decoded into a typed request, run by the
+//! vault, and the response copied out; state-changing operations re-seal the state.
+
+use crate::error::SvsmError;
+use crate::module::SvsmModule;
+use crate::platform::{Entropy, Gpa, GuestMemory, SecureProcessor, StateStore, Vmpl};
+use crate::tpm::TpmEngine;
+use crate::vault::{OpContext, VaultError};
+use alloc::vec;
+use alloc::vec::Vec;
+use svsm_abi::svsm::{CallRegisters, PROTOCOL_VAULT};
+use svsm_abi::vault::{
+    Request, VaultStatus, MAX_MESSAGE, VAULT_CALL_QUERY, VAULT_CALL_REQUEST, VAULT_VERSION,
+};
+
+impl<M, P, T, S, R> SvsmModule<M, P, T, S, R>
+where
+    M: GuestMemory,
+    P: SecureProcessor,
+    T: TpmEngine,
+    S: StateStore,
+    R: Entropy,
+{
+    pub(crate) fn vault_protocol(
+        &mut self,
+        caller: Vmpl,
+        call: u32,
+        regs: &mut CallRegisters,
+    ) -> Result<(), SvsmError> {
+        match call {
+            VAULT_CALL_QUERY => {
+                regs.rcx = u64::from(VAULT_VERSION);
+                regs.rdx = MAX_MESSAGE as u64;
+                Ok(())
+            }
+            VAULT_CALL_REQUEST => self.vault_request(caller, regs),
+            _ => Err(SvsmError::UnsupportedCall {
+                protocol: PROTOCOL_VAULT,
+                call,
+            }),
+        }
+    }
+
+    fn vault_request(&mut self, caller: Vmpl, regs: &mut CallRegisters) -> Result<(), SvsmError> {
+        let len = usize::try_from(regs.rdx).unwrap_or(usize::MAX);
+        if len > MAX_MESSAGE {
+            return Err(SvsmError::VaultRequest(
+                svsm_abi::vault::VaultRequestError::TrailingBytes(len.saturating_sub(MAX_MESSAGE)),
+            ));
+        }
+        let mut raw = zeroize::Zeroizing::new(vec![0u8; len]);
+        self.memory.read(caller, Gpa::new(regs.rcx), &mut raw)?;
+        let request = Request::parse(&raw)?;
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or(SvsmError::Vault(VaultError::Unavailable))?;
+        let mut response = zeroize::Zeroizing::new(Vec::new());
+        let tpm = &mut self.tpm;
+        let mut read_pcrs = |mask: u32| -> Result<[u8; 32], VaultError> {
+            let tpm = tpm.as_mut().ok_or(VaultError::NoTpm)?;
+            crate::tpm2::pcr_digest_sha256(tpm, mask).map_err(|_| VaultError::NoTpm)
+        };
+        let mut ctx = OpContext {
+            keys,
+            rng: &mut self.rng,
+            attested_contexts: &self.attested_contexts,
+            pcr_digest: Some(&mut read_pcrs),
+        };
+        let changed = self
+            .vault
+            .handle(caller, &request, &mut ctx, &mut response)?;
+        if changed {
+            self.persist();
+        }
+        regs.rcx = response.len() as u64;
+        let capacity = usize::try_from(regs.r9).unwrap_or(usize::MAX);
+        if response.len() > capacity {
+            return Err(SvsmError::Vault(VaultError::Status(
+                VaultStatus::ResponseTooSmall,
+            )));
+        }
+        self.memory.write(caller, Gpa::new(regs.r8), &response)?;
+        Ok(())
+    }
+}
