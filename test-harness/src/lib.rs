@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod guest_channel;
 pub mod mssim;
 pub mod sim;
 pub mod tpm_backend;

@@ -49,6 +49,10 @@ enum Command {
         /// unseals it; state that does not unseal is left alone and the vTPM runs ephemeral.
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
+        /// Also serve the SVSM call channel for guest processes (`svsm-vault`) on
+        /// 127.0.0.1:GUEST_PORT: framed SVSM calls into the same simulated machine.
+        #[arg(long, value_name = "GUEST_PORT")]
+        guest_port: Option<u16>,
     },
     /// Decode one ATTESTATION_REPORT (raw 1184 bytes, or an Azure HCL blob) and print its
     /// fields. Decoding is not verification: nothing here checks the signature.
@@ -127,10 +131,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             port,
             direct,
             state,
+            guest_port,
         } => {
             use test_harness::tpm_backend as backend;
+            let mut channel = None;
             let (server, status) = if direct {
-                if state.is_some() {
+                if state.is_some() || guest_port.is_some() {
                     return Err(
                         "--state needs the SVSM path (the module seals it); drop --direct".into(),
                     );
@@ -140,7 +146,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 let server = test_harness::mssim::MssimServer::start(port, direct_backend)?;
                 (server, "fresh vTPM, not persisted".to_owned())
             } else {
-                backend::start_endpoint_with_state(port, state)?
+                let (server, status, ch) = backend::start_machine_endpoints(port, state, guest_port)?;
+                channel = ch;
+                (server, status)
             };
             eprintln!("svsm-sim: {status}");
             eprintln!(
@@ -154,6 +162,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 server.command_port() + 1,
                 server.tcti()
             );
+            if let Some(ch) = &channel {
+                eprintln!("svsm-sim: SVSM call channel on 127.0.0.1:{}", ch.port());
+            }
             server.wait();
         }
         Command::Inspect { report, json } => {

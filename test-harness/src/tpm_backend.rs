@@ -1,6 +1,7 @@
 //! What the mssim endpoint fronts: the engine directly, or the full SVSM vTPM protocol path
 //! (guest-driver -> simulated transport -> svsm-core dispatcher -> vtpm engine).
 
+use crate::guest_channel::GuestChannel;
 use crate::mssim::{BackendError, MssimServer, TpmBackend};
 use crate::sim::psp::LaunchConfig;
 use crate::sim::store::{AnyStore, FileStore, SimStore};
@@ -109,6 +110,17 @@ pub fn start_endpoint_with_state(
     port: u16,
     state_dir: Option<PathBuf>,
 ) -> Result<(MssimServer, String), Box<dyn std::error::Error>> {
+    let (server, status, _) = start_machine_endpoints(port, state_dir, None)?;
+    Ok((server, status))
+}
+
+/// Boots a simulated machine (sealed state in `state_dir`, if given) and serves its vTPM on
+/// the mssim ports and, with `guest_port`, its SVSM call channel for guest processes.
+pub fn start_machine_endpoints(
+    port: u16,
+    state_dir: Option<PathBuf>,
+    guest_port: Option<u16>,
+) -> Result<(MssimServer, String, Option<GuestChannel>), Box<dyn std::error::Error>> {
     let store = match state_dir {
         Some(dir) => AnyStore::File(FileStore::new(dir)?),
         None => AnyStore::Memory(SimStore::new()),
@@ -126,6 +138,7 @@ pub fn start_endpoint_with_state(
             StateStatus::Ephemeral(why) => format!("EPHEMERAL vTPM (state not persisted): {why}"),
         }
     };
+    let channel = guest_port.map(|p| GuestChannel::start(p, machine.clone())).transpose()?;
     let backend = SvsmBackend::new(&machine)?;
-    Ok((MssimServer::start(port, Box::new(backend))?, status))
+    Ok((MssimServer::start(port, Box::new(backend))?, status, channel))
 }

@@ -147,7 +147,19 @@ impl SimPsp {
         chip_seed: [u8; 48],
         requester: Vmpl,
     ) -> Result<Self, super::chain::ChainError> {
-        let chain = Arc::new(TestChain::new(&config.identity(), &chip_seed)?);
+        // Building a chain costs three RSA-4096 signatures; machines that reboot reuse theirs.
+        type Cache = Vec<((VcekIdentity, [u8; 48]), Arc<TestChain>)>;
+        static CHAINS: std::sync::Mutex<Cache> = std::sync::Mutex::new(Vec::new());
+        let key = (config.identity(), chip_seed);
+        let mut chains = CHAINS.lock().unwrap_or_else(|p| p.into_inner());
+        let chain = match chains.iter().find(|(k, _)| *k == key) {
+            Some((_, chain)) => chain.clone(),
+            None => {
+                let chain = Arc::new(TestChain::new(&key.0, &chip_seed)?);
+                chains.push((key, chain.clone()));
+                chain
+            }
+        };
         Ok(Self::with_chain(config, chip_seed, requester, chain))
     }
 

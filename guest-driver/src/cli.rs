@@ -1,0 +1,339 @@
+//! `svsm-vault`: the guest app's command line for the vault (and attestation). Every command
+//! runs through an [`SvsmTransport`]; the binary uses a [`crate::framed::FramedTransport`] to
+//! `svsm-sim tpm-server --guest-port`, and tests call [`run`] with any transport.
+
+use crate::attest::{attest, Scope};
+use crate::transport::SvsmTransport;
+use crate::vault::{VaultClient, VaultClientError};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::string::{String, ToString};
+#[allow(unused_imports)]
+use std::{boxed::Box, format, vec};
+use std::vec::Vec;
+use svsm_abi::vault::{KeyKind, Usage};
+
+/// Use the svsm-vhsm vault from a guest: keys stay inside VMPL0, only results come back.
+#[derive(Parser, Debug)]
+#[command(name = "svsm-vault", version, about, long_about = None)]
+pub struct Cli {
+    /// Where the SVSM call channel is (svsm-sim tpm-server --guest-port).
+    #[arg(long, default_value = "127.0.0.1:2323", global = true)]
+    pub connect: String,
+    /// The VMPL this guest runs at (keys belong to the VMPL that made them).
+    #[arg(long, default_value_t = 1, global = true)]
+    pub vmpl: u8,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Key kinds on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Kind {
+    /// ECDSA P-256 / SHA-256.
+    P256,
+    /// ECDSA P-384 / SHA-384.
+    P384,
+    /// AES-256-GCM.
+    Aes,
+    /// HMAC-SHA-384.
+    Hmac,
+    /// ECDH P-384.
+    Ecdh,
+}
+
+impl Kind {
+    fn key_kind(self) -> KeyKind {
+        match self {
+            Kind::P256 => KeyKind::EcdsaP256,
+            Kind::P384 => KeyKind::EcdsaP384,
+            Kind::Aes => KeyKind::Aes256Gcm,
+            Kind::Hmac => KeyKind::HmacSha384,
+            Kind::Ecdh => KeyKind::EcdhP384,
+        }
+    }
+
+    /// The usages a key of this kind gets unless told otherwise.
+    fn default_usage(self) -> Usage {
+        match self {
+            Kind::P256 | Kind::P384 => Usage::SIGN | Usage::VERIFY,
+            Kind::Aes => Usage::ENCRYPT | Usage::DECRYPT,
+            Kind::Hmac => Usage::MAC | Usage::VERIFY,
+            Kind::Ecdh => Usage::DERIVE,
+        }
+    }
+}
+
+/// Commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a key inside the vault; prints its id and public key.
+    Create {
+        /// Key kind.
+        #[arg(long, value_enum)]
+        kind: Kind,
+        /// Usages (comma separated: sign,verify,encrypt,decrypt,mac,derive); default by kind.
+        #[arg(long, value_delimiter = ',')]
+        usage: Vec<String>,
+    },
+    /// List this VMPL's keys.
+    List,
+    /// Print a key's public part (SEC1 uncompressed, hex).
+    Public {
+        /// Key id.
+        #[arg(long)]
+        key: u32,
+    },
+    /// Sign a file (ECDSA with the curve's hash); prints r||s hex or writes it to --out.
+    Sign {
+        /// Key id.
+        #[arg(long)]
+        key: u32,
+        /// File to sign.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Where to write the signature.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Verify a signature (or HMAC tag) over a file.
+    Verify {
+        /// Key id.
+        #[arg(long)]
+        key: u32,
+        /// The signed file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// The signature file.
+        #[arg(long)]
+        sig: PathBuf,
+    },
+    /// Encrypt a file with AES-256-GCM (output: IV || ciphertext || tag).
+    Encrypt {
+        /// Key id.
+        #[arg(long)]
+        key: u32,
+        /// Plaintext file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Additional authenticated data.
+        #[arg(long, default_value = "")]
+        aad: String,
+    },
+    /// Decrypt a file made by `encrypt`.
+    Decrypt {
+        /// Key id.
+        #[arg(long)]
+        key: u32,
+        /// Encrypted file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Additional authenticated data.
+        #[arg(long, default_value = "")]
+        aad: String,
+    },
+    /// HMAC-SHA-384 of a file (hex).
+    Mac {
+        /// Key id.
+        #[arg(long)]
+        key: u32,
+        /// Input file.
+        #[arg(long = "in")]
+        input: PathBuf,
+    },
+    /// Seal a file to this launch (and with --pcrs to the current SHA-256 PCR values).
+    Seal {
+        /// Input file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// PCR indexes to bind to, e.g. 16,23.
+        #[arg(long, value_delimiter = ',')]
+        pcrs: Vec<u32>,
+        /// Additional authenticated data.
+        #[arg(long, default_value = "")]
+        aad: String,
+    },
+    /// Unseal a file made by `seal`.
+    Unseal {
+        /// Sealed file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Additional authenticated data.
+        #[arg(long, default_value = "")]
+        aad: String,
+    },
+    /// Destroy a key.
+    Destroy {
+        /// Key id.
+        #[arg(long)]
+        key: u32,
+    },
+    /// Get attestation evidence bound to a nonce: writes report.bin, manifest.bin, certs.bin.
+    Attest {
+        /// The verifier's nonce (hex).
+        #[arg(long)]
+        nonce: String,
+        /// Directory for the three files.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The vault refused or the call failed.
+    #[error("{0}")]
+    Vault(#[from] VaultClientError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A bad argument.
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|source| CliError::Io { path: path.clone(), source })
+}
+
+fn write(path: &PathBuf, bytes: &[u8]) -> Result<(), CliError> {
+    std::fs::write(path, bytes).map_err(|source| CliError::Io { path: path.clone(), source })
+}
+
+fn usage_of(names: &[String], kind: Kind) -> Result<Usage, CliError> {
+    if names.is_empty() {
+        return Ok(kind.default_usage());
+    }
+    names.iter().try_fold(Usage::empty(), |acc, n| {
+        let u = match n.as_str() {
+            "sign" => Usage::SIGN,
+            "verify" => Usage::VERIFY,
+            "encrypt" => Usage::ENCRYPT,
+            "decrypt" => Usage::DECRYPT,
+            "mac" => Usage::MAC,
+            "derive" => Usage::DERIVE,
+            other => return Err(CliError::Usage(std::format!("unknown usage {other:?}"))),
+        };
+        Ok(acc | u)
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| std::format!("{b:02x}")).collect()
+}
+
+/// Runs one command over `transport`; returns what to print (JSON when `json`).
+pub fn run<T: SvsmTransport>(cli: &Cli, transport: T) -> Result<String, CliError> {
+    let json = |v: serde_json::Value| v.to_string();
+    let mut vault = VaultClient::probe(transport)?;
+    Ok(match &cli.command {
+        Command::Create { kind, usage } => {
+            let created = vault.create_key(kind.key_kind(), usage_of(usage, *kind)?)?;
+            if cli.json {
+                json(serde_json::json!({"key": created.id, "public": hex(&created.public)}))
+            } else {
+                std::format!("key {} {}", created.id, hex(&created.public))
+            }
+        }
+        Command::List => {
+            let keys = vault.list()?;
+            if cli.json {
+                json(serde_json::json!(keys
+                    .iter()
+                    .map(|k| serde_json::json!({"key": k.id, "kind": k.kind, "usage": k.usage}))
+                    .collect::<Vec<_>>()))
+            } else {
+                keys.iter()
+                    .map(|k| std::format!("key {} kind {} usage {:#06x}", k.id, k.kind, k.usage))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+        Command::Public { key } => hex(&vault.export_public(*key)?),
+        Command::Sign { key, input, out } => {
+            let sig = vault.sign(*key, &read(input)?)?;
+            match out {
+                Some(path) => {
+                    write(path, &sig)?;
+                    std::format!("wrote {} bytes to {}", sig.len(), path.display())
+                }
+                None => hex(&sig),
+            }
+        }
+        Command::Verify { key, input, sig } => {
+            let ok = vault.verify(*key, &read(sig)?, &read(input)?)?;
+            if !ok {
+                return Err(CliError::Usage("signature does NOT verify".to_string()));
+            }
+            "signature verifies".to_string()
+        }
+        Command::Encrypt { key, input, out, aad } => {
+            let ct = vault.encrypt(*key, aad.as_bytes(), &read(input)?)?;
+            write(out, &ct)?;
+            std::format!("wrote {} bytes to {}", ct.len(), out.display())
+        }
+        Command::Decrypt { key, input, out, aad } => {
+            let pt = vault.decrypt(*key, aad.as_bytes(), &read(input)?)?;
+            write(out, &pt)?;
+            std::format!("wrote {} bytes to {}", pt.len(), out.display())
+        }
+        Command::Mac { key, input } => hex(&vault.mac(*key, &read(input)?)?),
+        Command::Seal { input, out, pcrs, aad } => {
+            let mut mask = 0u32;
+            for &p in pcrs {
+                if p > 23 {
+                    return Err(CliError::Usage(std::format!("PCR {p} is not 0..23")));
+                }
+                mask |= 1 << p;
+            }
+            let blob = vault.seal((mask != 0).then_some(mask), aad.as_bytes(), &read(input)?)?;
+            write(out, &blob)?;
+            std::format!("wrote {} bytes to {}", blob.len(), out.display())
+        }
+        Command::Unseal { input, out, aad } => {
+            let data = vault.unseal(aad.as_bytes(), &read(input)?)?;
+            write(out, &data)?;
+            std::format!("wrote {} bytes to {}", data.len(), out.display())
+        }
+        Command::Destroy { key } => {
+            vault.destroy(*key)?;
+            std::format!("destroyed key {key}")
+        }
+        Command::Attest { nonce, out_dir } => {
+            let nonce = (0..nonce.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(nonce.get(i..i + 2).unwrap_or("zz"), 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|_| CliError::Usage("--nonce must be hex".to_string()))?;
+            let e = attest(vault.transport_mut(), Scope::AllServices, &nonce, true)
+                .map_err(VaultClientError::from)?;
+            std::fs::create_dir_all(out_dir).map_err(|source| CliError::Io { path: out_dir.clone(), source })?;
+            write(&out_dir.join("report.bin"), &e.report)?;
+            write(&out_dir.join("manifest.bin"), &e.manifest)?;
+            write(&out_dir.join("certs.bin"), &e.certs)?;
+            std::format!("wrote report.bin, manifest.bin, certs.bin to {}", out_dir.display())
+        }
+    })
+}

@@ -1,0 +1,274 @@
+//! Vault protocol client: typed operations over the svsm-vhsm vault call. Requests are built in
+//! the transport's buffer (request in the first half, response in the second), and every length
+//! the SVSM returns is bounds-checked.
+
+use crate::core_protocol::query_protocol;
+use crate::transport::{call, DriverError, SvsmTransport};
+use alloc::vec;
+use alloc::vec::Vec;
+use svsm_abi::svsm::{CallId, CallRegisters, ResultCode, PROTOCOL_VAULT};
+use svsm_abi::vault::{KeyKind, Op, RequestWriter, Usage, VaultStatus, IV_LEN, MAX_MESSAGE, VAULT_CALL_REQUEST};
+
+/// Why a vault call failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VaultClientError {
+    /// The driver or transport failed, or the SVSM returned a non-vault error code.
+    #[error("{0}")]
+    Driver(#[from] DriverError),
+    /// The vault refused the operation.
+    #[error("vault refused: {0:?}")]
+    Vault(VaultStatus),
+    /// The request does not fit the buffer.
+    #[error("request too large for the driver buffer")]
+    RequestTooLarge,
+    /// The response is shorter than its operation's fixed part.
+    #[error("malformed vault response")]
+    MalformedResponse,
+}
+
+/// A key the vault created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreatedKey {
+    /// The key id.
+    pub id: u32,
+    /// The public key (SEC1 uncompressed) for asymmetric kinds; empty otherwise.
+    pub public: Vec<u8>,
+}
+
+/// A listed key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyEntry {
+    /// Id.
+    pub id: u32,
+    /// Kind number (see [`KeyKind`]).
+    pub kind: u16,
+    /// Usage bits.
+    pub usage: u16,
+}
+
+/// The vault, reached over an SVSM transport.
+pub struct VaultClient<T> {
+    transport: T,
+    half: usize,
+    scratch: Vec<u8>,
+}
+
+fn status_of(code: ResultCode) -> Option<VaultStatus> {
+    let ResultCode::ProtocolError(n) = code else { return None };
+    [
+        VaultStatus::KeyNotFound,
+        VaultStatus::UsageNotAllowed,
+        VaultStatus::WrongKeyKind,
+        VaultStatus::AuthenticationFailed,
+        VaultStatus::ResponseTooSmall,
+        VaultStatus::VaultFull,
+        VaultStatus::UnknownContext,
+        VaultStatus::PcrMismatch,
+        VaultStatus::EntropyFailed,
+        VaultStatus::BadPublicKey,
+        VaultStatus::ForeignBlob,
+    ]
+    .into_iter()
+    .find(|s| *s as u32 == n)
+}
+
+fn u32_at(b: &[u8], at: usize) -> Result<u32, VaultClientError> {
+    let bytes = b.get(at..at + 4).ok_or(VaultClientError::MalformedResponse)?;
+    Ok(u32::from_le_bytes(bytes.try_into().map_err(|_| VaultClientError::MalformedResponse)?))
+}
+
+fn u16_at(b: &[u8], at: usize) -> Result<u16, VaultClientError> {
+    let bytes = b.get(at..at + 2).ok_or(VaultClientError::MalformedResponse)?;
+    Ok(u16::from_le_bytes(bytes.try_into().map_err(|_| VaultClientError::MalformedResponse)?))
+}
+
+impl<T: SvsmTransport> VaultClient<T> {
+    /// Checks that the vault protocol is offered.
+    pub fn probe(mut transport: T) -> Result<Self, VaultClientError> {
+        if query_protocol(&mut transport, PROTOCOL_VAULT, 1)?.is_none() {
+            return Err(DriverError::ProtocolUnavailable(PROTOCOL_VAULT).into());
+        }
+        let half = (transport.buffer_len() / 2).min(MAX_MESSAGE) & !0xFFF;
+        Ok(VaultClient { transport, half, scratch: vec![0; half] })
+    }
+
+    /// The transport.
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    /// Sends a request built by `build`; returns the response bytes.
+    fn request(
+        &mut self,
+        op: Op,
+        key_id: u32,
+        build: impl FnOnce(&mut RequestWriter<'_>),
+    ) -> Result<Vec<u8>, VaultClientError> {
+        let mut w = RequestWriter::new(&mut self.scratch, op, key_id);
+        build(&mut w);
+        let len = w.finish().ok_or(VaultClientError::RequestTooLarge)?;
+        let request = self.scratch.get(..len).ok_or(VaultClientError::RequestTooLarge)?;
+        self.transport.write_buffer(0, request).map_err(DriverError::from)?;
+        let base = self.transport.buffer_gpa();
+        let regs = CallRegisters {
+            rax: CallId { protocol: PROTOCOL_VAULT, call: VAULT_CALL_REQUEST }.to_rax(),
+            rcx: base,
+            rdx: len as u64,
+            r8: base + self.half as u64,
+            r9: self.half as u64,
+        };
+        let (code, out) = call(&mut self.transport, regs)?;
+        if !code.is_success() {
+            return Err(match status_of(code) {
+                Some(status) => VaultClientError::Vault(status),
+                None => DriverError::Svsm(code).into(),
+            });
+        }
+        let n = usize::try_from(out.rcx).map_err(|_| VaultClientError::MalformedResponse)?;
+        if n > self.half {
+            return Err(VaultClientError::MalformedResponse);
+        }
+        let mut response = vec![0u8; n];
+        self.transport.read_buffer(self.half, &mut response).map_err(DriverError::from)?;
+        Ok(response)
+    }
+
+    /// Creates a key.
+    pub fn create_key(&mut self, kind: KeyKind, usage: Usage) -> Result<CreatedKey, VaultClientError> {
+        let r = self.request(Op::CreateKey, 0, |w| {
+            w.u16(kind as u16).u16(usage.bits());
+        })?;
+        let id = u32_at(&r, 0)?;
+        let len = usize::from(u16_at(&r, 4)?);
+        let public = r.get(6..6 + len).ok_or(VaultClientError::MalformedResponse)?.to_vec();
+        Ok(CreatedKey { id, public })
+    }
+
+    /// Imports a key wrapped to the vault's transport key (see `svsm_core::vault`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn import_key(
+        &mut self,
+        kind: KeyKind,
+        usage: Usage,
+        context: &[u8],
+        ephemeral_public: &[u8],
+        iv: &[u8; IV_LEN],
+        ciphertext: &[u8],
+    ) -> Result<u32, VaultClientError> {
+        let r = self.request(Op::ImportKey, 0, |w| {
+            w.u16(kind as u16)
+                .u16(usage.bits())
+                .u16(context.len() as u16)
+                .u16(ephemeral_public.len() as u16)
+                .u32(ciphertext.len() as u32)
+                .bytes(iv)
+                .bytes(context)
+                .bytes(ephemeral_public)
+                .bytes(ciphertext);
+        })?;
+        u32_at(&r, 0)
+    }
+
+    /// Signs `message` (r || s).
+    pub fn sign(&mut self, key: u32, message: &[u8]) -> Result<Vec<u8>, VaultClientError> {
+        self.request(Op::Sign, key, |w| {
+            w.bytes(message);
+        })
+    }
+
+    /// Verifies a signature or MAC; `Ok(false)` when it does not verify.
+    pub fn verify(&mut self, key: u32, signature: &[u8], message: &[u8]) -> Result<bool, VaultClientError> {
+        let r = self.request(Op::Verify, key, |w| {
+            w.u16(signature.len() as u16).bytes(signature).bytes(message);
+        })?;
+        Ok(u32_at(&r, 0)? == 1)
+    }
+
+    /// Encrypts; returns IV || ciphertext || tag.
+    pub fn encrypt(&mut self, key: u32, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, VaultClientError> {
+        self.request(Op::Encrypt, key, |w| {
+            w.u16(aad.len() as u16).bytes(aad).bytes(plaintext);
+        })
+    }
+
+    /// Decrypts IV || ciphertext || tag.
+    pub fn decrypt(&mut self, key: u32, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, VaultClientError> {
+        let (iv, ct) = sealed.split_at_checked(IV_LEN).ok_or(VaultClientError::MalformedResponse)?;
+        self.request(Op::Decrypt, key, |w| {
+            w.u16(aad.len() as u16).bytes(aad).bytes(iv).bytes(ct);
+        })
+    }
+
+    /// HMAC-SHA-384.
+    pub fn mac(&mut self, key: u32, data: &[u8]) -> Result<Vec<u8>, VaultClientError> {
+        self.request(Op::Mac, key, |w| {
+            w.bytes(data);
+        })
+    }
+
+    /// ECDH with `peer_public`, HKDF with `info`, into a new key; returns its id.
+    pub fn derive(
+        &mut self,
+        key: u32,
+        kind: KeyKind,
+        usage: Usage,
+        peer_public: &[u8],
+        info: &[u8],
+    ) -> Result<u32, VaultClientError> {
+        let r = self.request(Op::Derive, key, |w| {
+            w.u16(kind as u16)
+                .u16(usage.bits())
+                .u16(peer_public.len() as u16)
+                .u16(info.len() as u16)
+                .bytes(peer_public)
+                .bytes(info);
+        })?;
+        u32_at(&r, 0)
+    }
+
+    /// Seals data to this launch (and, with `pcr_mask`, to the current SHA-256 PCRs).
+    pub fn seal(&mut self, pcr_mask: Option<u32>, aad: &[u8], data: &[u8]) -> Result<Vec<u8>, VaultClientError> {
+        self.request(Op::Seal, 0, |w| {
+            w.u16(u16::from(pcr_mask.is_some()))
+                .u16(0)
+                .u32(pcr_mask.unwrap_or(0))
+                .u16(aad.len() as u16)
+                .bytes(aad)
+                .bytes(data);
+        })
+    }
+
+    /// Unseals.
+    pub fn unseal(&mut self, aad: &[u8], blob: &[u8]) -> Result<Vec<u8>, VaultClientError> {
+        self.request(Op::Unseal, 0, |w| {
+            w.u16(aad.len() as u16).bytes(aad).bytes(blob);
+        })
+    }
+
+    /// A key's public part.
+    pub fn export_public(&mut self, key: u32) -> Result<Vec<u8>, VaultClientError> {
+        self.request(Op::ExportPublic, key, |_| {})
+    }
+
+    /// Destroys a key.
+    pub fn destroy(&mut self, key: u32) -> Result<(), VaultClientError> {
+        self.request(Op::Destroy, key, |_| {}).map(|_| ())
+    }
+
+    /// The caller's keys.
+    pub fn list(&mut self) -> Result<Vec<KeyEntry>, VaultClientError> {
+        let r = self.request(Op::List, 0, |_| {})?;
+        let count = u32_at(&r, 0)? as usize;
+        (0..count)
+            .map(|i| {
+                let at = 4 + i * 8;
+                Ok(KeyEntry { id: u32_at(&r, at)?, kind: u16_at(&r, at + 4)?, usage: u16_at(&r, at + 6)? })
+            })
+            .collect()
+    }
+
+    /// The vault's transport public key.
+    pub fn transport_key(&mut self) -> Result<Vec<u8>, VaultClientError> {
+        self.request(Op::TransportKey, 0, |_| {})
+    }
+}
