@@ -8,9 +8,9 @@ use crate::vault::{VaultClient, VaultClientError};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::string::{String, ToString};
+use std::vec::Vec;
 #[allow(unused_imports)]
 use std::{boxed::Box, format, vec};
-use std::vec::Vec;
 use svsm_abi::vault::{KeyKind, Usage};
 
 /// Use the svsm-vhsm vault from a guest: keys stay inside VMPL0, only results come back.
@@ -215,11 +215,17 @@ pub enum CliError {
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|source| CliError::Io { path: path.clone(), source })
+    std::fs::read(path).map_err(|source| CliError::Io {
+        path: path.clone(),
+        source,
+    })
 }
 
 fn write(path: &PathBuf, bytes: &[u8]) -> Result<(), CliError> {
-    std::fs::write(path, bytes).map_err(|source| CliError::Io { path: path.clone(), source })
+    std::fs::write(path, bytes).map_err(|source| CliError::Io {
+        path: path.clone(),
+        source,
+    })
 }
 
 fn usage_of(names: &[String], kind: Kind) -> Result<Usage, CliError> {
@@ -289,18 +295,33 @@ pub fn run<T: SvsmTransport>(cli: &Cli, transport: T) -> Result<String, CliError
             }
             "signature verifies".to_string()
         }
-        Command::Encrypt { key, input, out, aad } => {
+        Command::Encrypt {
+            key,
+            input,
+            out,
+            aad,
+        } => {
             let ct = vault.encrypt(*key, aad.as_bytes(), &read(input)?)?;
             write(out, &ct)?;
             std::format!("wrote {} bytes to {}", ct.len(), out.display())
         }
-        Command::Decrypt { key, input, out, aad } => {
+        Command::Decrypt {
+            key,
+            input,
+            out,
+            aad,
+        } => {
             let pt = vault.decrypt(*key, aad.as_bytes(), &read(input)?)?;
             write(out, &pt)?;
             std::format!("wrote {} bytes to {}", pt.len(), out.display())
         }
         Command::Mac { key, input } => hex(&vault.mac(*key, &read(input)?)?),
-        Command::Seal { input, out, pcrs, aad } => {
+        Command::Seal {
+            input,
+            out,
+            pcrs,
+            aad,
+        } => {
             let mut mask = 0u32;
             for &p in pcrs {
                 if p > 23 {
@@ -329,11 +350,17 @@ pub fn run<T: SvsmTransport>(cli: &Cli, transport: T) -> Result<String, CliError
                 .map_err(|_| CliError::Usage("--nonce must be hex".to_string()))?;
             let e = attest(vault.transport_mut(), Scope::AllServices, &nonce, true)
                 .map_err(VaultClientError::from)?;
-            std::fs::create_dir_all(out_dir).map_err(|source| CliError::Io { path: out_dir.clone(), source })?;
+            std::fs::create_dir_all(out_dir).map_err(|source| CliError::Io {
+                path: out_dir.clone(),
+                source,
+            })?;
             write(&out_dir.join("report.bin"), &e.report)?;
             write(&out_dir.join("manifest.bin"), &e.manifest)?;
             write(&out_dir.join("certs.bin"), &e.certs)?;
-            std::format!("wrote report.bin, manifest.bin, certs.bin to {}", out_dir.display())
+            std::format!(
+                "wrote report.bin, manifest.bin, certs.bin to {}",
+                out_dir.display()
+            )
         }
     })
 }

@@ -7,7 +7,9 @@ use crate::transport::{SvsmTransport, TransportError};
 use std::io::{Read, Write};
 use std::vec;
 use std::vec::Vec;
-use svsm_abi::frame::{declared_length, encode_call, ReplyFrame, CALL_HEADER_LEN, MAX_FRAME_BUFFER};
+use svsm_abi::frame::{
+    declared_length, encode_call, ReplyFrame, CALL_HEADER_LEN, MAX_FRAME_BUFFER,
+};
 use svsm_abi::svsm::CallRegisters;
 
 /// SVSM calls over a stream.
@@ -24,11 +26,21 @@ impl<S: Read + Write> FramedTransport<S> {
     /// `buffer_gpa` on the far side.
     pub fn new(stream: S, vmpl: u8, buffer_gpa: u64, buffer_len: usize) -> Self {
         let len = buffer_len.min(MAX_FRAME_BUFFER);
-        FramedTransport { stream, vmpl, buffer_gpa, buffer: vec![0; len], frame: vec![0; CALL_HEADER_LEN + len] }
+        FramedTransport {
+            stream,
+            vmpl,
+            buffer_gpa,
+            buffer: vec![0; len],
+            frame: vec![0; CALL_HEADER_LEN + len],
+        }
     }
 
     fn range(&self, offset: usize, len: usize) -> Result<core::ops::Range<usize>, TransportError> {
-        let err = TransportError::BufferRange { offset, len, size: self.buffer.len() };
+        let err = TransportError::BufferRange {
+            offset,
+            len,
+            size: self.buffer.len(),
+        };
         let end = offset.checked_add(len).ok_or(err)?;
         if end > self.buffer.len() {
             return Err(err);
@@ -40,16 +52,29 @@ impl<S: Read + Write> FramedTransport<S> {
 impl<S: Read + Write> SvsmTransport for FramedTransport<S> {
     fn raw_call(&mut self, regs: &mut CallRegisters) -> Result<(), TransportError> {
         let io = |_| TransportError::Hypervisor(u64::MAX);
-        let n = encode_call(regs, self.vmpl, self.buffer_gpa, &self.buffer, &mut self.frame)
-            .map_err(|_| TransportError::Hypervisor(u64::MAX))?;
-        self.stream.write_all(self.frame.get(..n).unwrap_or(&[])).map_err(io)?;
+        let n = encode_call(
+            regs,
+            self.vmpl,
+            self.buffer_gpa,
+            &self.buffer,
+            &mut self.frame,
+        )
+        .map_err(|_| TransportError::Hypervisor(u64::MAX))?;
+        self.stream
+            .write_all(self.frame.get(..n).unwrap_or(&[]))
+            .map_err(io)?;
         self.stream.flush().map_err(io)?;
         let mut head = [0u8; 8];
         self.stream.read_exact(&mut head).map_err(io)?;
         let total = declared_length(&head).map_err(|_| TransportError::Hypervisor(u64::MAX))?;
         let mut reply = vec![0u8; total];
-        reply.get_mut(..8).ok_or(TransportError::Hypervisor(u64::MAX))?.copy_from_slice(&head);
-        self.stream.read_exact(reply.get_mut(8..).unwrap_or(&mut [])).map_err(io)?;
+        reply
+            .get_mut(..8)
+            .ok_or(TransportError::Hypervisor(u64::MAX))?
+            .copy_from_slice(&head);
+        self.stream
+            .read_exact(reply.get_mut(8..).unwrap_or(&mut []))
+            .map_err(io)?;
         let frame = ReplyFrame::parse(&reply).map_err(|_| TransportError::Hypervisor(u64::MAX))?;
         if frame.buffer.len() != self.buffer.len() {
             return Err(TransportError::Hypervisor(u64::MAX));
@@ -69,7 +94,10 @@ impl<S: Read + Write> SvsmTransport for FramedTransport<S> {
 
     fn write_buffer(&mut self, offset: usize, data: &[u8]) -> Result<(), TransportError> {
         let r = self.range(offset, data.len())?;
-        self.buffer.get_mut(r).unwrap_or(&mut []).copy_from_slice(data);
+        self.buffer
+            .get_mut(r)
+            .unwrap_or(&mut [])
+            .copy_from_slice(data);
         Ok(())
     }
 

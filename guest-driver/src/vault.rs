@@ -7,7 +7,9 @@ use crate::transport::{call, DriverError, SvsmTransport};
 use alloc::vec;
 use alloc::vec::Vec;
 use svsm_abi::svsm::{CallId, CallRegisters, ResultCode, PROTOCOL_VAULT};
-use svsm_abi::vault::{KeyKind, Op, RequestWriter, Usage, VaultStatus, IV_LEN, MAX_MESSAGE, VAULT_CALL_REQUEST};
+use svsm_abi::vault::{
+    KeyKind, Op, RequestWriter, Usage, VaultStatus, IV_LEN, MAX_MESSAGE, VAULT_CALL_REQUEST,
+};
 
 /// Why a vault call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -54,7 +56,9 @@ pub struct VaultClient<T> {
 }
 
 fn status_of(code: ResultCode) -> Option<VaultStatus> {
-    let ResultCode::ProtocolError(n) = code else { return None };
+    let ResultCode::ProtocolError(n) = code else {
+        return None;
+    };
     [
         VaultStatus::KeyNotFound,
         VaultStatus::UsageNotAllowed,
@@ -73,13 +77,25 @@ fn status_of(code: ResultCode) -> Option<VaultStatus> {
 }
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32, VaultClientError> {
-    let bytes = b.get(at..at + 4).ok_or(VaultClientError::MalformedResponse)?;
-    Ok(u32::from_le_bytes(bytes.try_into().map_err(|_| VaultClientError::MalformedResponse)?))
+    let bytes = b
+        .get(at..at + 4)
+        .ok_or(VaultClientError::MalformedResponse)?;
+    Ok(u32::from_le_bytes(
+        bytes
+            .try_into()
+            .map_err(|_| VaultClientError::MalformedResponse)?,
+    ))
 }
 
 fn u16_at(b: &[u8], at: usize) -> Result<u16, VaultClientError> {
-    let bytes = b.get(at..at + 2).ok_or(VaultClientError::MalformedResponse)?;
-    Ok(u16::from_le_bytes(bytes.try_into().map_err(|_| VaultClientError::MalformedResponse)?))
+    let bytes = b
+        .get(at..at + 2)
+        .ok_or(VaultClientError::MalformedResponse)?;
+    Ok(u16::from_le_bytes(
+        bytes
+            .try_into()
+            .map_err(|_| VaultClientError::MalformedResponse)?,
+    ))
 }
 
 impl<T: SvsmTransport> VaultClient<T> {
@@ -89,7 +105,11 @@ impl<T: SvsmTransport> VaultClient<T> {
             return Err(DriverError::ProtocolUnavailable(PROTOCOL_VAULT).into());
         }
         let half = (transport.buffer_len() / 2).min(MAX_MESSAGE) & !0xFFF;
-        Ok(VaultClient { transport, half, scratch: vec![0; half] })
+        Ok(VaultClient {
+            transport,
+            half,
+            scratch: vec![0; half],
+        })
     }
 
     /// The transport.
@@ -107,11 +127,20 @@ impl<T: SvsmTransport> VaultClient<T> {
         let mut w = RequestWriter::new(&mut self.scratch, op, key_id);
         build(&mut w);
         let len = w.finish().ok_or(VaultClientError::RequestTooLarge)?;
-        let request = self.scratch.get(..len).ok_or(VaultClientError::RequestTooLarge)?;
-        self.transport.write_buffer(0, request).map_err(DriverError::from)?;
+        let request = self
+            .scratch
+            .get(..len)
+            .ok_or(VaultClientError::RequestTooLarge)?;
+        self.transport
+            .write_buffer(0, request)
+            .map_err(DriverError::from)?;
         let base = self.transport.buffer_gpa();
         let regs = CallRegisters {
-            rax: CallId { protocol: PROTOCOL_VAULT, call: VAULT_CALL_REQUEST }.to_rax(),
+            rax: CallId {
+                protocol: PROTOCOL_VAULT,
+                call: VAULT_CALL_REQUEST,
+            }
+            .to_rax(),
             rcx: base,
             rdx: len as u64,
             r8: base + self.half as u64,
@@ -129,18 +158,27 @@ impl<T: SvsmTransport> VaultClient<T> {
             return Err(VaultClientError::MalformedResponse);
         }
         let mut response = vec![0u8; n];
-        self.transport.read_buffer(self.half, &mut response).map_err(DriverError::from)?;
+        self.transport
+            .read_buffer(self.half, &mut response)
+            .map_err(DriverError::from)?;
         Ok(response)
     }
 
     /// Creates a key.
-    pub fn create_key(&mut self, kind: KeyKind, usage: Usage) -> Result<CreatedKey, VaultClientError> {
+    pub fn create_key(
+        &mut self,
+        kind: KeyKind,
+        usage: Usage,
+    ) -> Result<CreatedKey, VaultClientError> {
         let r = self.request(Op::CreateKey, 0, |w| {
             w.u16(kind as u16).u16(usage.bits());
         })?;
         let id = u32_at(&r, 0)?;
         let len = usize::from(u16_at(&r, 4)?);
-        let public = r.get(6..6 + len).ok_or(VaultClientError::MalformedResponse)?.to_vec();
+        let public = r
+            .get(6..6 + len)
+            .ok_or(VaultClientError::MalformedResponse)?
+            .to_vec();
         Ok(CreatedKey { id, public })
     }
 
@@ -177,23 +215,42 @@ impl<T: SvsmTransport> VaultClient<T> {
     }
 
     /// Verifies a signature or MAC; `Ok(false)` when it does not verify.
-    pub fn verify(&mut self, key: u32, signature: &[u8], message: &[u8]) -> Result<bool, VaultClientError> {
+    pub fn verify(
+        &mut self,
+        key: u32,
+        signature: &[u8],
+        message: &[u8],
+    ) -> Result<bool, VaultClientError> {
         let r = self.request(Op::Verify, key, |w| {
-            w.u16(signature.len() as u16).bytes(signature).bytes(message);
+            w.u16(signature.len() as u16)
+                .bytes(signature)
+                .bytes(message);
         })?;
         Ok(u32_at(&r, 0)? == 1)
     }
 
     /// Encrypts; returns IV || ciphertext || tag.
-    pub fn encrypt(&mut self, key: u32, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, VaultClientError> {
+    pub fn encrypt(
+        &mut self,
+        key: u32,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, VaultClientError> {
         self.request(Op::Encrypt, key, |w| {
             w.u16(aad.len() as u16).bytes(aad).bytes(plaintext);
         })
     }
 
     /// Decrypts IV || ciphertext || tag.
-    pub fn decrypt(&mut self, key: u32, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, VaultClientError> {
-        let (iv, ct) = sealed.split_at_checked(IV_LEN).ok_or(VaultClientError::MalformedResponse)?;
+    pub fn decrypt(
+        &mut self,
+        key: u32,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, VaultClientError> {
+        let (iv, ct) = sealed
+            .split_at_checked(IV_LEN)
+            .ok_or(VaultClientError::MalformedResponse)?;
         self.request(Op::Decrypt, key, |w| {
             w.u16(aad.len() as u16).bytes(aad).bytes(iv).bytes(ct);
         })
@@ -227,7 +284,12 @@ impl<T: SvsmTransport> VaultClient<T> {
     }
 
     /// Seals data to this launch (and, with `pcr_mask`, to the current SHA-256 PCRs).
-    pub fn seal(&mut self, pcr_mask: Option<u32>, aad: &[u8], data: &[u8]) -> Result<Vec<u8>, VaultClientError> {
+    pub fn seal(
+        &mut self,
+        pcr_mask: Option<u32>,
+        aad: &[u8],
+        data: &[u8],
+    ) -> Result<Vec<u8>, VaultClientError> {
         self.request(Op::Seal, 0, |w| {
             w.u16(u16::from(pcr_mask.is_some()))
                 .u16(0)
@@ -262,7 +324,11 @@ impl<T: SvsmTransport> VaultClient<T> {
         (0..count)
             .map(|i| {
                 let at = 4 + i * 8;
-                Ok(KeyEntry { id: u32_at(&r, at)?, kind: u16_at(&r, at + 4)?, usage: u16_at(&r, at + 6)? })
+                Ok(KeyEntry {
+                    id: u32_at(&r, at)?,
+                    kind: u16_at(&r, at + 4)?,
+                    usage: u16_at(&r, at + 6)?,
+                })
             })
             .collect()
     }

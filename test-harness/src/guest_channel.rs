@@ -43,7 +43,11 @@ impl GuestChannel {
                 }
             }
         });
-        Ok(GuestChannel { port, stop, thread: Some(thread) })
+        Ok(GuestChannel {
+            port,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// The port.
@@ -69,7 +73,11 @@ fn serve(mut stream: TcpStream, machine: &SimMachine) -> io::Result<()> {
     loop {
         let mut head = [0u8; 8];
         if let Err(e) = stream.read_exact(&mut head) {
-            return if e.kind() == io::ErrorKind::UnexpectedEof { Ok(()) } else { Err(e) };
+            return if e.kind() == io::ErrorKind::UnexpectedEof {
+                Ok(())
+            } else {
+                Err(e)
+            };
         }
         let total = declared_length(&head).map_err(bad)?;
         let mut frame = vec![0u8; total];
@@ -77,15 +85,23 @@ fn serve(mut stream: TcpStream, machine: &SimMachine) -> io::Result<()> {
         stream.read_exact(&mut frame[8..])?;
         let call = CallFrame::parse(&frame).map_err(bad)?;
         // The channel speaks for guests below VMPL0 only.
-        let vmpl = Vmpl::new(call.vmpl).filter(|v| *v != Vmpl::ZERO).ok_or_else(|| bad("VMPL0 calls are refused"))?;
+        let vmpl = Vmpl::new(call.vmpl)
+            .filter(|v| *v != Vmpl::ZERO)
+            .ok_or_else(|| bad("VMPL0 calls are refused"))?;
         let mut regs = call.regs;
         let mut buffer = call.buffer.to_vec();
         {
             let mut module = machine.module();
             // The guest's own writes into its buffer, then the call, then what it reads back.
-            module.memory_mut().write(vmpl, Gpa::new(call.buffer_gpa), &buffer).map_err(bad)?;
+            module
+                .memory_mut()
+                .write(vmpl, Gpa::new(call.buffer_gpa), &buffer)
+                .map_err(bad)?;
             module.handle_call(vmpl, &mut regs);
-            module.memory_mut().read(vmpl, Gpa::new(call.buffer_gpa), &mut buffer).map_err(bad)?;
+            module
+                .memory_mut()
+                .read(vmpl, Gpa::new(call.buffer_gpa), &mut buffer)
+                .map_err(bad)?;
         }
         let mut reply = vec![0u8; REPLY_HEADER_LEN + buffer.len()];
         let n = encode_reply(&regs, &buffer, &mut reply).map_err(bad)?;

@@ -146,7 +146,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 let server = test_harness::mssim::MssimServer::start(port, direct_backend)?;
                 (server, "fresh vTPM, not persisted".to_owned())
             } else {
-                let (server, status, ch) = backend::start_machine_endpoints(port, state, guest_port)?;
+                let (server, status, ch) =
+                    backend::start_machine_endpoints(port, state, guest_port)?;
                 channel = ch;
                 (server, status)
             };

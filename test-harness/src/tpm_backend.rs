@@ -138,7 +138,13 @@ pub fn start_machine_endpoints(
             StateStatus::Ephemeral(why) => format!("EPHEMERAL vTPM (state not persisted): {why}"),
         }
     };
-    let channel = guest_port.map(|p| GuestChannel::start(p, machine.clone())).transpose()?;
+    let channel = guest_port
+        .map(|p| GuestChannel::start(p, machine.clone()))
+        .transpose()?;
     let backend = SvsmBackend::new(&machine)?;
-    Ok((MssimServer::start(port, Box::new(backend))?, status, channel))
+    Ok((
+        MssimServer::start(port, Box::new(backend))?,
+        status,
+        channel,
+    ))
 }

@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use svsm_abi::attest::{ServicesManifest, VAULT_SERVICE_GUID};
 use svsm_abi::vault::{KeyKind, Usage, VaultStatus};
 use svsm_core::module::EphemeralReason;
-use svsm_core::platform::{GuestMemory, Gpa, Vmpl, PAGE_SIZE};
+use svsm_core::platform::{Gpa, GuestMemory, Vmpl, PAGE_SIZE};
 use svsm_core::sealed::SealError;
 use svsm_core::StateStatus;
 use test_harness::sim::memory::PagePerms;
@@ -58,27 +58,52 @@ fn sign_verify_encrypt_decrypt_mac_round_trips() {
         match kind {
             KeyKind::EcdsaP256 => {
                 let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&key.public).unwrap();
-                vk.verify(b"message", &p256::ecdsa::Signature::from_slice(&sig).unwrap()).unwrap();
+                vk.verify(
+                    b"message",
+                    &p256::ecdsa::Signature::from_slice(&sig).unwrap(),
+                )
+                .unwrap();
             }
             _ => {
                 let vk = p384::ecdsa::VerifyingKey::from_sec1_bytes(&key.public).unwrap();
-                vk.verify(b"message", &p384::ecdsa::Signature::from_slice(&sig).unwrap()).unwrap();
+                vk.verify(
+                    b"message",
+                    &p384::ecdsa::Signature::from_slice(&sig).unwrap(),
+                )
+                .unwrap();
             }
         }
     }
 
-    let aes = v.create_key(KeyKind::Aes256Gcm, Usage::ENCRYPT | Usage::DECRYPT).unwrap();
+    let aes = v
+        .create_key(KeyKind::Aes256Gcm, Usage::ENCRYPT | Usage::DECRYPT)
+        .unwrap();
     assert!(aes.public.is_empty());
     let sealed = v.encrypt(aes.id, b"header", b"attack at dawn").unwrap();
     assert_eq!(sealed.len(), 12 + 14 + 16);
-    assert_eq!(v.decrypt(aes.id, b"header", &sealed).unwrap(), b"attack at dawn");
-    assert_eq!(refused(v.decrypt(aes.id, b"other header", &sealed)), VaultStatus::AuthenticationFailed);
+    assert_eq!(
+        v.decrypt(aes.id, b"header", &sealed).unwrap(),
+        b"attack at dawn"
+    );
+    assert_eq!(
+        refused(v.decrypt(aes.id, b"other header", &sealed)),
+        VaultStatus::AuthenticationFailed
+    );
     let mut tampered = sealed.clone();
     tampered[20] ^= 1;
-    assert_eq!(refused(v.decrypt(aes.id, b"header", &tampered)), VaultStatus::AuthenticationFailed);
-    assert_ne!(v.encrypt(aes.id, b"header", b"attack at dawn").unwrap(), sealed, "fresh IV each time");
+    assert_eq!(
+        refused(v.decrypt(aes.id, b"header", &tampered)),
+        VaultStatus::AuthenticationFailed
+    );
+    assert_ne!(
+        v.encrypt(aes.id, b"header", b"attack at dawn").unwrap(),
+        sealed,
+        "fresh IV each time"
+    );
 
-    let hmac = v.create_key(KeyKind::HmacSha384, Usage::MAC | Usage::VERIFY).unwrap();
+    let hmac = v
+        .create_key(KeyKind::HmacSha384, Usage::MAC | Usage::VERIFY)
+        .unwrap();
     let tag = v.mac(hmac.id, b"data").unwrap();
     assert_eq!(tag.len(), 48);
     assert!(v.verify(hmac.id, &tag, b"data").unwrap());
@@ -100,22 +125,55 @@ fn ecdh_derive_agrees_with_the_peer() {
     let peer = p384::SecretKey::random(&mut rand::thread_rng());
     let peer_public = peer.public_key().to_encoded_point(false);
     let derived = v
-        .derive(ecdh.id, KeyKind::Aes256Gcm, Usage::ENCRYPT | Usage::DECRYPT, peer_public.as_bytes(), b"session 1")
+        .derive(
+            ecdh.id,
+            KeyKind::Aes256Gcm,
+            Usage::ENCRYPT | Usage::DECRYPT,
+            peer_public.as_bytes(),
+            b"session 1",
+        )
         .unwrap();
     // The peer computes the same key from the vault's public ECDH key.
     let vault_public = p384::PublicKey::from_sec1_bytes(&ecdh.public).unwrap();
     let shared = p384::ecdh::diffie_hellman(peer.to_nonzero_scalar(), vault_public.as_affine());
-    let hk = hkdf::Hkdf::<sha2::Sha384>::new(Some(svsm_core::vault::DERIVE_LABEL), shared.raw_secret_bytes());
+    let hk = hkdf::Hkdf::<sha2::Sha384>::new(
+        Some(svsm_core::vault::DERIVE_LABEL),
+        shared.raw_secret_bytes(),
+    );
     let mut key = [0u8; 32];
     hk.expand(b"session 1", &mut key).unwrap();
     let sealed = v.encrypt(derived, b"", b"hello peer").unwrap();
     let plain = aes_gcm::Aes256Gcm::new_from_slice(&key)
         .unwrap()
-        .decrypt(sealed[..12].into(), Payload { msg: &sealed[12..], aad: b"" })
+        .decrypt(
+            sealed[..12].into(),
+            Payload {
+                msg: &sealed[12..],
+                aad: b"",
+            },
+        )
         .unwrap();
     assert_eq!(plain, b"hello peer");
-    assert_eq!(refused(v.derive(ecdh.id, KeyKind::Aes256Gcm, Usage::SIGN, peer_public.as_bytes(), b"")), VaultStatus::UsageNotAllowed);
-    assert_eq!(refused(v.derive(ecdh.id, KeyKind::Aes256Gcm, Usage::ENCRYPT, b"\x04not a point", b"")), VaultStatus::BadPublicKey);
+    assert_eq!(
+        refused(v.derive(
+            ecdh.id,
+            KeyKind::Aes256Gcm,
+            Usage::SIGN,
+            peer_public.as_bytes(),
+            b""
+        )),
+        VaultStatus::UsageNotAllowed
+    );
+    assert_eq!(
+        refused(v.derive(
+            ecdh.id,
+            KeyKind::Aes256Gcm,
+            Usage::ENCRYPT,
+            b"\x04not a point",
+            b""
+        )),
+        VaultStatus::BadPublicKey
+    );
 }
 
 #[test]
@@ -127,37 +185,78 @@ fn other_vmpls_and_wrong_usages_are_refused_and_vault_pages_are_private() {
     let sign_only = v1.create_key(KeyKind::EcdsaP384, Usage::SIGN).unwrap();
     let encrypt_only = v1.create_key(KeyKind::Aes256Gcm, Usage::ENCRYPT).unwrap();
     // Another VMPL sees no such key.
-    assert_eq!(refused(v2.sign(sign_only.id, b"m")), VaultStatus::KeyNotFound);
-    assert_eq!(refused(v2.export_public(sign_only.id)), VaultStatus::KeyNotFound);
+    assert_eq!(
+        refused(v2.sign(sign_only.id, b"m")),
+        VaultStatus::KeyNotFound
+    );
+    assert_eq!(
+        refused(v2.export_public(sign_only.id)),
+        VaultStatus::KeyNotFound
+    );
     assert_eq!(refused(v2.destroy(sign_only.id)), VaultStatus::KeyNotFound);
     assert!(v2.list().unwrap().is_empty());
     // Wrong usage.
-    assert_eq!(refused(v1.verify(sign_only.id, &[0; 96], b"m")), VaultStatus::UsageNotAllowed);
+    assert_eq!(
+        refused(v1.verify(sign_only.id, &[0; 96], b"m")),
+        VaultStatus::UsageNotAllowed
+    );
     let sealed = v1.encrypt(encrypt_only.id, b"", b"x").unwrap();
-    assert_eq!(refused(v1.decrypt(encrypt_only.id, b"", &sealed)), VaultStatus::UsageNotAllowed);
-    assert_eq!(refused(v1.sign(encrypt_only.id, b"m")), VaultStatus::UsageNotAllowed);
-    assert_eq!(refused(v1.create_key(KeyKind::Aes256Gcm, Usage::SIGN)), VaultStatus::UsageNotAllowed);
-    assert_eq!(refused(v1.create_key(KeyKind::EcdsaP256, Usage::empty())), VaultStatus::UsageNotAllowed);
+    assert_eq!(
+        refused(v1.decrypt(encrypt_only.id, b"", &sealed)),
+        VaultStatus::UsageNotAllowed
+    );
+    assert_eq!(
+        refused(v1.sign(encrypt_only.id, b"m")),
+        VaultStatus::UsageNotAllowed
+    );
+    assert_eq!(
+        refused(v1.create_key(KeyKind::Aes256Gcm, Usage::SIGN)),
+        VaultStatus::UsageNotAllowed
+    );
+    assert_eq!(
+        refused(v1.create_key(KeyKind::EcdsaP256, Usage::empty())),
+        VaultStatus::UsageNotAllowed
+    );
     // VMPL0-private pages (the module's own memory): VMPL1 can neither read them nor make
     // the vault read or write them on its behalf.
     let private = 900 * PAGE_SIZE;
-    machine.module().memory_mut().set_perms(private, PagePerms::VMPL0_PRIVATE);
+    machine
+        .module()
+        .memory_mut()
+        .set_perms(private, PagePerms::VMPL0_PRIVATE);
     let mut buf = [0u8; 16];
     let vmpl1 = Vmpl::new(1).unwrap();
-    assert!(machine.module().memory_mut().read(vmpl1, Gpa::new(private), &mut buf).is_err());
+    assert!(machine
+        .module()
+        .memory_mut()
+        .read(vmpl1, Gpa::new(private), &mut buf)
+        .is_err());
     let mut regs = svsm_abi::svsm::CallRegisters {
-        rax: svsm_abi::svsm::CallId { protocol: svsm_abi::svsm::PROTOCOL_VAULT, call: 1 }.to_rax(),
+        rax: svsm_abi::svsm::CallId {
+            protocol: svsm_abi::svsm::PROTOCOL_VAULT,
+            call: 1,
+        }
+        .to_rax(),
         rcx: private,
         rdx: 12,
         r8: private,
         r9: 4096,
     };
     machine.module().handle_call(vmpl1, &mut regs);
-    assert_eq!(regs.rax, 0x8000_0003, "INVALID_ADDRESS for a private request buffer");
+    assert_eq!(
+        regs.rax, 0x8000_0003,
+        "INVALID_ADDRESS for a private request buffer"
+    );
 }
 
 /// Imports known material so the scan below knows what must never appear.
-fn import(v: &mut VaultClient<SimTransport>, machine: &SimMachine, kind: KeyKind, usage: Usage, material: &[u8]) -> u32 {
+fn import(
+    v: &mut VaultClient<SimTransport>,
+    machine: &SimMachine,
+    kind: KeyKind,
+    usage: Usage,
+    material: &[u8],
+) -> u32 {
     let nonce: Vec<u8> = (0..32).map(|_| rand::random()).collect();
     let evidence = attest(v.transport_mut(), Scope::AllServices, &nonce, false).unwrap();
     let manifest = ServicesManifest::parse(&evidence.manifest).unwrap();
@@ -165,7 +264,9 @@ fn import(v: &mut VaultClient<SimTransport>, machine: &SimMachine, kind: KeyKind
     let _ = machine;
     let eph = p384::SecretKey::random(&mut rand::thread_rng());
     let iv: [u8; 12] = rand::random();
-    let (e_pub, ct) = svsm_core::vault::wrap_for_import(transport, &eph, &iv, &nonce, kind, usage, material).unwrap();
+    let (e_pub, ct) =
+        svsm_core::vault::wrap_for_import(transport, &eph, &iv, &nonce, kind, usage, material)
+            .unwrap();
     v.import_key(kind, usage, &nonce, &e_pub, &iv, &ct).unwrap()
 }
 
@@ -177,33 +278,84 @@ fn no_response_and_no_stored_blob_contains_key_material() {
     let mut v = vault(&machine, 1);
     let aes_material = [0xA1u8; 32];
     let hmac_material = [0xB2u8; 48];
-    let p384_material = p384::SecretKey::random(&mut rand::thread_rng()).to_bytes().to_vec();
-    let p256_material = p256::SecretKey::random(&mut rand::thread_rng()).to_bytes().to_vec();
-    let ecdh_material = p384::SecretKey::random(&mut rand::thread_rng()).to_bytes().to_vec();
-    let aes = import(&mut v, &machine, KeyKind::Aes256Gcm, Usage::ENCRYPT | Usage::DECRYPT, &aes_material);
-    let hmac = import(&mut v, &machine, KeyKind::HmacSha384, Usage::MAC | Usage::VERIFY, &hmac_material);
-    let ecdsa = import(&mut v, &machine, KeyKind::EcdsaP384, Usage::SIGN | Usage::VERIFY, &p384_material);
-    let ecdsa256 = import(&mut v, &machine, KeyKind::EcdsaP256, Usage::SIGN, &p256_material);
-    let ecdh = import(&mut v, &machine, KeyKind::EcdhP384, Usage::DERIVE, &ecdh_material);
+    let p384_material = p384::SecretKey::random(&mut rand::thread_rng())
+        .to_bytes()
+        .to_vec();
+    let p256_material = p256::SecretKey::random(&mut rand::thread_rng())
+        .to_bytes()
+        .to_vec();
+    let ecdh_material = p384::SecretKey::random(&mut rand::thread_rng())
+        .to_bytes()
+        .to_vec();
+    let aes = import(
+        &mut v,
+        &machine,
+        KeyKind::Aes256Gcm,
+        Usage::ENCRYPT | Usage::DECRYPT,
+        &aes_material,
+    );
+    let hmac = import(
+        &mut v,
+        &machine,
+        KeyKind::HmacSha384,
+        Usage::MAC | Usage::VERIFY,
+        &hmac_material,
+    );
+    let ecdsa = import(
+        &mut v,
+        &machine,
+        KeyKind::EcdsaP384,
+        Usage::SIGN | Usage::VERIFY,
+        &p384_material,
+    );
+    let ecdsa256 = import(
+        &mut v,
+        &machine,
+        KeyKind::EcdsaP256,
+        Usage::SIGN,
+        &p256_material,
+    );
+    let ecdh = import(
+        &mut v,
+        &machine,
+        KeyKind::EcdhP384,
+        Usage::DERIVE,
+        &ecdh_material,
+    );
 
     let mut responses: Vec<Vec<u8>> = Vec::new();
-    let peer = p384::SecretKey::random(&mut rand::thread_rng()).public_key().to_encoded_point(false);
+    let peer = p384::SecretKey::random(&mut rand::thread_rng())
+        .public_key()
+        .to_encoded_point(false);
     responses.push(v.encrypt(aes, b"aad", b"plaintext").unwrap());
     responses.push(v.mac(hmac, b"data").unwrap());
     responses.push(v.sign(ecdsa, b"data").unwrap());
     responses.push(v.sign(ecdsa256, b"data").unwrap());
     responses.push(v.export_public(ecdsa).unwrap());
     responses.push(v.export_public(ecdh).unwrap());
-    responses.push(v.derive(ecdh, KeyKind::HmacSha384, Usage::MAC, peer.as_bytes(), b"i").unwrap().to_le_bytes().to_vec());
+    responses.push(
+        v.derive(ecdh, KeyKind::HmacSha384, Usage::MAC, peer.as_bytes(), b"i")
+            .unwrap()
+            .to_le_bytes()
+            .to_vec(),
+    );
     responses.push(v.seal(None, b"", b"sealed data").unwrap());
     responses.push(v.transport_key().unwrap());
     for r in [v.export_public(aes), v.export_public(hmac)] {
-        assert_eq!(refused(r), VaultStatus::WrongKeyKind, "symmetric keys have no public part");
+        assert_eq!(
+            refused(r),
+            VaultStatus::WrongKeyKind,
+            "symmetric keys have no public part"
+        );
     }
     responses.push(format!("{:?}", v.list().unwrap()).into_bytes());
     // Everything the host ever sees: responses, the whole guest memory, the sealed slots.
     let mut guest_memory = vec![0u8; 1024 * PAGE_SIZE as usize];
-    machine.module().memory_mut().read(Vmpl::ZERO, Gpa::new(0), &mut guest_memory).unwrap();
+    machine
+        .module()
+        .memory_mut()
+        .read(Vmpl::ZERO, Gpa::new(0), &mut guest_memory)
+        .unwrap();
     responses.push(guest_memory);
     responses.push(store.slot(0).unwrap_or_default());
     responses.push(store.slot(1).unwrap_or_default());
@@ -217,7 +369,10 @@ fn no_response_and_no_stored_blob_contains_key_material() {
         for (i, r) in responses.iter().enumerate() {
             // Any 16-byte run of the secret is a leak.
             for window in secret.windows(16) {
-                assert!(!r.windows(16).any(|w| w == window), "{name} material in response {i}");
+                assert!(
+                    !r.windows(16).any(|w| w == window),
+                    "{name} material in response {i}"
+                );
             }
         }
     }
@@ -243,7 +398,11 @@ fn state_survives_reboot_only_for_the_same_launch_and_rollback_is_detected() {
         let machine = boot(&store, LaunchConfig::genoa(MEASUREMENT), Some(epoch_after));
         assert_eq!(machine.module().state_status(), StateStatus::Restored);
         assert_eq!(machine.module().state_epoch(), epoch_after);
-        assert_eq!(machine.module().transport_public().unwrap(), ek, "transport key is stable");
+        assert_eq!(
+            machine.module().transport_public().unwrap(),
+            ek,
+            "transport key is stable"
+        );
         let mut v = vault(&machine, 1);
         assert_eq!(v.export_public(key).unwrap(), public);
         assert_eq!(v.list().unwrap().len(), 2);
@@ -251,7 +410,10 @@ fn state_survives_reboot_only_for_the_same_launch_and_rollback_is_detected() {
         let sig = v.sign(key, b"after reboot").unwrap();
         p384::ecdsa::VerifyingKey::from_sec1_bytes(&public)
             .unwrap()
-            .verify(b"after reboot", &p384::ecdsa::Signature::from_slice(&sig).unwrap())
+            .verify(
+                b"after reboot",
+                &p384::ecdsa::Signature::from_slice(&sig).unwrap(),
+            )
             .unwrap();
     }
     // Another measurement or another policy: the state does not unseal, and the module says why.
@@ -263,10 +425,15 @@ fn state_survives_reboot_only_for_the_same_launch_and_rollback_is_detected() {
             machine.module().state_status(),
             StateStatus::Ephemeral(EphemeralReason::Sealed(SealError::ForeignLaunch))
         );
-        assert_eq!(refused(vault(&machine, 1).export_public(key)), VaultStatus::KeyNotFound);
+        assert_eq!(
+            refused(vault(&machine, 1).export_public(key)),
+            VaultStatus::KeyNotFound
+        );
     }
     assert_eq!(
-        boot(&store, LaunchConfig::genoa(MEASUREMENT), None).module().state_status(),
+        boot(&store, LaunchConfig::genoa(MEASUREMENT), None)
+            .module()
+            .state_status(),
         StateStatus::Restored,
         "the foreign boots did not overwrite the state"
     );
@@ -276,7 +443,10 @@ fn state_survives_reboot_only_for_the_same_launch_and_rollback_is_detected() {
     let machine = boot(&store, LaunchConfig::genoa(MEASUREMENT), Some(epoch_after));
     assert_eq!(
         machine.module().state_status(),
-        StateStatus::Ephemeral(EphemeralReason::Sealed(SealError::Rollback { found: old_slots.2, expected: epoch_after }))
+        StateStatus::Ephemeral(EphemeralReason::Sealed(SealError::Rollback {
+            found: old_slots.2,
+            expected: epoch_after
+        }))
     );
 }
 
@@ -299,7 +469,11 @@ fn a_write_interrupted_at_any_byte_leaves_a_consistent_state() {
     for crash_at in offsets {
         let before = {
             let machine = boot(&store, LaunchConfig::genoa(MEASUREMENT), None);
-            assert_eq!(machine.module().state_status(), StateStatus::Restored, "crash at {crash_at}");
+            assert_eq!(
+                machine.module().state_status(),
+                StateStatus::Restored,
+                "crash at {crash_at}"
+            );
             let mut v = vault(&machine, 1);
             let before = v.list().unwrap().len();
             store.crash_next_write_after(crash_at);
@@ -309,7 +483,11 @@ fn a_write_interrupted_at_any_byte_leaves_a_consistent_state() {
             before
         };
         let machine = boot(&store, LaunchConfig::genoa(MEASUREMENT), None);
-        assert_eq!(machine.module().state_status(), StateStatus::Restored, "crash at {crash_at}");
+        assert_eq!(
+            machine.module().state_status(),
+            StateStatus::Restored,
+            "crash at {crash_at}"
+        );
         let after = vault(&machine, 1).list().unwrap().len();
         assert_eq!(after, before, "crash at {crash_at}: the old state, whole");
     }
@@ -332,36 +510,80 @@ fn provisioned_keys_import_only_when_wrapped_to_this_vault_and_nonce() {
         let eph = p384::SecretKey::random(&mut rand::thread_rng());
         let iv: [u8; 12] = rand::random();
         let (e, ct) = svsm_core::vault::wrap_for_import(
-            to, &eph, &iv, context, KeyKind::Aes256Gcm, Usage::ENCRYPT | Usage::DECRYPT, &material,
+            to,
+            &eph,
+            &iv,
+            context,
+            KeyKind::Aes256Gcm,
+            Usage::ENCRYPT | Usage::DECRYPT,
+            &material,
         )
         .unwrap();
         (e, iv, ct)
     };
     let (e, iv, ct) = wrap(&transport, &nonce);
-    let key = v.import_key(KeyKind::Aes256Gcm, Usage::ENCRYPT | Usage::DECRYPT, &nonce, &e, &iv, &ct).unwrap();
+    let key = v
+        .import_key(
+            KeyKind::Aes256Gcm,
+            Usage::ENCRYPT | Usage::DECRYPT,
+            &nonce,
+            &e,
+            &iv,
+            &ct,
+        )
+        .unwrap();
     let sealed = v.encrypt(key, b"", b"provisioned").unwrap();
     let plain = aes_gcm::Aes256Gcm::new_from_slice(&material)
         .unwrap()
-        .decrypt(sealed[..12].into(), Payload { msg: &sealed[12..], aad: b"" })
+        .decrypt(
+            sealed[..12].into(),
+            Payload {
+                msg: &sealed[12..],
+                aad: b"",
+            },
+        )
         .unwrap();
     assert_eq!(plain, b"provisioned", "the imported key is the host's key");
 
     // Wrapped to another key.
-    let other = p384::SecretKey::random(&mut rand::thread_rng()).public_key().to_encoded_point(false);
+    let other = p384::SecretKey::random(&mut rand::thread_rng())
+        .public_key()
+        .to_encoded_point(false);
     let (e, iv, ct) = wrap(other.as_bytes(), &nonce);
     assert_eq!(
-        refused(v.import_key(KeyKind::Aes256Gcm, Usage::ENCRYPT | Usage::DECRYPT, &nonce, &e, &iv, &ct)),
+        refused(v.import_key(
+            KeyKind::Aes256Gcm,
+            Usage::ENCRYPT | Usage::DECRYPT,
+            &nonce,
+            &e,
+            &iv,
+            &ct
+        )),
         VaultStatus::AuthenticationFailed
     );
     // Bound to another nonce, presented with the attested one.
     let (e, iv, ct) = wrap(&transport, b"some other nonce");
     assert_eq!(
-        refused(v.import_key(KeyKind::Aes256Gcm, Usage::ENCRYPT | Usage::DECRYPT, &nonce, &e, &iv, &ct)),
+        refused(v.import_key(
+            KeyKind::Aes256Gcm,
+            Usage::ENCRYPT | Usage::DECRYPT,
+            &nonce,
+            &e,
+            &iv,
+            &ct
+        )),
         VaultStatus::AuthenticationFailed
     );
     // Bound to a nonce no attestation carried.
     assert_eq!(
-        refused(v.import_key(KeyKind::Aes256Gcm, Usage::ENCRYPT | Usage::DECRYPT, b"some other nonce", &e, &iv, &ct)),
+        refused(v.import_key(
+            KeyKind::Aes256Gcm,
+            Usage::ENCRYPT | Usage::DECRYPT,
+            b"some other nonce",
+            &e,
+            &iv,
+            &ct
+        )),
         VaultStatus::UnknownContext
     );
     // Usage or kind altered in transit.
@@ -381,9 +603,15 @@ fn seal_unseal_to_the_launch_and_to_pcrs() {
         let mut v = vault(&machine, 1);
         let plain_blob = v.seal(None, b"ctx", b"launch secret").unwrap();
         assert_eq!(v.unseal(b"ctx", &plain_blob).unwrap(), b"launch secret");
-        assert_eq!(refused(v.unseal(b"other ctx", &plain_blob)), VaultStatus::AuthenticationFailed);
+        assert_eq!(
+            refused(v.unseal(b"other ctx", &plain_blob)),
+            VaultStatus::AuthenticationFailed
+        );
         // Another VMPL cannot unseal what VMPL1 sealed.
-        assert_eq!(refused(vault(&machine, 2).unseal(b"ctx", &plain_blob)), VaultStatus::ForeignBlob);
+        assert_eq!(
+            refused(vault(&machine, 2).unseal(b"ctx", &plain_blob)),
+            VaultStatus::ForeignBlob
+        );
         let pcr_blob = v.seal(Some(1 << 16), b"", b"pcr secret").unwrap();
         assert_eq!(v.unseal(b"", &pcr_blob).unwrap(), b"pcr secret");
         (plain_blob, pcr_blob)
@@ -395,7 +623,9 @@ fn seal_unseal_to_the_launch_and_to_pcrs() {
         assert_eq!(v.unseal(b"ctx", &plain_blob).unwrap(), b"launch secret");
         assert_eq!(v.unseal(b"", &pcr_blob).unwrap(), b"pcr secret");
         // Extend PCR 16 through the vTPM: the PCR-bound blob no longer unseals.
-        let mut tpm = guest_driver::vtpm::VtpmClient::probe(machine.transport(Vmpl::new(1).unwrap())).unwrap();
+        let mut tpm =
+            guest_driver::vtpm::VtpmClient::probe(machine.transport(Vmpl::new(1).unwrap()))
+                .unwrap();
         let cmd = svsm_core::tpm2::command::pcr_extend_sha256(16, &[1; 32]).unwrap();
         let mut rsp = [0u8; 4096];
         tpm.send_command(&cmd, &mut rsp).unwrap();
@@ -404,5 +634,8 @@ fn seal_unseal_to_the_launch_and_to_pcrs() {
     }
     // Another launch cannot unseal.
     let machine = boot(&SimStore::new(), LaunchConfig::genoa([0x99; 48]), None);
-    assert_eq!(refused(vault(&machine, 1).unseal(b"ctx", &plain_blob)), VaultStatus::AuthenticationFailed);
+    assert_eq!(
+        refused(vault(&machine, 1).unseal(b"ctx", &plain_blob)),
+        VaultStatus::AuthenticationFailed
+    );
 }

@@ -16,12 +16,18 @@ fn main() -> ExitCode {
     let stream = match TcpStream::connect(&cli.connect) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("svsm-vault: cannot reach the SVSM call channel at {}: {e}", cli.connect);
+            eprintln!(
+                "svsm-vault: cannot reach the SVSM call channel at {}: {e}",
+                cli.connect
+            );
             return ExitCode::FAILURE;
         }
     };
     let _ = stream.set_nodelay(true);
-    match run(&cli, FramedTransport::new(stream, cli.vmpl, BUFFER_GPA, BUFFER_LEN)) {
+    match run(
+        &cli,
+        FramedTransport::new(stream, cli.vmpl, BUFFER_GPA, BUFFER_LEN),
+    ) {
         Ok(out) => {
             println!("{out}");
             ExitCode::SUCCESS

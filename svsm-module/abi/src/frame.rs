@@ -99,7 +99,10 @@ pub fn declared_length(prefix: &[u8]) -> Result<usize, FrameError> {
 }
 
 fn put_regs(out: &mut [u8], at: usize, regs: &CallRegisters) {
-    for (i, r) in [regs.rax, regs.rcx, regs.rdx, regs.r8, regs.r9].iter().enumerate() {
+    for (i, r) in [regs.rax, regs.rcx, regs.rdx, regs.r8, regs.r9]
+        .iter()
+        .enumerate()
+    {
         if let Some(slot) = out.get_mut(at + 8 * i..at + 8 * i + 8) {
             slot.copy_from_slice(&r.to_le_bytes());
         }
@@ -110,14 +113,23 @@ impl<'a> CallFrame<'a> {
     /// Decodes a whole call frame.
     pub fn parse(frame: &'a [u8]) -> Result<Self, FrameError> {
         if frame.get(..4) != Some(CALL_MAGIC.as_slice()) {
-            return Err(if frame.len() < 4 { FrameError::Truncated } else { FrameError::BadMagic });
+            return Err(if frame.len() < 4 {
+                FrameError::Truncated
+            } else {
+                FrameError::BadMagic
+            });
         }
         let total = u32_at(frame, 4)? as usize;
         let vmpl = *frame.get(48).ok_or(FrameError::Truncated)?;
         if vmpl > 3 {
             return Err(FrameError::Field("vmpl"));
         }
-        if frame.get(49..52).ok_or(FrameError::Truncated)?.iter().any(|&b| b != 0) {
+        if frame
+            .get(49..52)
+            .ok_or(FrameError::Truncated)?
+            .iter()
+            .any(|&b| b != 0)
+        {
             return Err(FrameError::Field("reserved"));
         }
         let buffer_gpa = u64_at(frame, 52)?;
@@ -132,15 +144,18 @@ impl<'a> CallFrame<'a> {
             buffer: frame.get(CALL_HEADER_LEN..).ok_or(FrameError::Truncated)?,
         })
     }
-
 }
 
 /// Writes `parts` one after another into `out`; returns the length or `Length` if it does not fit.
 fn write_parts(out: &mut [u8], parts: &[&[u8]]) -> Result<usize, FrameError> {
     let mut at = 0usize;
     for part in parts {
-        let end = at.checked_add(part.len()).ok_or(FrameError::Length(u64::MAX))?;
-        out.get_mut(at..end).ok_or(FrameError::Length(end as u64))?.copy_from_slice(part);
+        let end = at
+            .checked_add(part.len())
+            .ok_or(FrameError::Length(u64::MAX))?;
+        out.get_mut(at..end)
+            .ok_or(FrameError::Length(end as u64))?
+            .copy_from_slice(part);
         at = end;
     }
     Ok(at)
@@ -179,14 +194,24 @@ pub fn encode_call(
 }
 
 /// Encodes a reply frame into `out`; returns its length.
-pub fn encode_reply(regs: &CallRegisters, buffer: &[u8], out: &mut [u8]) -> Result<usize, FrameError> {
+pub fn encode_reply(
+    regs: &CallRegisters,
+    buffer: &[u8],
+    out: &mut [u8],
+) -> Result<usize, FrameError> {
     if buffer.len() > MAX_FRAME_BUFFER {
         return Err(FrameError::Length(buffer.len() as u64));
     }
     let total = (REPLY_HEADER_LEN + buffer.len()) as u32;
     write_parts(
         out,
-        &[REPLY_MAGIC, &total.to_le_bytes(), &regs_bytes(regs), &(buffer.len() as u32).to_le_bytes(), buffer],
+        &[
+            REPLY_MAGIC,
+            &total.to_le_bytes(),
+            &regs_bytes(regs),
+            &(buffer.len() as u32).to_le_bytes(),
+            buffer,
+        ],
     )
 }
 
@@ -194,14 +219,21 @@ impl<'a> ReplyFrame<'a> {
     /// Decodes a whole reply frame.
     pub fn parse(frame: &'a [u8]) -> Result<Self, FrameError> {
         if frame.get(..4) != Some(REPLY_MAGIC.as_slice()) {
-            return Err(if frame.len() < 4 { FrameError::Truncated } else { FrameError::BadMagic });
+            return Err(if frame.len() < 4 {
+                FrameError::Truncated
+            } else {
+                FrameError::BadMagic
+            });
         }
         let total = u32_at(frame, 4)? as usize;
         let len = u32_at(frame, 48)? as usize;
         if len > MAX_FRAME_BUFFER || total != REPLY_HEADER_LEN + len || frame.len() != total {
             return Err(FrameError::Length(total as u64));
         }
-        Ok(ReplyFrame { regs: regs_at(frame, 8)?, buffer: frame.get(REPLY_HEADER_LEN..).ok_or(FrameError::Truncated)? })
+        Ok(ReplyFrame {
+            regs: regs_at(frame, 8)?,
+            buffer: frame.get(REPLY_HEADER_LEN..).ok_or(FrameError::Truncated)?,
+        })
     }
 }
 
@@ -212,12 +244,21 @@ mod tests {
 
     #[test]
     fn call_and_reply_round_trip_and_reject_damage() {
-        let regs = CallRegisters { rax: 0x2_0000_0001, rcx: 0x20_0000, rdx: 3, r8: 4, r9: 5 };
+        let regs = CallRegisters {
+            rax: 0x2_0000_0001,
+            rcx: 0x20_0000,
+            rdx: 3,
+            r8: 4,
+            r9: 5,
+        };
         let mut out = vec![0u8; 200];
         let n = encode_call(&regs, 1, 0x20_0000, b"page bytes", &mut out).unwrap();
         assert_eq!(declared_length(&out[..8]), Ok(n));
         let call = CallFrame::parse(&out[..n]).unwrap();
-        assert_eq!((call.regs, call.vmpl, call.buffer_gpa, call.buffer), (regs, 1, 0x20_0000, &b"page bytes"[..]));
+        assert_eq!(
+            (call.regs, call.vmpl, call.buffer_gpa, call.buffer),
+            (regs, 1, 0x20_0000, &b"page bytes"[..])
+        );
         for len in 0..n {
             assert!(CallFrame::parse(&out[..len]).is_err(), "len {len}");
         }
@@ -231,8 +272,14 @@ mod tests {
         let reply = ReplyFrame::parse(&out[..m]).unwrap();
         assert_eq!((reply.regs, reply.buffer), (regs, &b"after"[..]));
         assert!(ReplyFrame::parse(&out[..m - 1]).is_err());
-        assert!(encode_call(&regs, 1, 0, &[0; 300], &mut out).is_err(), "does not fit");
+        assert!(
+            encode_call(&regs, 1, 0, &[0; 300], &mut out).is_err(),
+            "does not fit"
+        );
         assert_eq!(declared_length(b"XXXX\0\0\0\0"), Err(FrameError::BadMagic));
-        assert!(matches!(declared_length(b"SVFC\xff\xff\xff\x7f"), Err(FrameError::Length(_))));
+        assert!(matches!(
+            declared_length(b"SVFC\xff\xff\xff\x7f"),
+            Err(FrameError::Length(_))
+        ));
     }
 }
