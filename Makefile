@@ -2,7 +2,7 @@
 # Both first run scripts/bootstrap.sh, which installs only what is missing.
 
 CARGO ?= cargo
-NOSTD_CRATES := -p svsm-abi -p svsm-core -p guest-driver
+NOSTD_CRATES := -p svsm-abi -p svsm-core -p guest-driver -p svsm-platform-snp
 
 .PHONY: all bootstrap bootstrap-fuzz test fmt-check clippy unit nostd fuzz-smoke demo bench
 
@@ -37,5 +37,8 @@ demo: bootstrap
 	$(CARGO) run --quiet --release -p test-harness --bin svsm-sim -- demo
 
 ## bench: performance side by side with the peers named in the issues, one run, as ratios.
+## The verifier comparison needs snpguest 0.11 (installed on first use: several minutes).
 bench: bootstrap
 	$(CARGO) bench -p test-harness --bench tpm
+	$(CARGO) bench -p test-harness --bench vault
+	scripts/bench-verifier.sh

@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 vectors=${SVSM_VECTORS:-$here/../../shared/vectors}/snp
 [ -d "$vectors" ] || { echo "seed-corpus: vectors not found at $vectors (set SVSM_VECTORS)" >&2; exit 1; }
-targets=(snp_report cert_table services_manifest attest_request vtpm_buffer guest_message page_info tpm_command dispatcher vault_request)
+targets=(snp_report cert_table services_manifest attest_request vtpm_buffer guest_message page_info tpm_command dispatcher host_verify vek_extensions vault_request snp_guest_response)
 for t in "${targets[@]}"; do
   mkdir -p "$here/corpus/$t"
   if [ -d "$here/seeds/$t" ]; then cp "$here/seeds/$t"/* "$here/corpus/$t/"; fi
@@ -23,4 +23,20 @@ for h in "$vectors"/azure-*/hcl-report.bin; do
 done
 for c in "$vectors"/*/*.der; do
   cp "$c" "$here/corpus/cert_table/$(basename "$(dirname "$c")")-$(basename "$c")"
+done
+# host_verify: each real report followed by the VEK that signed it (PEM or DER, as shipped).
+for d in "$vectors"/*/; do
+  case=$(basename "$d")
+  vek=$(ls "$d"vcek.pem "$d"vcek.der "$d"vlek.der "$d"vcek-ask-ark.pem 2>/dev/null | head -n1 || true)
+  [ -n "$vek" ] || continue
+  if [ -f "$d/report.bin" ]; then
+    cat "$d/report.bin" "$vek" > "$here/corpus/host_verify/$case-report-vek.bin"
+  elif [ -f "$d/hcl-report.bin" ]; then
+    { dd if="$d/hcl-report.bin" bs=1 skip=32 count=1184 status=none; cat "$vek"; } \
+      > "$here/corpus/host_verify/$case-report-vek.bin"
+  fi
+done
+# vek_extensions: every VEK and the AMD CA certificates.
+for c in "$vectors"/*/*.der "$vectors"/*/*.pem "$vectors"/amd/*.pem; do
+  cp "$c" "$here/corpus/vek_extensions/$(basename "$(dirname "$c")")-$(basename "$c")"
 done

@@ -3,6 +3,7 @@
 //! A [`SimTransport`] is the guest side: it issues SVSM calls as a VMPL1+ guest would.
 
 pub mod chain;
+pub mod envelope;
 pub mod memory;
 pub mod psp;
 pub mod store;

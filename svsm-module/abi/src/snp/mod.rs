@@ -3,9 +3,12 @@
 //! byte offsets were cross-checked against real reports from Milan, Genoa and Turin parts.
 
 pub mod certs;
+pub mod ghcb;
+pub mod guest_msg;
 pub mod msg;
 pub mod policy;
 pub mod report;
+pub mod secrets;
 pub mod tcb;
 
 pub use policy::{GuestPolicy, KeyInfo, PlatformInfo, SigningKey};

@@ -1,0 +1,184 @@
+//! `host-verifier`: appraise SEV-SNP evidence offline. See `docs/host-verifier.md`.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use host_verifier::{policy::parse_hex, unwrap_hcl_report, Evidence, Policy, Verdict, Verifier};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const EXIT_HELP: &str = "Exit codes: 0 affirming (every check passed or does not apply), \
+2 contraindicated (at least one check failed), 1 error (the evidence or the options could not \
+be appraised at all: unreadable file, not a report, no VEK, bad policy).";
+
+#[derive(Parser)]
+#[command(name = "host-verifier", version, about = "Appraise svsm-vhsm evidence offline", after_help = EXIT_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Top,
+}
+
+#[derive(Subcommand)]
+enum Top {
+    /// AMD SEV-SNP attestation reports.
+    #[command(subcommand)]
+    Snp(SnpCmd),
+}
+
+#[derive(Subcommand)]
+enum SnpCmd {
+    /// Verify a report against its VCEK/VLEK, the pinned AMD chain and a policy.
+    #[command(after_help = EXIT_HELP)]
+    Verify(VerifyArgs),
+    /// Print the AMD KDS URLs for a report's VCEK, cert chain and CRL (no network).
+    KdsUrl {
+        /// ATTESTATION_REPORT (1184 bytes) or an Azure HCL report blob.
+        #[arg(long)]
+        report: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// ATTESTATION_REPORT (1184 bytes) or an Azure vTPM HCL report blob ("HCLA").
+    #[arg(long)]
+    report: PathBuf,
+    /// The VCEK or VLEK that signed the report, PEM or DER. Without it the command fails and
+    /// prints the AMD KDS URL of the VCEK.
+    #[arg(long)]
+    vek: Option<PathBuf>,
+    /// Policy (TOML; see host-verifier/examples/policy.toml). Default: no debug, no migration
+    /// agent, SMT allowed, every other policy check not applicable.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// A DER CRL from AMD KDS (/vcek/v1/<Product>/crl), checked against the pinned ARK.
+    #[arg(long)]
+    crl: Option<PathBuf>,
+    /// Appraisal time, RFC 3339 (e.g. 2026-01-01T00:00:00Z). Default: now.
+    #[arg(long)]
+    at: Option<String>,
+    /// Expected REPORT_DATA (128 hex characters); overrides the policy's `report_data`.
+    #[arg(long)]
+    report_data: Option<String>,
+    /// Print the EAR (JSON) instead of the human summary.
+    #[arg(long)]
+    json: bool,
+}
+
+fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+fn parse_at(s: &str) -> Result<SystemTime> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("--at {s:?} is not RFC 3339 (e.g. 2026-01-01T00:00:00Z)"))?;
+    let secs = u64::try_from(t.unix_timestamp()).context("--at is before 1970")?;
+    Ok(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+fn verify(args: VerifyArgs) -> Result<ExitCode> {
+    let report_file = read(&args.report, "report")?;
+    let report = unwrap_hcl_report(&report_file);
+    let vek = args.vek.as_ref().map(|p| read(p, "VEK")).transpose()?;
+    if let Some(bytes) = &vek {
+        // A bundle (VCEK, ASK, ARK as Azure THIM serves it): the chain always comes from the
+        // pinned anchors, so extra certificates must be exactly those, never something else.
+        if let Ok(certs) = host_verifier::vek::pem_certs(bytes) {
+            let trust = host_verifier::TrustStore::pinned()?;
+            for (i, der) in certs.iter().enumerate().skip(1) {
+                if !trust.contains_der(der) {
+                    bail!("--vek: certificate {} of the bundle is not a pinned AMD ARK/ASK/ASVK; pass the VEK alone", i + 1);
+                }
+            }
+        }
+    }
+    let crl = args.crl.as_ref().map(|p| read(p, "CRL")).transpose()?;
+    let mut policy = match &args.policy {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading policy {}", p.display()))?;
+            Policy::from_toml(&text).with_context(|| format!("policy {}", p.display()))?
+        }
+        None => Policy::default(),
+    };
+    if let Some(hex) = &args.report_data {
+        policy.report_data = Some(parse_hex("--report-data", hex)?);
+    }
+    let at = args
+        .at
+        .as_deref()
+        .map(parse_at)
+        .transpose()?
+        .unwrap_or_else(SystemTime::now);
+    let verifier = Verifier::new(policy)?;
+    let appraisal = verifier.verify(&Evidence {
+        report,
+        vek: vek.as_deref(),
+        crl: crl.as_deref(),
+        at,
+    })?;
+    if args.json {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(1);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&appraisal.to_ear_json(now)?)?
+        );
+    } else {
+        print!("{}", appraisal.render_text());
+    }
+    Ok(match appraisal.verdict() {
+        Verdict::Affirming => ExitCode::SUCCESS,
+        _ => ExitCode::from(2),
+    })
+}
+
+fn kds_url(report: PathBuf) -> Result<ExitCode> {
+    let bytes = read(&report, "report")?;
+    let r = svsm_abi::snp::AttestationReport::parse(unwrap_hcl_report(&bytes))?;
+    let raw = r.raw();
+    let products = match r.product() {
+        Some(p) => vec![p],
+        None if r.cpuid().is_none() => {
+            println!("# version 2 report: no CPUID, so one URL per possible product");
+            vec![svsm_abi::snp::Product::Milan, svsm_abi::snp::Product::Genoa]
+        }
+        None => bail!("CPUID {:?} names no known product", r.cpuid()),
+    };
+    let vlek = r.key_info().signing_key() == svsm_abi::snp::SigningKey::Vlek;
+    for p in products {
+        if vlek {
+            println!("# VLEK-signed: the cloud provider supplies the VLEK");
+        } else if raw.chip_id.iter().all(|&b| b == 0) {
+            println!("# CHIP_ID is masked: no VCEK URL");
+        } else {
+            println!(
+                "vcek        {}",
+                host_verifier::kds::vcek_url(p, &raw.chip_id, raw.reported_tcb)
+            );
+        }
+        println!(
+            "cert_chain  {}",
+            host_verifier::kds::cert_chain_url(p, vlek)
+        );
+        println!("crl         {}", host_verifier::kds::crl_url(p, vlek));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Top::Snp(SnpCmd::Verify(args)) => verify(args),
+        Top::Snp(SnpCmd::KdsUrl { report }) => kds_url(report),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("host-verifier: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
