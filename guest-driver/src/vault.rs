@@ -337,4 +337,42 @@ impl<T: SvsmTransport> VaultClient<T> {
     pub fn transport_key(&mut self) -> Result<Vec<u8>, VaultClientError> {
         self.request(Op::TransportKey, 0, |_| {})
     }
+
+    /// Measures `data` into `pcr` (SHA-256 and SHA-384 banks) and appends it to the event log.
+    pub fn measure(
+        &mut self,
+        pcr: u32,
+        event_type: u32,
+        data: &[u8],
+    ) -> Result<(), VaultClientError> {
+        self.request(Op::Measure, 0, |w| {
+            w.u32(pcr).u32(event_type).bytes(data);
+        })
+        .map(|_| ())
+    }
+
+    /// Reads the whole event log (in as many calls as its size needs).
+    pub fn read_event_log(&mut self) -> Result<Vec<u8>, VaultClientError> {
+        let mut log = Vec::new();
+        loop {
+            let offset =
+                u32::try_from(log.len()).map_err(|_| VaultClientError::MalformedResponse)?;
+            let chunk = self.request(Op::ReadEventLog, 0, |w| {
+                w.u32(offset);
+            })?;
+            if chunk.is_empty() {
+                return Ok(log);
+            }
+            log.extend_from_slice(&chunk);
+        }
+    }
+
+    /// Registers the SHA-384 digest of extra evidence (e.g. a GPU report, kind 1) so the next
+    /// vTPM manifest version 1 binds it to the same nonce.
+    pub fn add_evidence(&mut self, kind: u16, digest: &[u8; 48]) -> Result<(), VaultClientError> {
+        self.request(Op::AddEvidence, 0, |w| {
+            w.u16(kind).bytes(digest);
+        })
+        .map(|_| ())
+    }
 }

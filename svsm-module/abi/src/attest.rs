@@ -32,6 +32,126 @@ pub const VAULT_SERVICE_GUID: Guid = Guid::from_fields(
     [0x9a, 0x3c, 0x6f, 0x8b, 0x2d, 0x1e, 0x7a, 0x45],
 );
 
+/// Version of the richer vTPM service manifest ([`VtpmManifestV1`]).
+pub const VTPM_MANIFEST_V1: u32 = 1;
+/// Most extra-evidence digests a manifest carries.
+pub const MAX_EXTRA_EVIDENCE: usize = 8;
+
+/// The vTPM service manifest version 1 (svsm-vhsm's own; version 0 is the spec's bare EK
+/// TPMT_PUBLIC): what a remote party needs to tie vTPM evidence and the vault to this SNP
+/// report. Layout, little-endian: u32 version (1), u32 flags (bit 0: state is ephemeral), u64
+/// sealed-state epoch, 16-byte instance id, 97-byte vault transport key (P-384 SEC1, zeros if
+/// none), 48-byte SHA-384 of the event log, u16 + EK TPMT_PUBLIC, u16 + AK TPMT_PUBLIC, u16
+/// count of extra evidence, then per item u16 kind + 48-byte SHA-384.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VtpmManifestV1<'a> {
+    /// Flags (bit 0: ephemeral state).
+    pub flags: u32,
+    /// Sealed-state epoch.
+    pub epoch: u64,
+    /// Instance id of the sealed state.
+    pub instance_id: &'a [u8; 16],
+    /// The vault transport public key.
+    pub transport_public: &'a [u8; 97],
+    /// SHA-384 of the event log at attestation time.
+    pub event_log_digest: &'a [u8; 48],
+    /// The EK's TPMT_PUBLIC (template L-1).
+    pub ek_public: &'a [u8],
+    /// The AK's TPMT_PUBLIC.
+    pub ak_public: &'a [u8],
+    extra: &'a [u8],
+}
+
+/// Flag bit 0 of [`VtpmManifestV1::flags`]: the module runs on ephemeral state.
+pub const MANIFEST_FLAG_EPHEMERAL: u32 = 1;
+
+impl<'a> VtpmManifestV1<'a> {
+    /// Parses a version-1 manifest of exactly `bytes.len()` bytes.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, ManifestError> {
+        let trunc = |field: &'static str, needed: usize| ManifestError::Truncated {
+            field,
+            needed,
+            available: bytes.len(),
+        };
+        let mut at = 0usize;
+        let mut take = |n: usize, field: &'static str| -> Result<&'a [u8], ManifestError> {
+            let end = at.checked_add(n).ok_or(trunc(field, usize::MAX))?;
+            let s = bytes.get(at..end).ok_or(trunc(field, end))?;
+            at = end;
+            Ok(s)
+        };
+        let u16_of = |b: &[u8]| {
+            u16::from_le_bytes([
+                b.first().copied().unwrap_or(0),
+                b.get(1).copied().unwrap_or(0),
+            ])
+        };
+        let version = u32::from_le_bytes(
+            take(4, "version")?
+                .try_into()
+                .map_err(|_| trunc("version", 4))?,
+        );
+        if version != VTPM_MANIFEST_V1 {
+            return Err(ManifestError::TooManyEntries(u64::from(version)));
+        }
+        let flags = u32::from_le_bytes(
+            take(4, "flags")?
+                .try_into()
+                .map_err(|_| trunc("flags", 8))?,
+        );
+        let epoch = u64::from_le_bytes(
+            take(8, "epoch")?
+                .try_into()
+                .map_err(|_| trunc("epoch", 16))?,
+        );
+        let instance_id = take(16, "instance_id")?
+            .try_into()
+            .map_err(|_| trunc("instance_id", 32))?;
+        let transport_public = take(97, "transport_public")?
+            .try_into()
+            .map_err(|_| trunc("transport_public", 129))?;
+        let event_log_digest = take(48, "event_log_digest")?
+            .try_into()
+            .map_err(|_| trunc("event_log_digest", 177))?;
+        let ek_len = usize::from(u16_of(take(2, "ek_len")?));
+        let ek_public = take(ek_len, "ek_public")?;
+        let ak_len = usize::from(u16_of(take(2, "ak_len")?));
+        let ak_public = take(ak_len, "ak_public")?;
+        let count = usize::from(u16_of(take(2, "extra_count")?));
+        if count > MAX_EXTRA_EVIDENCE {
+            return Err(ManifestError::TooManyEntries(count as u64));
+        }
+        let extra = take(count * 50, "extra_evidence")?;
+        if at != bytes.len() {
+            return Err(ManifestError::TotalSize {
+                declared: at as u32,
+                actual: bytes.len(),
+            });
+        }
+        Ok(VtpmManifestV1 {
+            flags,
+            epoch,
+            instance_id,
+            transport_public,
+            event_log_digest,
+            ek_public,
+            ak_public,
+            extra,
+        })
+    }
+
+    /// The extra evidence digests (kind, SHA-384).
+    pub fn extra_evidence(&self) -> impl Iterator<Item = (u16, &'a [u8; 48])> + '_ {
+        self.extra.chunks_exact(50).filter_map(|c| {
+            let (kind, digest) = c.split_at_checked(2)?;
+            Some((
+                u16::from_le_bytes(kind.try_into().ok()?),
+                digest.try_into().ok()?,
+            ))
+        })
+    }
+}
+
 /// Nonce size the Linux guest sends (and coconut-svsm requires).
 pub const LINUX_NONCE_SIZE: usize = 64;
 /// Largest certificate buffer served (Linux SEV_FW_BLOB_MAX_SIZE).
@@ -518,6 +638,46 @@ mod tests {
                 available: 30
             })
         );
+    }
+
+    #[test]
+    fn manifest_v1_parses_and_refuses_damage() {
+        let mut m = Vec::new();
+        m.extend_from_slice(&1u32.to_le_bytes());
+        m.extend_from_slice(&0u32.to_le_bytes());
+        m.extend_from_slice(&7u64.to_le_bytes());
+        m.extend_from_slice(&[1; 16]);
+        m.extend_from_slice(&[4; 97]);
+        m.extend_from_slice(&[5; 48]);
+        for part in [&[6u8; 314][..], &[7u8; 88][..]] {
+            m.extend_from_slice(&(part.len() as u16).to_le_bytes());
+            m.extend_from_slice(part);
+        }
+        m.extend_from_slice(&1u16.to_le_bytes());
+        m.extend_from_slice(&1u16.to_le_bytes());
+        m.extend_from_slice(&[8; 48]);
+        let v = VtpmManifestV1::parse(&m).unwrap();
+        assert_eq!(
+            (v.epoch, v.ek_public.len(), v.ak_public.len()),
+            (7, 314, 88)
+        );
+        assert_eq!(
+            v.extra_evidence().collect::<Vec<_>>(),
+            vec![(1, &[8u8; 48])]
+        );
+        for len in 0..m.len() {
+            assert!(VtpmManifestV1::parse(&m[..len]).is_err(), "len {len}");
+        }
+        let mut longer = m.clone();
+        longer.push(0);
+        assert!(VtpmManifestV1::parse(&longer).is_err());
+        let mut v2 = m.clone();
+        v2[0] = 2;
+        assert!(VtpmManifestV1::parse(&v2).is_err());
+        let mut many = m;
+        let at = many.len() - 52;
+        many[at..at + 2].copy_from_slice(&9u16.to_le_bytes());
+        assert!(VtpmManifestV1::parse(&many).is_err());
     }
 
     #[test]

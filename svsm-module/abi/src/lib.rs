@@ -32,6 +32,7 @@
 extern crate std;
 
 pub mod attest;
+pub mod eventlog;
 pub mod frame;
 pub mod guid;
 pub mod launch;

@@ -98,6 +98,12 @@ pub enum Op {
     List = 13,
     /// The vault's transport public key (P-384, SEC1 uncompressed).
     TransportKey = 14,
+    /// Measure data into a vTPM PCR (SHA-256 and SHA-384 banks) and append it to the event log.
+    Measure = 15,
+    /// Read the event log from an offset (as much as fits the response buffer).
+    ReadEventLog = 16,
+    /// Register the SHA-384 digest of extra evidence (e.g. a GPU report) for the manifest.
+    AddEvidence = 17,
 }
 
 impl Op {
@@ -118,6 +124,9 @@ impl Op {
             12 => Op::Destroy,
             13 => Op::List,
             14 => Op::TransportKey,
+            15 => Op::Measure,
+            16 => Op::ReadEventLog,
+            17 => Op::AddEvidence,
             _ => return None,
         })
     }
@@ -354,6 +363,27 @@ pub enum Request<'a> {
     List,
     /// The transport public key.
     TransportKey,
+    /// Measure `data` into `pcr` and log it.
+    Measure {
+        /// PCR index (0..=23).
+        pcr: u32,
+        /// TCG event type.
+        event_type: u32,
+        /// The data measured (its digests are extended; the data is the event).
+        data: &'a [u8],
+    },
+    /// Read the event log from `offset`.
+    ReadEventLog {
+        /// Byte offset.
+        offset: u32,
+    },
+    /// Register extra evidence.
+    AddEvidence {
+        /// Caller-defined kind (e.g. 1 = GPU attestation report).
+        kind: u16,
+        /// SHA-384 of the evidence.
+        digest: &'a [u8; 48],
+    },
 }
 
 /// A bounds-checked little-endian reader.
@@ -534,6 +564,29 @@ impl<'a> Request<'a> {
             Op::Destroy => Request::Destroy { key_id },
             Op::List => Request::List,
             Op::TransportKey => Request::TransportKey,
+            Op::Measure => {
+                let pcr = r.u32("pcr")?;
+                if pcr > 23 {
+                    return Err(VaultRequestError::Reserved("pcr above 23"));
+                }
+                let event_type = r.u32("event_type")?;
+                Request::Measure {
+                    pcr,
+                    event_type,
+                    data: r.rest(MAX_DATA, "data")?,
+                }
+            }
+            Op::ReadEventLog => Request::ReadEventLog {
+                offset: r.u32("offset")?,
+            },
+            Op::AddEvidence => {
+                let kind = r.u16("kind")?;
+                let digest = r
+                    .take(48, "digest")?
+                    .try_into()
+                    .map_err(|_| VaultRequestError::Truncated("digest"))?;
+                Request::AddEvidence { kind, digest }
+            }
         };
         if !r.data.is_empty() {
             return Err(VaultRequestError::TrailingBytes(r.data.len()));

@@ -125,10 +125,58 @@ where
             .into_iter()
             .find(|(g, _)| *g == guid)
             .ok_or(SvsmError::UnknownService(guid))?;
-        if version != 0 {
-            return Err(SvsmError::ManifestVersion(version));
+        match (guid, version) {
+            (_, 0) => Ok(manifest),
+            (g, svsm_abi::attest::VTPM_MANIFEST_V1) if g == VTPM_SERVICE_GUID => {
+                self.vtpm_manifest_v1()
+            }
+            _ => Err(SvsmError::ManifestVersion(version)),
         }
-        Ok(manifest)
+    }
+
+    /// The vTPM service manifest version 1 (`svsm_abi::attest::VtpmManifestV1`).
+    fn vtpm_manifest_v1(&mut self) -> Result<Vec<u8>, SvsmError> {
+        use sha2::Sha384;
+        let ek = self.vtpm_manifest()?;
+        let ak = match &self.ak_public {
+            Some(ak) => ak.clone(),
+            None => {
+                let tpm = self
+                    .tpm
+                    .as_mut()
+                    .ok_or(SvsmError::UnknownService(VTPM_SERVICE_GUID))?;
+                let ak = crate::tpm2::ak_public(tpm, crate::tpm2::templates::AkCurve::P256)?;
+                self.ak_public = Some(ak.clone());
+                ak
+            }
+        };
+        let flags = match self.status {
+            StateStatus::Ephemeral(_) => svsm_abi::attest::MANIFEST_FLAG_EPHEMERAL,
+            StateStatus::Fresh | StateStatus::Restored => 0,
+        };
+        let transport = self
+            .keys
+            .as_ref()
+            .map(|k| k.transport_public())
+            .unwrap_or([0; 97]);
+        let log_digest: [u8; 48] = Sha384::digest(&self.event_log).into();
+        let mut m = Vec::with_capacity(256 + ek.len() + ak.len());
+        m.extend_from_slice(&svsm_abi::attest::VTPM_MANIFEST_V1.to_le_bytes());
+        m.extend_from_slice(&flags.to_le_bytes());
+        m.extend_from_slice(&self.epoch.to_le_bytes());
+        m.extend_from_slice(&self.instance_id);
+        m.extend_from_slice(&transport);
+        m.extend_from_slice(&log_digest);
+        for part in [&ek, &ak] {
+            m.extend_from_slice(&(part.len() as u16).to_le_bytes());
+            m.extend_from_slice(part);
+        }
+        m.extend_from_slice(&(self.extra_evidence.len() as u16).to_le_bytes());
+        for (kind, digest) in &self.extra_evidence {
+            m.extend_from_slice(&kind.to_le_bytes());
+            m.extend_from_slice(digest);
+        }
+        Ok(m)
     }
 
     fn attest(

@@ -27,6 +27,7 @@ pub use svsm_abi as abi;
 mod attest;
 pub mod error;
 pub mod keys;
+pub mod measure;
 pub mod module;
 pub mod platform;
 pub mod sealed;

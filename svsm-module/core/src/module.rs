@@ -110,6 +110,12 @@ pub struct SvsmModule<M, P, T, S, R> {
     pub(crate) attested_contexts: Vec<Vec<u8>>,
     /// The vTPM EK's TPMT_PUBLIC, created on the first attestation and kept.
     pub(crate) ek_public: Option<Vec<u8>>,
+    /// The TCG event log of the measurements (launch components and guest requests).
+    pub(crate) event_log: Vec<u8>,
+    /// Digests of extra evidence registered by the guest (kind, SHA-384).
+    pub(crate) extra_evidence: Vec<(u16, [u8; 48])>,
+    /// The AK's TPMT_PUBLIC, re-derived on first use and kept.
+    pub(crate) ak_public: Option<Vec<u8>>,
     /// Copy-in/copy-out buffers, reused across calls.
     pub(crate) vtpm_request: Vec<u8>,
     pub(crate) vtpm_response: Vec<u8>,
@@ -194,6 +200,9 @@ where
             persist_error: None,
             attested_contexts: Vec::new(),
             ek_public: None,
+            event_log: crate::measure::new_log(),
+            extra_evidence: Vec::new(),
+            ak_public: None,
             vtpm_request: vec![0; svsm_abi::vtpm::VTPM_BUFFER_SIZE],
             vtpm_response: vec![0; MAX_TPM_BUFFER],
         };

@@ -612,6 +612,10 @@ impl Vault {
                 out.extend_from_slice(&ctx.keys.transport_public());
                 Ok(false)
             }
+            // Handled by the module (they act on the vTPM and the event log, not on keys).
+            Request::Measure { .. }
+            | Request::ReadEventLog { .. }
+            | Request::AddEvidence { .. } => Err(VaultStatus::WrongKeyKind.into()),
         }
     }
 

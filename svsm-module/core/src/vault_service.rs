@@ -52,11 +52,44 @@ where
         let mut raw = zeroize::Zeroizing::new(vec![0u8; len]);
         self.memory.read(caller, Gpa::new(regs.rcx), &mut raw)?;
         let request = Request::parse(&raw)?;
+        let mut response = zeroize::Zeroizing::new(Vec::new());
+        // Measurement requests act on the vTPM and the log, not on vault keys.
+        match request {
+            Request::Measure {
+                pcr,
+                event_type,
+                data,
+            } => {
+                use sha2::Digest;
+                let d256: [u8; 32] = sha2::Sha256::digest(data).into();
+                let d384: [u8; 48] = sha2::Sha384::digest(data).into();
+                self.extend_and_log(pcr, event_type, &d256, &d384, data)?;
+                return self.vault_reply(caller, regs, &response);
+            }
+            Request::ReadEventLog { offset } => {
+                let capacity = usize::try_from(regs.r9)
+                    .unwrap_or(usize::MAX)
+                    .min(MAX_MESSAGE);
+                let start = (offset as usize).min(self.event_log.len());
+                let end = start.saturating_add(capacity).min(self.event_log.len());
+                response.extend_from_slice(self.event_log.get(start..end).unwrap_or(&[]));
+                // RDX: the whole log's length, so the guest knows when it has read it all.
+                regs.rdx = self.event_log.len() as u64;
+                return self.vault_reply(caller, regs, &response);
+            }
+            Request::AddEvidence { kind, digest } => {
+                if self.extra_evidence.len() >= svsm_abi::attest::MAX_EXTRA_EVIDENCE {
+                    return Err(SvsmError::Vault(VaultError::Status(VaultStatus::VaultFull)));
+                }
+                self.extra_evidence.push((kind, *digest));
+                return self.vault_reply(caller, regs, &response);
+            }
+            _ => {}
+        }
         let keys = self
             .keys
             .as_ref()
             .ok_or(SvsmError::Vault(VaultError::Unavailable))?;
-        let mut response = zeroize::Zeroizing::new(Vec::new());
         let tpm = &mut self.tpm;
         let mut read_pcrs = |mask: u32| -> Result<[u8; 32], VaultError> {
             let tpm = tpm.as_mut().ok_or(VaultError::NoTpm)?;
@@ -74,6 +107,15 @@ where
         if changed {
             self.persist();
         }
+        self.vault_reply(caller, regs, &response)
+    }
+
+    fn vault_reply(
+        &mut self,
+        caller: Vmpl,
+        regs: &mut CallRegisters,
+        response: &[u8],
+    ) -> Result<(), SvsmError> {
         regs.rcx = response.len() as u64;
         let capacity = usize::try_from(regs.r9).unwrap_or(usize::MAX);
         if response.len() > capacity {
@@ -81,7 +123,7 @@ where
                 VaultStatus::ResponseTooSmall,
             )));
         }
-        self.memory.write(caller, Gpa::new(regs.r8), &response)?;
+        self.memory.write(caller, Gpa::new(regs.r8), response)?;
         Ok(())
     }
 }

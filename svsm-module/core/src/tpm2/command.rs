@@ -192,6 +192,22 @@ pub fn pcr_extend_sha256(pcr: u32, digest: &[u8; 32]) -> Result<Vec<u8>, TooLarg
     b.finish()
 }
 
+/// `TPM2_PCR_Extend(pcr)` with a SHA-256 and a SHA-384 digest in one command.
+pub fn pcr_extend_sha256_sha384(
+    pcr: u32,
+    d256: &[u8; 32],
+    d384: &[u8; 48],
+) -> Result<Vec<u8>, TooLarge> {
+    let mut b = CommandBuilder::new(TPM_ST_SESSIONS, TPM_CC_PCR_EXTEND);
+    b.u32(pcr).password_auth();
+    b.u32(2)
+        .u16(TPM_ALG_SHA256)
+        .bytes(d256)
+        .u16(0x000C)
+        .bytes(d384);
+    b.finish()
+}
+
 /// `TPM2_Sign(key)` over a SHA-256 `digest` with the key's own scheme, no ticket (allowed for
 /// unrestricted keys), authorized by the key's empty password.
 pub fn sign_sha256(key: u32, digest: &[u8; 32]) -> Result<Vec<u8>, TooLarge> {

@@ -63,6 +63,40 @@ pub fn ek_rsa_public<T: TpmEngine>(tpm: &mut T) -> Result<Vec<u8>, SvsmError> {
     Ok(public)
 }
 
+/// The attestation key's TPMT_PUBLIC, re-derived like the EK (TPM2_CreatePrimary from the
+/// endorsement seed with the AK template), so the manifest names the key the vTPM made
+/// persistent without trusting whatever now sits at its handle.
+pub fn ak_public<T: TpmEngine>(
+    tpm: &mut T,
+    curve: templates::AkCurve,
+) -> Result<Vec<u8>, SvsmError> {
+    let template = KeyTemplate::ak(curve);
+    let mut response = vec![0u8; MAX_TPM_BUFFER];
+    let create = command::create_primary(TPM_RH_ENDORSEMENT, &template.template())
+        .map_err(|_| SvsmError::TpmResponse(u32::MAX))?;
+    let n = execute_checked(tpm, &create, &mut response)?;
+    let (handle, public) = command::parse_create_primary_public(response.get(..n).unwrap_or(&[]))?;
+    let flush = command::flush_context(handle).map_err(|_| SvsmError::TpmResponse(u32::MAX))?;
+    execute_checked(tpm, &flush, &mut response)?;
+    if !template.matches(&public) {
+        return Err(SvsmError::TpmResponse(u32::MAX));
+    }
+    Ok(public)
+}
+
+/// Extends `pcr` in the SHA-256 and SHA-384 banks.
+pub fn extend_both<T: TpmEngine>(
+    tpm: &mut T,
+    pcr: u32,
+    d256: &[u8; 32],
+    d384: &[u8; 48],
+) -> Result<(), SvsmError> {
+    let cmd = command::pcr_extend_sha256_sha384(pcr, d256, d384)
+        .map_err(|_| SvsmError::TpmResponse(u32::MAX))?;
+    let mut response = vec![0u8; 64];
+    execute_checked(tpm, &cmd, &mut response).map(|_| ())
+}
+
 /// SHA-256 digest of the SHA-256 bank PCRs selected by `mask` (bits 0..23), read with
 /// TPM2_PCR_Read (repeated: the TPM returns at most eight values per call), in index order.
 pub fn pcr_digest_sha256<T: TpmEngine>(tpm: &mut T, mask: u32) -> Result<[u8; 32], SvsmError> {
