@@ -41,4 +41,5 @@ demo: bootstrap
 bench: bootstrap
 	$(CARGO) bench -p test-harness --bench tpm
 	$(CARGO) bench -p test-harness --bench vault
+	$(CARGO) bench -p ovmf --bench measure
 	scripts/bench-verifier.sh

@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 vectors=${SVSM_VECTORS:-$here/../../shared/vectors}/snp
 [ -d "$vectors" ] || { echo "seed-corpus: vectors not found at $vectors (set SVSM_VECTORS)" >&2; exit 1; }
-targets=(snp_report cert_table services_manifest attest_request vtpm_buffer guest_message page_info tpm_command dispatcher host_verify vek_extensions vault_request snp_guest_response)
+targets=(snp_report cert_table services_manifest attest_request vtpm_buffer guest_message page_info tpm_command dispatcher host_verify vek_extensions vault_request snp_guest_response ovmf_firmware igvm_measure)
 for t in "${targets[@]}"; do
   mkdir -p "$here/corpus/$t"
   if [ -d "$here/seeds/$t" ]; then cp "$here/seeds/$t"/* "$here/corpus/$t/"; fi
@@ -39,4 +39,10 @@ done
 # vek_extensions: every VEK and the AMD CA certificates.
 for c in "$vectors"/*/*.der "$vectors"/*/*.pem "$vectors"/amd/*.pem; do
   cp "$c" "$here/corpus/vek_extensions/$(basename "$(dirname "$c")")-$(basename "$c")"
+done
+# ovmf_firmware: the footer table and SEV metadata of Debian's real images, when installed
+# (the last 16 KiB holds both), behind the target's two knob bytes.
+for fd in /usr/share/ovmf/OVMF.fd /usr/share/OVMF/OVMF_CODE.fd; do
+  [ -f "$fd" ] || continue
+  { printf '\x13\x01'; tail -c 16384 "$fd"; } > "$here/corpus/ovmf_firmware/debian-$(basename "$fd")-tail.bin"
 done

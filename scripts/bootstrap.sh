@@ -19,8 +19,9 @@ say() { printf 'bootstrap: %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: the TPM engine (libtpms) and OpenSSL to link it, pkg-config to find them,
-# tpm2-tss + tpm2-tools as real TPM clients, swtpm as the benchmark peer.
-apt_packages=(pkg-config libssl-dev libtpms-dev libtss2-dev tpm2-tools swtpm)
+# tpm2-tss + tpm2-tools as real TPM clients, swtpm as the benchmark peer, Debian's OVMF images
+# for the launch-measurement reference digests.
+apt_packages=(pkg-config libssl-dev libtpms-dev libtss2-dev tpm2-tools swtpm ovmf)
 missing=()
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${apt_packages[@]}" 2>/dev/null || true)
 for p in "${apt_packages[@]}"; do
@@ -30,6 +31,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The launch-measurement peer (ovmf differential test, make bench), pinned to the version the
+# reference digests were made with.
+if [ "$(sev-snp-measure --version 2>/dev/null)" != "sev-snp-measure 0.0.13" ]; then
+  say "installing sev-snp-measure 0.0.13 (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check 'sev-snp-measure==0.0.13'
 fi
 
 # The no_std proof builds for the bare-metal target the SVSM image uses.

@@ -1,0 +1,269 @@
+//! The reset VMSA page KVM measures for every vCPU at SNP_LAUNCH_FINISH (`-bios` flow). Layout:
+//! AMD APM Vol. 2 Appendix B, Table B-4 "VMSA Layout, State Save Area for SEV-ES" (Linux
+//! `struct sev_es_save_area`); values: `reference/ovmf-measure.md` §3.5 (QEMU/KVM reset state,
+//! with the FPU fields KVM_SEV_INIT2 syncs). Only the fields the reset state sets are named; the
+//! rest of the page is zero and kept as opaque spans whose comments say what they hold.
+
+use crate::Page;
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+/// A VMCB segment register (selector, attributes, limit, base), 16 bytes (`struct vmcb_seg`).
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct VmcbSegment {
+    /// Selector.
+    pub selector: U16,
+    /// Attributes (packed form).
+    pub attrib: U16,
+    /// Limit.
+    pub limit: U32,
+    /// Base.
+    pub base: U64,
+}
+assert_layout!(
+    VmcbSegment,
+    size = 16,
+    selector = 0,
+    attrib = 2,
+    limit = 4,
+    base = 8
+);
+
+impl VmcbSegment {
+    const fn new(selector: u16, attrib: u16, limit: u32, base: u64) -> Self {
+        VmcbSegment {
+            selector: U16::new(selector),
+            attrib: U16::new(attrib),
+            limit: U32::new(limit),
+            base: U64::new(base),
+        }
+    }
+}
+
+/// The 4 KiB VMSA page (APM Vol. 2 Table B-4).
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct VmsaPage {
+    /// ES.
+    pub es: VmcbSegment,
+    /// CS.
+    pub cs: VmcbSegment,
+    /// SS.
+    pub ss: VmcbSegment,
+    /// DS.
+    pub ds: VmcbSegment,
+    /// FS.
+    pub fs: VmcbSegment,
+    /// GS.
+    pub gs: VmcbSegment,
+    /// GDTR.
+    pub gdtr: VmcbSegment,
+    /// LDTR.
+    pub ldtr: VmcbSegment,
+    /// IDTR.
+    pub idtr: VmcbSegment,
+    /// TR.
+    pub tr: VmcbSegment,
+    /// 0xA0..0xD0: VMPL0..3 SSP, U_CET, reserved, VMPL, CPL, reserved.
+    pub rsvd_a0: [u8; 0x30],
+    /// EFER.
+    pub efer: U64,
+    /// 0xD8..0x148: reserved, XSS.
+    pub rsvd_d8: [u8; 0x70],
+    /// CR4.
+    pub cr4: U64,
+    /// CR3.
+    pub cr3: U64,
+    /// CR0.
+    pub cr0: U64,
+    /// DR7.
+    pub dr7: U64,
+    /// DR6.
+    pub dr6: U64,
+    /// RFLAGS.
+    pub rflags: U64,
+    /// RIP.
+    pub rip: U64,
+    /// 0x180..0x268: DR0..3 and address masks, reserved, RSP, S_CET, SSP, ISST, RAX, STAR,
+    /// LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE, SYSENTER_*, CR2, reserved.
+    pub rsvd_180: [u8; 0xE8],
+    /// G_PAT.
+    pub g_pat: U64,
+    /// 0x270..0x308: DBGCTL, branch/exception records, reserved, PKRU, TSC_AUX, reserved,
+    /// RCX at 0x308.
+    pub rsvd_270: [u8; 0xA0],
+    /// RDX (CPUID(1).EAX signature at reset).
+    pub rdx: U64,
+    /// 0x318..0x3B0: RBX, reserved, RBP, RSI, RDI, R8..R15, reserved, exit info, NRIP.
+    pub rsvd_318: [u8; 0x98],
+    /// SEV_FEATURES.
+    pub sev_features: U64,
+    /// 0x3B8..0x3E8: VINTR_CTRL, exit code, VIRTUAL_TOM, TLB_ID, PCPU_ID, EVENTINJ.
+    pub rsvd_3b8: [u8; 0x30],
+    /// XCR0.
+    pub xcr0: U64,
+    /// 0x3F0..0x408: reserved, X87_DP.
+    pub rsvd_3f0: [u8; 0x18],
+    /// MXCSR.
+    pub mxcsr: U32,
+    /// X87 tag word.
+    pub x87_ftw: U16,
+    /// X87 status word.
+    pub x87_fsw: U16,
+    /// X87 control word.
+    pub x87_fcw: U16,
+    /// 0x412..0x1000: X87 FOP, DS, CS, RIP, x87/XMM/YMM registers, reserved.
+    pub rsvd_412: [u8; 0x1000 - 0x412],
+}
+assert_layout!(
+    VmsaPage,
+    size = 0x1000,
+    es = 0x00,
+    cs = 0x10,
+    ss = 0x20,
+    ds = 0x30,
+    fs = 0x40,
+    gs = 0x50,
+    gdtr = 0x60,
+    ldtr = 0x70,
+    idtr = 0x80,
+    tr = 0x90,
+    efer = 0xD0,
+    cr4 = 0x148,
+    cr3 = 0x150,
+    cr0 = 0x158,
+    dr7 = 0x160,
+    dr6 = 0x168,
+    rflags = 0x170,
+    rip = 0x178,
+    g_pat = 0x268,
+    rdx = 0x310,
+    sev_features = 0x3B0,
+    xcr0 = 0x3E8,
+    mxcsr = 0x408,
+    x87_ftw = 0x40C,
+    x87_fsw = 0x40E,
+    x87_fcw = 0x410,
+);
+
+/// Which hypervisor stack builds the reset state (they differ in a few registers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum VmmType {
+    /// QEMU/KVM (the default, and the only one for the IGVM and hashes paths' references).
+    #[default]
+    Qemu,
+    /// AWS EC2: CS attr 0x9A on the BSP, SS 0x92, TR 0x83, RDX 0x600, no FPU defaults; CPUID
+    /// pages measured after the other sections.
+    Ec2,
+    /// Google GCE: RDX 0x600, G_PAT 0x00070106, no FPU defaults; SNP_SEC_MEM as UNMEASURED.
+    Gce,
+}
+
+impl VmmType {
+    /// sev-snp-measure's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            VmmType::Qemu => "QEMU",
+            VmmType::Ec2 => "ec2",
+            VmmType::Gce => "gce",
+        }
+    }
+}
+
+/// Reset EIP of the bootstrap processor.
+pub const BSP_EIP: u32 = 0xFFFF_FFF0;
+
+/// Default PAT (AMD APM Vol. 2 §A.3).
+pub const DEFAULT_G_PAT: u64 = 0x0007_0406_0007_0406;
+
+/// The reset VMSA of a vCPU that starts at `eip` ([`BSP_EIP`] for vCPU 0, the SEV-ES AP reset
+/// address for the others).
+pub fn reset_vmsa(eip: u32, vcpu_sig: u32, sev_features: u64, vmm: VmmType) -> VmsaPage {
+    let (cs_attr, ss_attr, tr_attr, rdx, mxcsr, fcw, g_pat) = match vmm {
+        VmmType::Qemu => (
+            0x9B,
+            0x93,
+            0x8B,
+            u64::from(vcpu_sig),
+            0x1F80,
+            0x037F,
+            DEFAULT_G_PAT,
+        ),
+        VmmType::Ec2 => (
+            if eip == BSP_EIP { 0x9A } else { 0x9B },
+            0x92,
+            0x83,
+            0x600,
+            0,
+            0,
+            DEFAULT_G_PAT,
+        ),
+        VmmType::Gce => (0x9B, 0x93, 0x8B, 0x600, 0, 0, 0x0007_0106),
+    };
+    let data = VmcbSegment::new(0, 0x93, 0xFFFF, 0);
+    let mut v = VmsaPage::new_zeroed();
+    v.es = data;
+    v.cs = VmcbSegment::new(0xF000, cs_attr, 0xFFFF, u64::from(eip & 0xFFFF_0000));
+    v.ss = VmcbSegment::new(0, ss_attr, 0xFFFF, 0);
+    v.ds = data;
+    v.fs = data;
+    v.gs = data;
+    v.gdtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
+    v.idtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
+    v.ldtr = VmcbSegment::new(0, 0x82, 0xFFFF, 0);
+    v.tr = VmcbSegment::new(0, tr_attr, 0xFFFF, 0);
+    v.efer = U64::new(0x1000); // EFER.SVME, set by KVM
+    v.cr4 = U64::new(0x40); // CR4.MCE, set by KVM
+    v.cr0 = U64::new(0x10); // CR0.ET
+    v.dr7 = U64::new(0x400);
+    v.dr6 = U64::new(0xFFFF_0FF0);
+    v.rflags = U64::new(0x2);
+    v.rip = U64::new(u64::from(eip & 0xFFFF));
+    v.g_pat = U64::new(g_pat);
+    v.rdx = U64::new(rdx);
+    v.sev_features = U64::new(sev_features);
+    v.xcr0 = U64::new(0x1);
+    v.mxcsr = U32::new(mxcsr);
+    v.x87_fcw = U16::new(fcw);
+    v
+}
+
+/// The page bytes of [`reset_vmsa`].
+pub fn reset_vmsa_page(eip: u32, vcpu_sig: u32, sev_features: u64, vmm: VmmType) -> Page {
+    let mut page = [0u8; crate::PAGE_SIZE];
+    page.copy_from_slice(reset_vmsa(eip, vcpu_sig, sev_features, vmm).as_bytes());
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bsp_fields_at_their_offsets() {
+        let p = reset_vmsa_page(BSP_EIP, 0x800F12, 1, VmmType::Qemu);
+        let u64_at = |o: usize| u64::from_le_bytes(p[o..o + 8].try_into().unwrap());
+        assert_eq!(&p[0x10..0x14], &[0x00, 0xF0, 0x9B, 0x00]);
+        assert_eq!(u64_at(0x18), 0xFFFF_0000);
+        assert_eq!(u64_at(0x178), 0xFFF0);
+        assert_eq!(u64_at(0x310), 0x800F12);
+        assert_eq!(u64_at(0x3B0), 1);
+        assert_eq!(&p[0x408..0x40C], &0x1F80u32.to_le_bytes());
+        assert_eq!(&p[0x410..0x412], &0x037Fu16.to_le_bytes());
+        assert!(p[0x412..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn ap_uses_the_reset_address() {
+        let p = reset_vmsa_page(0x80B004, 0x800F12, 1, VmmType::Qemu);
+        assert_eq!(
+            u64::from_le_bytes(p[0x18..0x20].try_into().unwrap()),
+            0x800000
+        );
+        assert_eq!(
+            u64::from_le_bytes(p[0x178..0x180].try_into().unwrap()),
+            0xB004
+        );
+    }
+}
