@@ -192,6 +192,35 @@ impl CheckId {
     }
 }
 
+/// What the output (text summary, EAR) needs to know about a family of named checks.
+pub trait NamedCheck: Copy {
+    /// The stable name used in output.
+    fn check_name(self) -> &'static str;
+    /// The AR4SI trustworthiness claim the check contributes to.
+    fn claim(self) -> TrustClaimName;
+    /// Whether a failure of this check is a failed cryptographic validation (EAR value 99).
+    fn cryptographic(self) -> bool;
+}
+
+impl NamedCheck for CheckId {
+    fn check_name(self) -> &'static str {
+        self.name()
+    }
+    fn claim(self) -> TrustClaimName {
+        self.trust_claim()
+    }
+    fn cryptographic(self) -> bool {
+        matches!(
+            self,
+            CheckId::ReportSignature
+                | CheckId::ChainArk
+                | CheckId::ChainIntermediate
+                | CheckId::ChainVek
+                | CheckId::Crl
+        )
+    }
+}
+
 impl std::fmt::Display for CheckId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -601,19 +630,20 @@ pub enum Failure {
     Prerequisite(CheckId),
 }
 
-/// The outcome of one check.
+/// The outcome of one check. `F` is the failure type of the check family: [`Failure`] for the
+/// SNP checks, [`crate::azure::VtpmFailure`] for the Azure vTPM checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Outcome {
+pub enum Outcome<F = Failure> {
     /// The check ran and passed.
     Pass,
     /// The check ran and failed, for this reason.
-    Fail(Failure),
+    Fail(F),
     /// The check does not apply to this evidence or was not asked for; the string says why.
     NotApplicable(String),
 }
 
-impl Outcome {
+impl<F> Outcome<F> {
     /// "pass", "fail" or "not-applicable".
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -624,20 +654,21 @@ impl Outcome {
     }
 }
 
-/// One reported check.
+/// One reported check: an SNP check by default, or (with [`crate::azure::VtpmCheckId`] and
+/// [`crate::azure::VtpmFailure`]) an Azure vTPM check.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckResult {
+pub struct CheckResult<I = CheckId, F = Failure> {
     /// Which check.
-    pub id: CheckId,
+    pub id: I,
     /// What happened.
-    pub outcome: Outcome,
+    pub outcome: Outcome<F>,
     /// What was compared (for a human; empty when there is nothing to add).
     pub detail: String,
 }
 
-impl CheckResult {
+impl<I, F> CheckResult<I, F> {
     /// The failure, if the check failed.
-    pub fn failure(&self) -> Option<&Failure> {
+    pub fn failure(&self) -> Option<&F> {
         match &self.outcome {
             Outcome::Fail(f) => Some(f),
             _ => None,

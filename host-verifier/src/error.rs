@@ -1,6 +1,7 @@
 //! Errors: evidence or configuration that cannot be appraised at all. A failed check is not an
 //! error; it is an [`crate::Outcome::Fail`] in a contraindicated [`crate::Appraisal`].
 
+use crate::azure::hcl::HclError;
 use crate::policy::PolicyError;
 use crate::trust::TrustError;
 use crate::x509::CertDecodeError;
@@ -13,6 +14,9 @@ pub enum Error {
     /// The report bytes are not an ATTESTATION_REPORT this verifier reads (length, version).
     #[error("attestation report rejected: {0}")]
     Report(#[from] ReportError),
+    /// The bytes are not an Azure HCL report this verifier reads (header, sizes, types).
+    #[error("HCL report rejected: {0}")]
+    Hcl(#[from] HclError),
     /// No VEK was supplied. `urls` holds the AMD KDS URL(s) that would fetch the VCEK.
     #[error("no VCEK/VLEK supplied; {reason}{}", fmt_urls(.urls))]
     VekMissing {

@@ -2,8 +2,10 @@
 //! trusts. Today it owns the AMD SEV-SNP appraisal: the ATTESTATION_REPORT (read through
 //! `svsm-abi`, which owns every wire format), the VCEK/VLEK certificate and its AMD extensions,
 //! the AMD chain to a pinned ARK, an optional ARK-signed CRL, and a TOML policy; it reports every
-//! check by name as pass, fail or not-applicable and renders the result as an EAR. vTPM quotes
-//! and event logs come later.
+//! check by name as pass, fail or not-applicable and renders the result as an EAR. It also
+//! appraises Azure confidential-VM evidence ([`azure`]): the SNP report inside the vTPM's HCL
+//! report, the runtime claims it binds, and a TPM2 quote by the attestation key they carry.
+//! Event logs come later.
 //!
 //! It trusts only AMD's ARK, ASK and ASVK for Milan, Genoa and Turin, pinned in this binary, the
 //! caller's policy and the caller's clock (or the `at` time it is given). The report, the VEK,
@@ -37,6 +39,8 @@
 )]
 
 pub mod appraisal;
+pub mod azure;
+pub mod bundle;
 pub mod check;
 mod crl;
 pub mod decoded;
@@ -50,6 +54,7 @@ mod verifier;
 pub mod x509;
 
 pub use appraisal::{Appraisal, VekSummary, Verdict};
+pub use azure::{AzureAppraisal, AzureEvidence, VtpmCheckId, VtpmFailure};
 pub use check::{CheckId, CheckResult, Failure, Outcome};
 pub use error::Error;
 pub use policy::Policy;
@@ -59,7 +64,8 @@ pub use verifier::{Evidence, Verifier, VEK_CACHE_LIMIT};
 /// The SNP report inside an Azure vTPM "HCL report" (NV index 0x01400001): the blob starts with
 /// `HCLA` and carries the 1184-byte report at offset 0x20. Other input is returned unchanged.
 ///
-/// The HCL header is not (yet) an `svsm-abi` type; this reads only the magic and the fixed offset.
+/// This reads only the magic and the fixed offset; [`azure::hcl::HclReport::parse`] reads (and
+/// checks) the whole HCL report.
 pub fn unwrap_hcl_report(bytes: &[u8]) -> &[u8] {
     const HCL_REPORT_OFFSET: usize = 0x20;
     if bytes.starts_with(b"HCLA") {

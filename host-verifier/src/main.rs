@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use host_verifier::azure::{parse_pcr_values, AzureEvidence};
 use host_verifier::{policy::parse_hex, unwrap_hcl_report, Evidence, Policy, Verdict, Verifier};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +24,61 @@ enum Top {
     /// AMD SEV-SNP attestation reports.
     #[command(subcommand)]
     Snp(SnpCmd),
+    /// Azure confidential VMs: the SNP report inside the vTPM's HCL report and a TPM2 quote.
+    #[command(subcommand)]
+    Azure(AzureCmd),
+}
+
+#[derive(Subcommand)]
+enum AzureCmd {
+    /// Verify an HCL report (its SNP report, VCEK and the pinned AMD chain, and the runtime
+    /// claims REPORT_DATA binds) and a TPM2 quote by the attestation key those claims carry.
+    #[command(after_help = EXIT_HELP)]
+    Verify(AzureVerifyArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("nonce_source").required(true).args(["nonce", "nonce_text"])))]
+struct AzureVerifyArgs {
+    /// The HCL report: vTPM NV index 0x01400001 ("HCLA" header, SNP report, runtime claims).
+    #[arg(long)]
+    hcl_report: PathBuf,
+    /// The VCEK that signed the SNP report, PEM or DER, or Azure's VCEK+ASK+ARK PEM bundle
+    /// (extra certificates must be the pinned AMD ones). Without it the command fails and
+    /// prints the AMD KDS URL of the VCEK.
+    #[arg(long)]
+    vek: Option<PathBuf>,
+    /// The quote: TPMS_ATTEST bytes (e.g. `tpm2_quote --message`).
+    #[arg(long)]
+    quote: PathBuf,
+    /// The quote's signature by the AK (HCLAkPub): the raw RSASSA block, or a TPMT_SIGNATURE.
+    #[arg(long)]
+    signature: PathBuf,
+    /// SHA-256 PCR values: one hex value per line, PCR0 first.
+    #[arg(long)]
+    pcrs: PathBuf,
+    /// The nonce the quote must carry as extraData, hex.
+    #[arg(long)]
+    nonce: Option<String>,
+    /// The nonce as text (its UTF-8 bytes), e.g. `challenge`.
+    #[arg(long)]
+    nonce_text: Option<String>,
+    /// Expected prefix of the runtime claims' user-data (what the guest wrote to NV
+    /// 0x01400002), hex, at most 64 bytes. Without it the check is not applicable.
+    #[arg(long)]
+    user_data: Option<String>,
+    /// Policy for the SNP report (TOML; see host-verifier/examples/policy.toml).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// A DER CRL from AMD KDS (/vcek/v1/<Product>/crl), checked against the pinned ARK.
+    #[arg(long)]
+    crl: Option<PathBuf>,
+    /// Appraisal time, RFC 3339 (e.g. 2026-06-01T00:00:00Z). Default: now.
+    #[arg(long)]
+    at: Option<String>,
+    /// Print the EAR (JSON, submodules `cpu` and `vtpm`) instead of the human summary.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -76,13 +132,11 @@ fn parse_at(s: &str) -> Result<SystemTime> {
     Ok(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-fn verify(args: VerifyArgs) -> Result<ExitCode> {
-    let report_file = read(&args.report, "report")?;
-    let report = unwrap_hcl_report(&report_file);
-    let vek = args.vek.as_ref().map(|p| read(p, "VEK")).transpose()?;
+/// Reads `--vek`. A bundle (VCEK, ASK, ARK as Azure THIM serves it) is accepted only when every
+/// extra certificate is a pinned one: the chain always comes from the pinned anchors.
+fn read_vek(path: Option<&PathBuf>) -> Result<Option<Vec<u8>>> {
+    let vek = path.map(|p| read(p, "VEK")).transpose()?;
     if let Some(bytes) = &vek {
-        // A bundle (VCEK, ASK, ARK as Azure THIM serves it): the chain always comes from the
-        // pinned anchors, so extra certificates must be exactly those, never something else.
         if let Ok(certs) = host_verifier::vek::pem_certs(bytes) {
             let trust = host_verifier::TrustStore::pinned()?;
             for (i, der) in certs.iter().enumerate().skip(1) {
@@ -92,24 +146,51 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
             }
         }
     }
-    let crl = args.crl.as_ref().map(|p| read(p, "CRL")).transpose()?;
-    let mut policy = match &args.policy {
+    Ok(vek)
+}
+
+fn read_policy(path: Option<&PathBuf>) -> Result<Policy> {
+    Ok(match path {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("reading policy {}", p.display()))?;
             Policy::from_toml(&text).with_context(|| format!("policy {}", p.display()))?
         }
         None => Policy::default(),
-    };
+    })
+}
+
+fn at_or_now(at: Option<&str>) -> Result<SystemTime> {
+    Ok(at
+        .map(parse_at)
+        .transpose()?
+        .unwrap_or_else(SystemTime::now))
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(1)
+}
+
+fn exit_code(verdict: Verdict) -> ExitCode {
+    match verdict {
+        Verdict::Affirming => ExitCode::SUCCESS,
+        _ => ExitCode::from(2),
+    }
+}
+
+fn verify(args: VerifyArgs) -> Result<ExitCode> {
+    let report_file = read(&args.report, "report")?;
+    let report = unwrap_hcl_report(&report_file);
+    let vek = read_vek(args.vek.as_ref())?;
+    let crl = args.crl.as_ref().map(|p| read(p, "CRL")).transpose()?;
+    let mut policy = read_policy(args.policy.as_ref())?;
     if let Some(hex) = &args.report_data {
         policy.report_data = Some(parse_hex("--report-data", hex)?);
     }
-    let at = args
-        .at
-        .as_deref()
-        .map(parse_at)
-        .transpose()?
-        .unwrap_or_else(SystemTime::now);
+    let at = at_or_now(args.at.as_deref())?;
     let verifier = Verifier::new(policy)?;
     let appraisal = verifier.verify(&Evidence {
         report,
@@ -118,21 +199,64 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
         at,
     })?;
     if args.json {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(1);
         println!(
             "{}",
-            serde_json::to_string_pretty(&appraisal.to_ear_json(now)?)?
+            serde_json::to_string_pretty(&appraisal.to_ear_json(now_secs())?)?
         );
     } else {
         print!("{}", appraisal.render_text());
     }
-    Ok(match appraisal.verdict() {
-        Verdict::Affirming => ExitCode::SUCCESS,
-        _ => ExitCode::from(2),
-    })
+    Ok(exit_code(appraisal.verdict()))
+}
+
+fn azure_verify(args: AzureVerifyArgs) -> Result<ExitCode> {
+    let hcl = read(&args.hcl_report, "HCL report")?;
+    let vek = read_vek(args.vek.as_ref())?;
+    let quote = read(&args.quote, "quote")?;
+    let signature = read(&args.signature, "signature")?;
+    let pcr_text = std::fs::read_to_string(&args.pcrs)
+        .with_context(|| format!("--pcrs: reading PCR values {}", args.pcrs.display()))?;
+    let pcrs =
+        parse_pcr_values(&pcr_text).with_context(|| format!("--pcrs {}", args.pcrs.display()))?;
+    let nonce = match (&args.nonce, &args.nonce_text) {
+        (Some(h), None) => hex::decode(h.trim()).context("--nonce is not hex")?,
+        (None, Some(t)) => t.as_bytes().to_vec(),
+        _ => bail!("give exactly one of --nonce and --nonce-text"),
+    };
+    if nonce.is_empty() {
+        bail!("the nonce is empty: a quote cannot be shown fresh without one");
+    }
+    let user_data = args
+        .user_data
+        .as_deref()
+        .map(|h| hex::decode(h.trim()).context("--user-data is not hex"))
+        .transpose()?;
+    if user_data.as_ref().is_some_and(|u| u.len() > 64) {
+        bail!("--user-data is longer than the 64 bytes of NV index 0x01400002");
+    }
+    let crl = args.crl.as_ref().map(|p| read(p, "CRL")).transpose()?;
+    let policy = read_policy(args.policy.as_ref())?;
+    let at = at_or_now(args.at.as_deref())?;
+    let appraisal = Verifier::new(policy)?.verify_azure(&AzureEvidence {
+        hcl_report: &hcl,
+        vek: vek.as_deref(),
+        crl: crl.as_deref(),
+        quote: &quote,
+        signature: &signature,
+        pcrs: &pcrs,
+        nonce: &nonce,
+        user_data: user_data.as_deref(),
+        at,
+    })?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&appraisal.to_ear_json(now_secs())?)?
+        );
+    } else {
+        print!("{}", appraisal.render_text());
+    }
+    Ok(exit_code(appraisal.verdict()))
 }
 
 fn kds_url(report: PathBuf) -> Result<ExitCode> {
@@ -169,10 +293,22 @@ fn kds_url(report: PathBuf) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors are errors (exit 1), never "contraindicated" (2); --help and --version exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let result = match cli.cmd {
         Top::Snp(SnpCmd::Verify(args)) => verify(args),
         Top::Snp(SnpCmd::KdsUrl { report }) => kds_url(report),
+        Top::Azure(AzureCmd::Verify(args)) => azure_verify(args),
     };
     match result {
         Ok(code) => code,
