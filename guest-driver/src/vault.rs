@@ -104,7 +104,7 @@ impl<T: SvsmTransport> VaultClient<T> {
         if query_protocol(&mut transport, PROTOCOL_VAULT, 1)?.is_none() {
             return Err(DriverError::ProtocolUnavailable(PROTOCOL_VAULT).into());
         }
-        let half = (transport.buffer_len() / 2).min(MAX_MESSAGE) & !0xFFF;
+        let half = (transport.buffer_len() / 2).min(MAX_MESSAGE.next_multiple_of(4096)) & !0xFFF;
         Ok(VaultClient {
             transport,
             half,

@@ -117,6 +117,8 @@ pub struct SvsmModule<M, P, T, S, R> {
     /// The AK's TPMT_PUBLIC, re-derived on first use and kept.
     pub(crate) ak_public: Option<Vec<u8>>,
     /// Copy-in/copy-out buffers, reused across calls.
+    pub(crate) vault_request: Vec<u8>,
+    pub(crate) vault_response: Vec<u8>,
     pub(crate) vtpm_request: Vec<u8>,
     pub(crate) vtpm_response: Vec<u8>,
 }
@@ -203,6 +205,8 @@ where
             event_log: crate::measure::new_log(),
             extra_evidence: Vec::new(),
             ak_public: None,
+            vault_request: Vec::new(),
+            vault_response: Vec::new(),
             vtpm_request: vec![0; svsm_abi::vtpm::VTPM_BUFFER_SIZE],
             vtpm_response: vec![0; MAX_TPM_BUFFER],
         };

@@ -10,7 +10,7 @@
 
 use crate::keys::{subkey, KeyHierarchy};
 use crate::platform::{Entropy, Vmpl};
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -407,18 +407,20 @@ impl Vault {
                     return Err(VaultStatus::WrongKeyKind.into());
                 };
                 let iv = random::<R, IV_LEN>(ctx.rng)?;
-                let ct = Aes256Gcm::new_from_slice(k.as_ref())
-                    .map_err(|_| VaultStatus::WrongKeyKind)?
-                    .encrypt(
-                        &gcm_nonce(iv.as_ref()).ok_or(VaultStatus::EntropyFailed)?,
-                        Payload {
-                            msg: plaintext,
-                            aad,
-                        },
-                    )
-                    .map_err(|_| VaultStatus::WrongKeyKind)?;
+                let cipher =
+                    Aes256Gcm::new_from_slice(k.as_ref()).map_err(|_| VaultStatus::WrongKeyKind)?;
+                // Encrypt in place in the response: IV, then the plaintext turned ciphertext,
+                // then the tag; no intermediate buffer.
+                out.reserve(IV_LEN + plaintext.len() + TAG_LEN);
                 out.extend_from_slice(iv.as_ref());
-                out.extend_from_slice(&ct);
+                let start = out.len();
+                out.extend_from_slice(plaintext);
+                let body = out.get_mut(start..).ok_or(VaultStatus::WrongKeyKind)?;
+                let nonce = gcm_nonce(iv.as_ref()).ok_or(VaultStatus::EntropyFailed)?;
+                let tag = cipher
+                    .encrypt_in_place_detached(&nonce, aad, body)
+                    .map_err(|_| VaultStatus::WrongKeyKind)?;
+                out.extend_from_slice(&tag);
                 Ok(false)
             }
             Request::Decrypt {
@@ -431,20 +433,29 @@ impl Vault {
                 let Secret::Aes(k) = &key.secret else {
                     return Err(VaultStatus::WrongKeyKind.into());
                 };
-                if ciphertext.len() < TAG_LEN {
+                let (body, tag) = ciphertext
+                    .split_at_checked(ciphertext.len().saturating_sub(TAG_LEN))
+                    .ok_or(VaultStatus::AuthenticationFailed)?;
+                let tag: [u8; TAG_LEN] = tag
+                    .try_into()
+                    .map_err(|_| VaultStatus::AuthenticationFailed)?;
+                let cipher =
+                    Aes256Gcm::new_from_slice(k.as_ref()).map_err(|_| VaultStatus::WrongKeyKind)?;
+                let nonce = gcm_nonce(iv).ok_or(VaultStatus::AuthenticationFailed)?;
+                // Decrypt in place in the response; on a bad tag the plaintext is wiped.
+                let start = out.len();
+                out.extend_from_slice(body);
+                let buf = out
+                    .get_mut(start..)
+                    .ok_or(VaultStatus::AuthenticationFailed)?;
+                if cipher
+                    .decrypt_in_place_detached(&nonce, aad, buf, &tag.into())
+                    .is_err()
+                {
+                    zeroize::Zeroize::zeroize(buf);
+                    out.truncate(start);
                     return Err(VaultStatus::AuthenticationFailed.into());
                 }
-                let pt = Aes256Gcm::new_from_slice(k.as_ref())
-                    .map_err(|_| VaultStatus::WrongKeyKind)?
-                    .decrypt(
-                        &gcm_nonce(iv).ok_or(VaultStatus::AuthenticationFailed)?,
-                        Payload {
-                            msg: ciphertext,
-                            aad,
-                        },
-                    )
-                    .map_err(|_| VaultStatus::AuthenticationFailed)?;
-                out.extend_from_slice(&pt);
                 Ok(false)
             }
             Request::Mac { key_id, data } => {

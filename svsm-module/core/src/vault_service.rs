@@ -7,7 +7,6 @@ use crate::module::SvsmModule;
 use crate::platform::{Entropy, Gpa, GuestMemory, SecureProcessor, StateStore, Vmpl};
 use crate::tpm::TpmEngine;
 use crate::vault::{OpContext, VaultError};
-use alloc::vec;
 use alloc::vec::Vec;
 use svsm_abi::svsm::{CallRegisters, PROTOCOL_VAULT};
 use svsm_abi::vault::{
@@ -49,10 +48,31 @@ where
                 svsm_abi::vault::VaultRequestError::TrailingBytes(len.saturating_sub(MAX_MESSAGE)),
             ));
         }
-        let mut raw = zeroize::Zeroizing::new(vec![0u8; len]);
-        self.memory.read(caller, Gpa::new(regs.rcx), &mut raw)?;
-        let request = Request::parse(&raw)?;
-        let mut response = zeroize::Zeroizing::new(Vec::new());
+        // Reused buffers (no allocation per call); both are wiped after the call, since a
+        // request or response may carry a guest's plaintext.
+        let mut raw = core::mem::take(&mut self.vault_request);
+        let mut response = core::mem::take(&mut self.vault_response);
+        // After the wipe below the buffer holds zeros, so keeping its length saves refilling it.
+        raw.resize(len, 0);
+        response.clear();
+        let result = self.vault_request_in(caller, regs, &mut raw, &mut response);
+        zeroize::Zeroize::zeroize(raw.as_mut_slice());
+        zeroize::Zeroize::zeroize(response.as_mut_slice());
+        response.clear();
+        self.vault_request = raw;
+        self.vault_response = response;
+        result
+    }
+
+    fn vault_request_in(
+        &mut self,
+        caller: Vmpl,
+        regs: &mut CallRegisters,
+        raw: &mut [u8],
+        response: &mut Vec<u8>,
+    ) -> Result<(), SvsmError> {
+        self.memory.read(caller, Gpa::new(regs.rcx), raw)?;
+        let request = Request::parse(raw)?;
         // Measurement requests act on the vTPM and the log, not on vault keys.
         match request {
             Request::Measure {
@@ -64,7 +84,7 @@ where
                 let d256: [u8; 32] = sha2::Sha256::digest(data).into();
                 let d384: [u8; 48] = sha2::Sha384::digest(data).into();
                 self.extend_and_log(pcr, event_type, &d256, &d384, data)?;
-                return self.vault_reply(caller, regs, &response);
+                return self.vault_reply(caller, regs, response);
             }
             Request::ReadEventLog { offset } => {
                 let capacity = usize::try_from(regs.r9)
@@ -75,14 +95,14 @@ where
                 response.extend_from_slice(self.event_log.get(start..end).unwrap_or(&[]));
                 // RDX: the whole log's length, so the guest knows when it has read it all.
                 regs.rdx = self.event_log.len() as u64;
-                return self.vault_reply(caller, regs, &response);
+                return self.vault_reply(caller, regs, response);
             }
             Request::AddEvidence { kind, digest } => {
                 if self.extra_evidence.len() >= svsm_abi::attest::MAX_EXTRA_EVIDENCE {
                     return Err(SvsmError::Vault(VaultError::Status(VaultStatus::VaultFull)));
                 }
                 self.extra_evidence.push((kind, *digest));
-                return self.vault_reply(caller, regs, &response);
+                return self.vault_reply(caller, regs, response);
             }
             _ => {}
         }
@@ -101,13 +121,11 @@ where
             attested_contexts: &self.attested_contexts,
             pcr_digest: Some(&mut read_pcrs),
         };
-        let changed = self
-            .vault
-            .handle(caller, &request, &mut ctx, &mut response)?;
+        let changed = self.vault.handle(caller, &request, &mut ctx, response)?;
         if changed {
             self.persist();
         }
-        self.vault_reply(caller, regs, &response)
+        self.vault_reply(caller, regs, response)
     }
 
     fn vault_reply(

@@ -394,6 +394,21 @@ pub fn parse_create_primary_public(resp: &[u8]) -> Result<(u32, Vec<u8>), Respon
     Ok((handle, public.to_vec()))
 }
 
+/// The `TPM2B_ATTEST` contents (the TPMS_ATTEST bytes that are signed) and the marshalled
+/// `TPMT_SIGNATURE` from a `TPM2_Quote` response.
+pub fn parse_quote(resp: &[u8]) -> Result<(Vec<u8>, Vec<u8>), ResponseError> {
+    let (tag, mut r) = parse_response(resp)?;
+    if tag != TPM_ST_SESSIONS {
+        return Err(ResponseError::Malformed("Quote response tag"));
+    }
+    let parameter_size = r.u32("parameterSize")? as usize;
+    let params = r.take(parameter_size, "parameters")?;
+    let mut p = Reader::new(params);
+    let attest = p.tpm2b("quoted")?.to_vec();
+    let signature = p.take(p.remaining(), "signature")?.to_vec();
+    Ok((attest, signature))
+}
+
 /// A response that carries no parameters the caller needs (Startup, EvictControl, ...).
 pub fn parse_empty(resp: &[u8]) -> Result<(), ResponseError> {
     parse_response(resp).map(|_| ())
