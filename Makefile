@@ -42,4 +42,5 @@ bench: bootstrap
 	$(CARGO) bench -p test-harness --bench tpm
 	$(CARGO) bench -p test-harness --bench vault
 	$(CARGO) bench -p ovmf --bench measure
+	$(CARGO) bench -p test-harness --bench bundle
 	scripts/bench-verifier.sh

@@ -5,7 +5,8 @@
 //! check by name as pass, fail or not-applicable and renders the result as an EAR. It also
 //! appraises Azure confidential-VM evidence ([`azure`]): the SNP report inside the vTPM's HCL
 //! report, the runtime claims it binds, and a TPM2 quote by the attestation key they carry.
-//! Event logs come later.
+//! And it appraises svsm-vhsm evidence bundles ([`bundle_verify`]): SNP report, vTPM manifest,
+//! quote, PCR values and the event log replayed to them, bound to one nonce.
 //!
 //! It trusts only AMD's ARK, ASK and ASVK for Milan, Genoa and Turin, pinned in this binary, the
 //! caller's policy and the caller's clock (or the `at` time it is given). The report, the VEK,
@@ -41,6 +42,7 @@
 pub mod appraisal;
 pub mod azure;
 pub mod bundle;
+pub mod bundle_verify;
 pub mod check;
 mod crl;
 pub mod decoded;
@@ -55,6 +57,9 @@ pub mod x509;
 
 pub use appraisal::{Appraisal, VekSummary, Verdict};
 pub use azure::{AzureAppraisal, AzureEvidence, VtpmCheckId, VtpmFailure};
+pub use bundle_verify::{
+    verify_bundle, BundleAppraisal, BundleCheckId, BundleContext, BundleFailure,
+};
 pub use check::{CheckId, CheckResult, Failure, Outcome};
 pub use error::Error;
 pub use policy::Policy;

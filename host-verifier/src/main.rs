@@ -27,6 +27,63 @@ enum Top {
     /// Azure confidential VMs: the SNP report inside the vTPM's HCL report and a TPM2 quote.
     #[command(subcommand)]
     Azure(AzureCmd),
+    /// svsm-vhsm evidence bundles: SNP report, vTPM manifest, quote, PCRs and event log.
+    #[command(subcommand)]
+    Bundle(BundleCmd),
+}
+
+#[derive(Subcommand)]
+enum BundleCmd {
+    /// Verify an evidence bundle: the SNP report (VEK from the bundle's certificate table), the
+    /// REPORT_DATA binding of nonce and manifest, the quote by the manifest's AK, the PCR digest,
+    /// the event log replayed to the PCRs, reference values, epoch and extra evidence.
+    #[command(after_help = EXIT_HELP)]
+    Verify(BundleVerifyArgs),
+}
+
+#[derive(clap::Args)]
+struct BundleVerifyArgs {
+    /// The bundle (JSON, format "svsm-vhsm-evidence-bundle" version 1).
+    #[arg(long)]
+    bundle: PathBuf,
+    /// The nonce this relying party issued for the bundle, hex (at most 64 bytes).
+    #[arg(long)]
+    nonce: String,
+    /// Policy for the SNP report (TOML; see host-verifier/examples/policy.toml); its
+    /// `measurements` are the allowed launch digests.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Custom root instead of AMD's pinned ARKs (PEM or DER), e.g. the simulator's TEST chain.
+    /// The result then says nothing about genuine AMD hardware.
+    #[arg(long, requires = "trust_ask")]
+    trust_ark: Option<PathBuf>,
+    /// The ASK under --trust-ark (PEM or DER).
+    #[arg(long, requires = "trust_ark")]
+    trust_ask: Option<PathBuf>,
+    /// The ASVK under --trust-ark (PEM or DER). Without it VLEK-signed reports are refused.
+    #[arg(long, requires = "trust_ark")]
+    trust_asvk: Option<PathBuf>,
+    /// Oldest acceptable sealed-state epoch (rollback protection).
+    #[arg(long)]
+    min_epoch: Option<u64>,
+    /// Accept a module running on ephemeral (unsealed, unpersisted) state.
+    #[arg(long)]
+    allow_ephemeral: bool,
+    /// An expected SHA-256 PCR value, `INDEX=HEX` (repeatable).
+    #[arg(long = "pcr", value_name = "INDEX=HEX")]
+    pcrs: Vec<String>,
+    /// Require extra evidence (e.g. a GPU report) listed in the manifest.
+    #[arg(long)]
+    require_extra_evidence: bool,
+    /// A DER CRL from AMD KDS (/vcek/v1/<Product>/crl), checked against the ARK.
+    #[arg(long)]
+    crl: Option<PathBuf>,
+    /// Appraisal time, RFC 3339 (e.g. 2026-06-01T00:00:00Z). Default: now.
+    #[arg(long)]
+    at: Option<String>,
+    /// Print the EAR (JSON, submodules cpu, vtpm, svsm and gpu) instead of the human summary.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -259,6 +316,117 @@ fn azure_verify(args: AzureVerifyArgs) -> Result<ExitCode> {
     Ok(exit_code(appraisal.verdict()))
 }
 
+const CUSTOM_ROOTS_WARNING: &str = "WARNING: custom trust roots (--trust-ark/--trust-ask) \
+replace AMD's pinned ARK/ASK/ASVK. The verdict only says the evidence chains to THESE roots (for \
+example the simulator's TEST chain); it says nothing about genuine AMD hardware.";
+
+/// A trust store of the given roots for every product (the report's CPUID picks the product).
+fn custom_trust(
+    ark: &PathBuf,
+    ask: &PathBuf,
+    asvk: Option<&PathBuf>,
+) -> Result<std::sync::Arc<host_verifier::TrustStore>> {
+    use host_verifier::trust::ProductAnchors;
+    use svsm_abi::snp::Product;
+    let ark = read(ark, "--trust-ark")?;
+    let ask = read(ask, "--trust-ask")?;
+    // Without an ASVK the ASK fills its slot; the caller then refuses VLEK-signed reports.
+    let asvk = asvk.map(|p| read(p, "--trust-asvk")).transpose()?;
+    let asvk = asvk.as_deref().unwrap_or(&ask);
+    let anchors = [Product::Milan, Product::Genoa, Product::Turin]
+        .into_iter()
+        .map(|p| ProductAnchors::load(p, &ark, &ask, asvk))
+        .collect::<Result<Vec<_>, _>>()
+        .context("custom trust roots")?;
+    Ok(std::sync::Arc::new(host_verifier::TrustStore::new(anchors)))
+}
+
+fn parse_expected_pcr(s: &str) -> Result<(usize, [u8; 32])> {
+    let (index, value) = s
+        .split_once('=')
+        .with_context(|| format!("--pcr {s:?} is not INDEX=HEX"))?;
+    let index: usize = index
+        .trim()
+        .parse()
+        .with_context(|| format!("--pcr {s:?}: the index is not a number"))?;
+    if index >= host_verifier::bundle_verify::PCR_COUNT {
+        bail!("--pcr {s:?}: PCR {index} does not exist (0..23)");
+    }
+    let value = hex::decode(value.trim()).with_context(|| format!("--pcr {s:?}: not hex"))?;
+    let value = <[u8; 32]>::try_from(value.as_slice())
+        .map_err(|_| anyhow::anyhow!("--pcr {s:?}: a SHA-256 value is 32 bytes"))?;
+    Ok((index, value))
+}
+
+fn bundle_verify(args: BundleVerifyArgs) -> Result<ExitCode> {
+    use host_verifier::bundle::{Bundle, MAX_BUNDLE};
+    use host_verifier::bundle_verify::{verify_bundle, BundleContext, MAX_NONCE};
+    let size = std::fs::metadata(&args.bundle)
+        .with_context(|| format!("reading bundle {}", args.bundle.display()))?
+        .len();
+    if size > MAX_BUNDLE as u64 {
+        bail!(
+            "bundle {} is {size} bytes, more than the {MAX_BUNDLE}-byte limit",
+            args.bundle.display()
+        );
+    }
+    let bundle = Bundle::from_json(&read(&args.bundle, "bundle")?)
+        .with_context(|| format!("bundle {}", args.bundle.display()))?;
+    let nonce = hex::decode(args.nonce.trim()).context("--nonce is not hex")?;
+    if nonce.is_empty() {
+        bail!("the nonce is empty: a bundle cannot be shown fresh without one");
+    }
+    if nonce.len() > MAX_NONCE {
+        bail!(
+            "--nonce is {} bytes; a quote's qualifying data holds at most {MAX_NONCE}",
+            nonce.len()
+        );
+    }
+    let expected_pcrs = args
+        .pcrs
+        .iter()
+        .map(|s| parse_expected_pcr(s))
+        .collect::<Result<_>>()?;
+    let crl = args.crl.as_ref().map(|p| read(p, "CRL")).transpose()?;
+    let mut policy = read_policy(args.policy.as_ref())?;
+    let at = at_or_now(args.at.as_deref())?;
+    let custom = match (&args.trust_ark, &args.trust_ask) {
+        (Some(ark), Some(ask)) => {
+            eprintln!("host-verifier: {CUSTOM_ROOTS_WARNING}");
+            if args.trust_asvk.is_none() {
+                policy
+                    .signing_keys
+                    .retain(|k| *k == svsm_abi::snp::SigningKey::Vcek);
+            }
+            Some(custom_trust(ark, ask, args.trust_asvk.as_ref())?)
+        }
+        _ => None,
+    };
+    let verifier = match custom.clone() {
+        Some(trust) => Verifier::with_trust_store(trust, policy),
+        None => Verifier::new(policy)?,
+    };
+    let mut ctx = BundleContext::new(&verifier, &nonce, at);
+    ctx.min_epoch = args.min_epoch;
+    ctx.allow_ephemeral = args.allow_ephemeral;
+    ctx.expected_pcrs = expected_pcrs;
+    ctx.require_extra_evidence = args.require_extra_evidence;
+    ctx.crl = crl.as_deref();
+    let appraisal = verify_bundle(&bundle, &ctx)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&appraisal.to_ear_json(now_secs())?)?
+        );
+    } else {
+        if custom.is_some() {
+            println!("{CUSTOM_ROOTS_WARNING}\n");
+        }
+        print!("{}", appraisal.render_text());
+    }
+    Ok(exit_code(appraisal.verdict()))
+}
+
 fn kds_url(report: PathBuf) -> Result<ExitCode> {
     let bytes = read(&report, "report")?;
     let r = svsm_abi::snp::AttestationReport::parse(unwrap_hcl_report(&bytes))?;
@@ -309,6 +477,7 @@ fn main() -> ExitCode {
         Top::Snp(SnpCmd::Verify(args)) => verify(args),
         Top::Snp(SnpCmd::KdsUrl { report }) => kds_url(report),
         Top::Azure(AzureCmd::Verify(args)) => azure_verify(args),
+        Top::Bundle(BundleCmd::Verify(args)) => bundle_verify(args),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod demo;
 pub mod evidence;
 pub mod guest_channel;
 pub mod mssim;

@@ -16,12 +16,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the most complete flow the project has today and say what it shows.
+    /// The flow the project exists for, end to end on the simulated SNP machine.
     ///
-    /// Today: decode every real SEV-SNP report in the shared vectors (Milan, Genoa, Turin;
-    /// VCEK and VLEK; bare and inside Azure HCL blobs) with svsm-abi. This is parsing only: no
-    /// signature, certificate chain or policy is checked yet (that is the host-verifier's job).
-    Demo {
+    /// A reference launch digest from Debian's OVMF.fd; a launch whose SVSM measures the guest
+    /// components; an app that needs a key the vault does not have; one evidence bundle (SNP
+    /// report + vTPM manifest + quote + PCRs + event log) appraised by host-verifier; the key
+    /// wrapped to the attested vault transport key and used inside VMPL0. Then the same with a
+    /// tampered firmware: the appraisal says no and no key is released. Exit code 0 only when
+    /// both outcomes are the expected ones.
+    Demo,
+    /// Decode every real SEV-SNP report in the shared vectors (parsing only; `host-verifier
+    /// snp verify` checks them).
+    Vectors {
         /// The shared vectors folder (default: $SVSM_VECTORS or ../shared/vectors).
         #[arg(long)]
         vectors: Option<PathBuf>,
@@ -100,7 +106,26 @@ fn print_summary(s: &ReportSummary) {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Demo { vectors, json } => {
+        Command::Demo => {
+            println!("svsm-vhsm demo: one guest, its vTPM and vault at VMPL0, a broker that releases a key only to an appraised launch\n");
+            println!("== expected launch");
+            let good = test_harness::demo::run(false, |line| println!("{line}"))?;
+            println!("\n== tampered launch (the host changed one firmware byte)");
+            let bad = test_harness::demo::run(true, |line| println!("{line}"))?;
+            let ok = good.verdict == host_verifier::Verdict::Affirming
+                && good.key_released
+                && good.signature_verified
+                && bad.verdict != host_verifier::Verdict::Affirming
+                && !bad.key_released;
+            println!(
+                "\nWhat this shows: keys reach VMPL0 only after CPU (SNP report, AMD-shaped chain, measurement), vTPM (quote, PCRs, event log) and SVSM (manifest binding) evidence is appraised together; a changed launch gets nothing. {}",
+                if ok { "Both outcomes as expected." } else { "UNEXPECTED OUTCOME." }
+            );
+            if !ok {
+                return Err("the demo did not behave as expected".into());
+            }
+        }
+        Command::Vectors { vectors, json } => {
             let dir = vectors.unwrap_or_else(default_vectors_dir);
             let summaries = vector_reports(&dir)?
                 .iter()
@@ -111,7 +136,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 return Ok(());
             }
             println!(
-                "svsm-vhsm demo: decoding {} real SEV-SNP reports from {}\n",
+                "decoding {} real SEV-SNP reports from {}\n",
                 summaries.len(),
                 dir.display()
             );
@@ -119,12 +144,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 print_summary(s);
             }
             println!(
-                "\nWhat this shows: the project's single wire-format crate (svsm-abi) reads every"
-            );
-            println!("report version (2, 3, 5), both TCB layouts (Milan/Genoa and Turin) and both signers");
-            println!("(VCEK, VLEK) from real hardware. What it does not show yet: signature, certificate");
-            println!(
-                "chain and policy checks (host-verifier), the vTPM, the vault and the SVSM module."
+                "\nDecoding only: `host-verifier snp verify` checks signatures, chains and policy."
             );
         }
         Command::TpmServer {

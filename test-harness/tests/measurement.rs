@@ -22,8 +22,16 @@ fn replay(log: &EventLog<'_>) -> ([[u8; 32]; 24], [[u8; 48]; 24]) {
     let mut p384 = [[0u8; 48]; 24];
     for e in log.events() {
         let i = e.pcr as usize;
-        p256[i] = Sha256::new().chain_update(p256[i]).chain_update(e.sha256.unwrap()).finalize().into();
-        p384[i] = Sha384::new().chain_update(p384[i]).chain_update(e.sha384.unwrap()).finalize().into();
+        p256[i] = Sha256::new()
+            .chain_update(p256[i])
+            .chain_update(e.sha256.unwrap())
+            .finalize()
+            .into();
+        p384[i] = Sha384::new()
+            .chain_update(p384[i])
+            .chain_update(e.sha384.unwrap())
+            .finalize()
+            .into();
     }
     (p256, p384)
 }
@@ -35,24 +43,45 @@ fn launch_and_guest_measurements_replay_to_the_vtpm_pcrs() {
     machine
         .module()
         .measure_launch(&[
-            Component { kind: ComponentKind::Firmware, bytes: &firmware },
-            Component { kind: ComponentKind::Kernel, bytes: b"vmlinuz bytes" },
-            Component { kind: ComponentKind::Initrd, bytes: b"initrd bytes" },
-            Component { kind: ComponentKind::CommandLine, bytes: b"console=ttyS0\0" },
+            Component {
+                kind: ComponentKind::Firmware,
+                bytes: &firmware,
+            },
+            Component {
+                kind: ComponentKind::Kernel,
+                bytes: b"vmlinuz bytes",
+            },
+            Component {
+                kind: ComponentKind::Initrd,
+                bytes: b"initrd bytes",
+            },
+            Component {
+                kind: ComponentKind::CommandLine,
+                bytes: b"console=ttyS0\0",
+            },
         ])
         .unwrap();
     let vmpl1 = Vmpl::new(1).unwrap();
     let mut vault = VaultClient::probe(machine.transport(vmpl1)).unwrap();
     vault.measure(16, 0x0D, b"app v1.2 config").unwrap();
-    assert!(vault.measure(24, 0x0D, b"x").is_err(), "PCR 24 does not exist");
+    assert!(
+        vault.measure(24, 0x0D, b"x").is_err(),
+        "PCR 24 does not exist"
+    );
 
     let log_bytes = vault.read_event_log().unwrap();
     assert_eq!(log_bytes, machine.module().event_log());
     let log = EventLog::parse(&log_bytes).unwrap();
     assert_eq!(log.len(), 5);
     let events: Vec<_> = log.events().collect();
-    assert_eq!(events.iter().map(|e| e.pcr).collect::<Vec<_>>(), vec![0, 4, 9, 8, 16]);
-    assert_eq!(events[0].sha384.unwrap(), &<[u8; 48]>::from(Sha384::digest(&firmware)));
+    assert_eq!(
+        events.iter().map(|e| e.pcr).collect::<Vec<_>>(),
+        vec![0, 4, 9, 8, 16]
+    );
+    assert_eq!(
+        events[0].sha384.unwrap(),
+        &<[u8; 48]>::from(Sha384::digest(&firmware))
+    );
     assert_eq!(events[4].data, b"app v1.2 config");
 
     // The log replays to the vTPM's SHA-256 PCRs (read through the SVSM vTPM protocol).
@@ -60,7 +89,9 @@ fn launch_and_guest_measurements_replay_to_the_vtpm_pcrs() {
     let mut tpm = VtpmClient::probe(machine.transport(vmpl1)).unwrap();
     let mut rsp = [0u8; 4096];
     let mask = (1 << 0) | (1 << 4) | (1 << 8) | (1 << 9) | (1 << 16);
-    let n = tpm.send_command(&pcr_read_sha256(mask).unwrap(), &mut rsp).unwrap();
+    let n = tpm
+        .send_command(&pcr_read_sha256(mask).unwrap(), &mut rsp)
+        .unwrap();
     let (returned, values) = parse_pcr_read(&rsp[..n]).unwrap();
     assert_eq!(returned, mask);
     for (value, pcr) in values.iter().zip([0usize, 4, 8, 9, 16]) {
@@ -69,22 +100,46 @@ fn launch_and_guest_measurements_replay_to_the_vtpm_pcrs() {
 
     // Manifest version 1 through SVSM_ATTEST_SINGLE_SERVICE.
     let gpu_report = b"a GPU attestation report";
-    vault.add_evidence(1, &Sha384::digest(gpu_report).into()).unwrap();
+    vault
+        .add_evidence(1, &Sha384::digest(gpu_report).into())
+        .unwrap();
     let nonce = [0x33u8; 32];
-    let e = attest(vault.transport_mut(), Scope::SingleService(VTPM_SERVICE_GUID, 1), &nonce, false).unwrap();
+    let e = attest(
+        vault.transport_mut(),
+        Scope::SingleService(VTPM_SERVICE_GUID, 1),
+        &nonce,
+        false,
+    )
+    .unwrap();
     let report = AttestationReport::parse(&e.report).unwrap();
-    let bound: [u8; 64] = sha2::Sha512::new().chain_update(nonce).chain_update(&e.manifest).finalize().into();
+    let bound: [u8; 64] = sha2::Sha512::new()
+        .chain_update(nonce)
+        .chain_update(&e.manifest)
+        .finalize()
+        .into();
     assert_eq!(report.raw().report_data, bound);
     let m = VtpmManifestV1::parse(&e.manifest).unwrap();
-    assert_eq!(m.event_log_digest, &<[u8; 48]>::from(Sha384::digest(&log_bytes)));
+    assert_eq!(
+        m.event_log_digest,
+        &<[u8; 48]>::from(Sha384::digest(&log_bytes))
+    );
     assert_eq!(m.flags, 0);
     assert_eq!(m.epoch, machine.module().state_epoch());
     assert_eq!(m.transport_public, &vault.transport_key().unwrap()[..]);
-    assert_eq!(m.extra_evidence().collect::<Vec<_>>(), vec![(1, &<[u8; 48]>::from(Sha384::digest(gpu_report)))]);
+    assert_eq!(
+        m.extra_evidence().collect::<Vec<_>>(),
+        vec![(1, &<[u8; 48]>::from(Sha384::digest(gpu_report)))]
+    );
     // EK and AK are the keys the vTPM holds at their persistent handles.
     for (handle, public) in [(EK_RSA_HANDLE, m.ek_public), (AK_HANDLE, m.ak_public)] {
-        let n = tpm.send_command(&read_public(handle).unwrap(), &mut rsp).unwrap();
-        assert_eq!(parse_read_public(&rsp[..n]).unwrap(), public, "handle {handle:#x}");
+        let n = tpm
+            .send_command(&read_public(handle).unwrap(), &mut rsp)
+            .unwrap();
+        assert_eq!(
+            parse_read_public(&rsp[..n]).unwrap(),
+            public,
+            "handle {handle:#x}"
+        );
     }
     assert!(KeyTemplate::ak(AkCurve::P256).matches(m.ak_public));
 }

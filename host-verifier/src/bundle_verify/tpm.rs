@@ -195,7 +195,7 @@ pub enum PublicError {
     #[error("AK symmetric algorithm is {}, a signing key has NULL", alg_name(*.0))]
     Symmetric(u16),
     /// The signing scheme is not ECDSA with SHA-256.
-    #[error("AK scheme is {} with {}, expected ECDSA with SHA-256", alg_name(*scheme), alg_name(*hash))]
+    #[error("AK scheme is {} with {}, expected ECDSA with SHA-256", alg_name(*.scheme), alg_name(*.hash))]
     Scheme {
         /// scheme.
         scheme: u16,
@@ -477,8 +477,11 @@ impl EcdsaSignature {
 
     /// The signature for `p256` (fails when r or s is zero or not below the group order).
     pub fn to_p256(&self) -> Result<p256::ecdsa::Signature, SignatureError> {
-        p256::ecdsa::Signature::from_scalars(p256::FieldBytes::from(self.r), p256::FieldBytes::from(self.s))
-            .map_err(|_| SignatureError::ScalarRange)
+        p256::ecdsa::Signature::from_scalars(
+            p256::FieldBytes::from(self.r),
+            p256::FieldBytes::from(self.s),
+        )
+        .map_err(|_| SignatureError::ScalarRange)
     }
 }
 
@@ -591,12 +594,18 @@ mod tests {
         }
         let mut long = a.clone();
         long.push(0);
-        assert_eq!(QuoteAttest::parse(&long), Err(AttestError::TrailingBytes(1)));
+        assert_eq!(
+            QuoteAttest::parse(&long),
+            Err(AttestError::TrailingBytes(1))
+        );
         let mut big = a.clone();
-        big[12] = 0xFF; // extraData size 0xFF03
+        big[10] = 0xFF; // extraData size 0xFF03
         assert!(matches!(
             QuoteAttest::parse(&big),
-            Err(AttestError::FieldTooLarge { field: "extraData", .. })
+            Err(AttestError::FieldTooLarge {
+                field: "extraData",
+                ..
+            })
         ));
         assert_eq!(
             QuoteAttest::parse(&vec![0; MAX_ATTEST + 1]),
@@ -614,13 +623,19 @@ mod tests {
         assert_eq!(sig.r[31], 5);
         assert_eq!(sig.s[31], 9);
         let mut zero = s.clone();
-        zero[5] = 0;
-        assert_eq!(EcdsaSignature::parse(&zero), Err(SignatureError::ScalarRange));
+        zero[6] = 0;
+        assert_eq!(
+            EcdsaSignature::parse(&zero),
+            Err(SignatureError::ScalarRange)
+        );
         let mut big = s.clone();
         big[5] = 33;
         assert_eq!(
             EcdsaSignature::parse(&big),
-            Err(SignatureError::ScalarSize { which: "r", size: 33 })
+            Err(SignatureError::ScalarSize {
+                which: "r",
+                size: 33
+            })
         );
         for len in 0..s.len() {
             assert!(EcdsaSignature::parse(&s[..len]).is_err(), "len {len}");

@@ -1,0 +1,161 @@
+//! Evidence bundles on a fixed fixture (`tests/data/bundle-sim`, written by
+//! `test-harness/tests/bundle.rs`: a real bundle of the simulated SNP machine, its TEST ARK/ASK,
+//! the policy of its launch, its nonce and epoch): the library and `host-verifier bundle verify`
+//! with its exit codes. The mutation cases live in `test-harness/tests/bundle.rs`, next to the
+//! machine that produces the bundles.
+
+use host_verifier::bundle::Bundle;
+use host_verifier::bundle_verify::{verify_bundle, BundleCheckId, BundleContext, BundleFailure};
+use host_verifier::trust::ProductAnchors;
+use host_verifier::{Policy, TrustStore, Verdict, Verifier};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+use svsm_abi::snp::Product;
+
+fn data(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/bundle-sim")
+        .join(file)
+}
+
+fn read(file: &str) -> Vec<u8> {
+    std::fs::read(data(file)).unwrap()
+}
+
+fn nonce() -> Vec<u8> {
+    hex::decode(std::fs::read_to_string(data("nonce.hex")).unwrap().trim()).unwrap()
+}
+
+fn verifier() -> Verifier {
+    let anchors = ProductAnchors::load(
+        Product::Genoa,
+        &read("ark.der"),
+        &read("ask.der"),
+        &read("ask.der"),
+    )
+    .unwrap();
+    let policy = Policy::from_toml(&std::fs::read_to_string(data("policy.toml")).unwrap()).unwrap();
+    Verifier::with_trust_store(Arc::new(TrustStore::new(vec![anchors])), policy)
+}
+
+#[test]
+fn the_fixture_bundle_is_affirming_with_its_roots_only() {
+    let bundle = Bundle::from_json(&read("bundle.json")).unwrap();
+    let nonce = nonce();
+    let at = UNIX_EPOCH + Duration::from_secs(1_780_272_000);
+    let v = verifier();
+    let mut ctx = BundleContext::new(&v, &nonce, at);
+    ctx.min_epoch = Some(1);
+    ctx.require_extra_evidence = true;
+    let a = verify_bundle(&bundle, &ctx).unwrap();
+    assert_eq!(a.verdict(), Verdict::Affirming, "{}", a.render_text());
+    assert!(a.has_gpu());
+
+    // AMD's pinned roots do not know the TEST chain.
+    let pinned = Verifier::new(Policy::from_toml("").unwrap()).unwrap();
+    let a = verify_bundle(&bundle, &BundleContext::new(&pinned, &nonce, at)).unwrap();
+    assert_eq!(a.verdict(), Verdict::Contraindicated);
+    assert!(matches!(
+        a.failure(BundleCheckId::CpuSnp),
+        Some(BundleFailure::SnpContraindicated(f)) if f.contains(&"chain.vek")
+    ));
+}
+
+fn hv(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_host-verifier"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn cli_exit_codes_and_the_custom_roots_warning() {
+    let p = |f: &str| data(f).display().to_string();
+    let (bundle, ark, ask, policy) = (
+        p("bundle.json"),
+        p("ark.der"),
+        p("ask.der"),
+        p("policy.toml"),
+    );
+    let nonce = hex::encode(nonce());
+    let base = |nonce: &str| {
+        vec![
+            "bundle".to_owned(),
+            "verify".into(),
+            "--bundle".into(),
+            bundle.clone(),
+            "--nonce".into(),
+            nonce.to_owned(),
+            "--policy".into(),
+            policy.clone(),
+            "--at".into(),
+            "2026-06-01T00:00:00Z".into(),
+        ]
+    };
+    let with_roots = |nonce: &str, more: &[&str]| {
+        let mut a = base(nonce);
+        a.extend(["--trust-ark", &ark, "--trust-ask", &ask].map(String::from));
+        a.extend(more.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |a: Vec<String>| hv(&a.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let (code, out, err) = run(with_roots(&nonce, &["--min-epoch", "1"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("verdict: AFFIRMING"), "{out}");
+    assert!(err.contains("WARNING: custom trust roots"), "{err}");
+    assert!(out.starts_with("WARNING: custom trust roots"), "{out}");
+
+    // JSON: the EAR with its four submodules.
+    let (code, out, _) = run(with_roots(&nonce, &["--json"]));
+    assert_eq!(code, 0);
+    let ear: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let submods: Vec<&String> = ear["submods"].as_object().unwrap().keys().collect();
+    assert_eq!(submods, ["cpu", "gpu", "svsm", "vtpm"]);
+
+    // Contraindicated (2): a stale nonce, a rolled-back epoch, an unexpected PCR value, and
+    // AMD's pinned roots.
+    for (args, failing) in [
+        (with_roots("00ff", &[]), "svsm.nonce"),
+        (with_roots(&nonce, &["--min-epoch", "2"]), "svsm.epoch"),
+        (
+            with_roots(&nonce, &["--pcr", &format!("4={}", "00".repeat(32))]),
+            "vtpm.reference_pcrs",
+        ),
+        (base(&nonce), "cpu.snp"),
+    ] {
+        let (code, out, _) = run(args);
+        assert_eq!(code, 2, "{out}");
+        assert!(
+            out.contains(&format!("FAIL  {failing}")),
+            "{failing}: {out}"
+        );
+    }
+
+    // Errors (1): not hex, an empty nonce, half a custom root, a bad --pcr, not a bundle.
+    for args in [
+        base("zz"),
+        base(""),
+        {
+            let mut a = base(&nonce);
+            a.extend(["--trust-ark".to_owned(), ark.clone()]);
+            a
+        },
+        with_roots(&nonce, &["--pcr", "24=00"]),
+        {
+            let mut a = base(&nonce);
+            a[3] = policy.clone();
+            a
+        },
+    ] {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 1, "{out}{err}");
+    }
+}
