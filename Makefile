@@ -15,7 +15,7 @@ bootstrap-fuzz:
 	@scripts/bootstrap.sh --fuzz
 
 ## test: everything CI runs: format, lints, tests, the no_std proof, and a fuzz smoke run.
-test: bootstrap-fuzz fmt-check clippy unit nostd fuzz-smoke
+test: bootstrap-fuzz fmt-check clippy image-check image unit nostd fuzz-smoke
 
 fmt-check:
 	$(CARGO) fmt --all --check
@@ -41,6 +41,26 @@ demo: bootstrap
 bench: bootstrap
 	$(CARGO) bench -p test-harness --bench tpm
 	$(CARGO) bench -p test-harness --bench vault
-	$(CARGO) bench -p ovmf --bench measure
 	$(CARGO) bench -p test-harness --bench bundle
+	$(CARGO) bench -p ovmf --bench measure
 	scripts/bench-verifier.sh
+	$(MAKE) bench-image
+
+## image: the freestanding SVSM image (svsm-core + libtpms vTPM + vault over an EMULATED platform),
+## x86_64-unknown-none, booted by `qemu-system-x86_64 -kernel`. Its own manifest, rustflags and
+## target dir (svsm-module/image/.cargo/config.toml); output:
+## target/image/x86_64-unknown-none/release/svsm-image. The end-to-end tests boot it
+## (test-harness/tests/image.rs, part of `make unit`).
+IMAGE_DIR := svsm-module/image
+.PHONY: image image-check bench-image
+image:
+	cd $(IMAGE_DIR) && $(CARGO) build --release
+
+## image-check: format and lints of the image crate (outside the workspace, so not in fmt-check/clippy).
+image-check:
+	cd $(IMAGE_DIR) && $(CARGO) fmt --check && $(CARGO) clippy --release -- -D warnings
+
+## bench-image: per-command latency through the image vs the hosted simulator, image size,
+## heap and stack high-water marks.
+bench-image: bootstrap image
+	$(CARGO) test --release -p test-harness --test image -- --nocapture --test-threads=1 image_vs_hosted_latency

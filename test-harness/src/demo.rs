@@ -51,7 +51,10 @@ pub enum DemoError {
 }
 
 fn step<T, E: std::fmt::Display>(step: &'static str, r: Result<T, E>) -> Result<T, DemoError> {
-    r.map_err(|e| DemoError::Step { step, message: e.to_string() })
+    r.map_err(|e| DemoError::Step {
+        step,
+        message: e.to_string(),
+    })
 }
 
 /// What one run showed.
@@ -81,9 +84,15 @@ pub fn reference_measurement(firmware: &[u8]) -> Result<[u8; 48], DemoError> {
 
 /// Runs the flow; `tampered` launches a firmware with one byte changed. `say` prints a step.
 pub fn run(tampered: bool, mut say: impl FnMut(&str)) -> Result<DemoOutcome, DemoError> {
-    let firmware = step("read OVMF.fd (apt-get install ovmf)", std::fs::read(OVMF_FD))?;
+    let firmware = step(
+        "read OVMF.fd (apt-get install ovmf)",
+        std::fs::read(OVMF_FD),
+    )?;
     let reference = reference_measurement(&firmware)?;
-    say(&format!("1. reference value: snp-measure OVMF.fd, 4 x EPYC-Genoa = {}", hex::encode(reference)));
+    say(&format!(
+        "1. reference value: snp-measure OVMF.fd, 4 x EPYC-Genoa = {}",
+        hex::encode(reference)
+    ));
 
     let mut launched_fw = firmware.clone();
     if tampered {
@@ -93,14 +102,29 @@ pub fn run(tampered: bool, mut say: impl FnMut(&str)) -> Result<DemoOutcome, Dem
         }
     }
     let launched = reference_measurement(&launched_fw)?;
-    let machine = step("boot the simulated machine", SimMachine::new(LaunchConfig::genoa(launched)))?;
+    let machine = step(
+        "boot the simulated machine",
+        SimMachine::new(LaunchConfig::genoa(launched)),
+    )?;
     step(
         "measure launch components",
         machine.module().measure_launch(&[
-            Component { kind: ComponentKind::Firmware, bytes: &launched_fw },
-            Component { kind: ComponentKind::Kernel, bytes: b"vmlinuz (demo kernel)" },
-            Component { kind: ComponentKind::Initrd, bytes: b"initrd (demo)" },
-            Component { kind: ComponentKind::CommandLine, bytes: b"console=ttyS0\0" },
+            Component {
+                kind: ComponentKind::Firmware,
+                bytes: &launched_fw,
+            },
+            Component {
+                kind: ComponentKind::Kernel,
+                bytes: b"vmlinuz (demo kernel)",
+            },
+            Component {
+                kind: ComponentKind::Initrd,
+                bytes: b"initrd (demo)",
+            },
+            Component {
+                kind: ComponentKind::CommandLine,
+                bytes: b"console=ttyS0\0",
+            },
         ]),
     )?;
     say(&format!(
@@ -110,14 +134,22 @@ pub fn run(tampered: bool, mut say: impl FnMut(&str)) -> Result<DemoOutcome, Dem
     ));
 
     let vmpl1 = Vmpl::new(1).unwrap_or(Vmpl::ZERO);
-    let mut app = step("open the vault", VaultClient::probe(machine.transport(vmpl1)))?;
+    let mut app = step(
+        "open the vault",
+        VaultClient::probe(machine.transport(vmpl1)),
+    )?;
     let have = step("list keys", app.list())?;
     say(&format!("3. app: sign \"pay 100 to bob\" with the payments key -> the vault holds {} keys: it must be provisioned", have.len()));
 
     let nonce: [u8; 32] = rand::random();
     let bundle = step(
         "gather evidence",
-        collect(machine.transport(vmpl1), machine.transport(vmpl1), &nonce, &[]),
+        collect(
+            machine.transport(vmpl1),
+            machine.transport(vmpl1),
+            &nonce,
+            &[],
+        ),
     )?;
     let json = step("encode bundle", bundle.to_json())?;
     say(&format!(
@@ -130,7 +162,12 @@ pub fn run(tampered: bool, mut say: impl FnMut(&str)) -> Result<DemoOutcome, Dem
     let chain = machine.module().psp_mut().chain().clone();
     let anchors = step(
         "load the simulated roots",
-        ProductAnchors::load(Product::Genoa, &chain.ark_der, &chain.ask_der, &chain.ask_der),
+        ProductAnchors::load(
+            Product::Genoa,
+            &chain.ark_der,
+            &chain.ask_der,
+            &chain.ask_der,
+        ),
     )?;
     let policy = step(
         "policy",
@@ -150,12 +187,19 @@ pub fn run(tampered: bool, mut say: impl FnMut(&str)) -> Result<DemoOutcome, Dem
     }
 
     if verdict != Verdict::Affirming {
-        let refused = matches!(app.sign(1, b"pay 100 to bob"), Err(VaultClientError::Vault(VaultStatus::KeyNotFound)));
+        let refused = matches!(
+            app.sign(1, b"pay 100 to bob"),
+            Err(VaultClientError::Vault(VaultStatus::KeyNotFound))
+        );
         say(&format!(
             "6. broker: no key for a contraindicated guest; the app still cannot sign ({})",
             if refused { "KeyNotFound" } else { "unexpected" }
         ));
-        return Ok(DemoOutcome { verdict, key_released: false, signature_verified: false });
+        return Ok(DemoOutcome {
+            verdict,
+            key_released: false,
+            signature_verified: false,
+        });
     }
 
     // The broker wraps its payments key to the transport key the appraised manifest carries.
@@ -172,20 +216,37 @@ pub fn run(tampered: bool, mut say: impl FnMut(&str)) -> Result<DemoOutcome, Dem
         Usage::SIGN,
         &payments_key.to_bytes(),
     )
-    .ok_or(DemoError::Step { step: "wrap", message: "wrapping failed".into() })?;
+    .ok_or(DemoError::Step {
+        step: "wrap",
+        message: "wrapping failed".into(),
+    })?;
     let key = step(
         "import",
-        app.import_key(KeyKind::EcdsaP384, Usage::SIGN, &nonce, &e_pub, &iv, &wrapped),
+        app.import_key(
+            KeyKind::EcdsaP384,
+            Usage::SIGN,
+            &nonce,
+            &e_pub,
+            &iv,
+            &wrapped,
+        ),
     )?;
     say(&format!(
         "6. broker: affirming -> payments key wrapped to the attested transport key (ECDH P-384 + HKDF-SHA384 + AES-256-GCM, bound to the nonce); vault imported it as key {key}"
     ));
     let sig = step("sign", app.sign(key, b"pay 100 to bob"))?;
     let signature = step("signature", p384::ecdsa::Signature::from_slice(&sig))?;
-    let verified = payments_key.verifying_key().verify(b"pay 100 to bob", &signature).is_ok();
+    let verified = payments_key
+        .verifying_key()
+        .verify(b"pay 100 to bob", &signature)
+        .is_ok();
     say(&format!(
         "7. app: signed inside VMPL0 without ever holding the key; broker verifies the signature with its public key: {}",
         if verified { "valid" } else { "INVALID" }
     ));
-    Ok(DemoOutcome { verdict, key_released: true, signature_verified: verified })
+    Ok(DemoOutcome {
+        verdict,
+        key_released: true,
+        signature_verified: verified,
+    })
 }

@@ -9,6 +9,7 @@
 pub mod demo;
 pub mod evidence;
 pub mod guest_channel;
+pub mod image;
 pub mod mssim;
 pub mod sim;
 pub mod tpm_backend;

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use test_harness::vectors::{default_vectors_dir, summarize, vector_reports, ReportSummary};
 
+use test_harness::image;
+
 /// The svsm-vhsm simulator and demo driver.
 #[derive(Parser)]
 #[command(name = "svsm-sim", version, about, long_about = None)]
@@ -59,6 +61,15 @@ enum Command {
         /// 127.0.0.1:GUEST_PORT: framed SVSM calls into the same simulated machine.
         #[arg(long, value_name = "GUEST_PORT")]
         guest_port: Option<u16>,
+        /// Serve the vTPM of the freestanding SVSM image (`make image`) booted under QEMU
+        /// instead of the simulated machine: commands reach it as framed SVSM calls on its COM1;
+        /// `--state DIR` keeps its sealed state (served to it on COM2); `--guest-port` relays
+        /// guest processes' framed calls to it. The image's platform is EMULATED (test PSP key).
+        #[arg(long, value_name = "PATH")]
+        image: Option<PathBuf>,
+        /// With --image: carry the calls on a virtio console instead of COM1 (~100x faster).
+        #[arg(long, requires = "image")]
+        virtio: bool,
     },
     /// Decode one ATTESTATION_REPORT (raw 1184 bytes, or an Azure HCL blob) and print its
     /// fields. Decoding is not verification: nothing here checks the signature.
@@ -152,7 +163,20 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             direct,
             state,
             guest_port,
+            image,
+            virtio,
         } => {
+            if let Some(image) = image {
+                if direct {
+                    return Err("--image always takes the SVSM path; drop --direct".into());
+                }
+                let line = if virtio {
+                    image::CallLine::Virtio
+                } else {
+                    image::CallLine::Com1
+                };
+                return Ok(image::serve_tpm(port, image, state, guest_port, line)?);
+            }
             use test_harness::tpm_backend as backend;
             let mut channel = None;
             let (server, status) = if direct {

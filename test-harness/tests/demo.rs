@@ -8,12 +8,27 @@ use test_harness::demo::{run, DemoOutcome};
 fn expected_launch_gets_the_key_and_tampered_launch_does_not() {
     let mut lines = Vec::new();
     let good = run(false, |l| lines.push(l.to_owned())).unwrap();
-    assert_eq!(good, DemoOutcome { verdict: Verdict::Affirming, key_released: true, signature_verified: true });
+    assert_eq!(
+        good,
+        DemoOutcome {
+            verdict: Verdict::Affirming,
+            key_released: true,
+            signature_verified: true
+        }
+    );
     assert!(lines.iter().any(|l| l.contains("affirming")), "{lines:#?}");
     let mut lines = Vec::new();
     let bad = run(true, |l| lines.push(l.to_owned())).unwrap();
     assert_eq!(bad.verdict, Verdict::Contraindicated);
     assert!(!bad.key_released && !bad.signature_verified);
-    assert!(lines.iter().any(|l| l.contains("not in the policy's allowlist")), "{lines:#?}");
-    assert!(lines.iter().any(|l| l.contains("KeyNotFound")), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("not in the policy's allowlist")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("KeyNotFound")),
+        "{lines:#?}"
+    );
 }

@@ -23,8 +23,11 @@
 //! frame and the process crashes. So state blobs must be checked before they get here; see
 //! `crate::state`.
 
+use alloc::vec;
+use alloc::vec::Vec;
 use core::ffi::{c_char, c_int, c_uint, CStr};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::sync::{lock, Mutex};
 
 use svsm_core::tpm::{TpmEngineError, MAX_TPM_BUFFER};
 use zeroize::{Zeroize, Zeroizing};
@@ -154,12 +157,6 @@ static CALLBACK_DATA: Mutex<CallbackData> = Mutex::new(CallbackData {
     permanent_changed: false,
     locality: 0,
 });
-
-/// Locks a mutex, ignoring poisoning: the guarded data (flags and byte vectors) is valid
-/// whatever point a panic interrupted, and one panicking caller must not wedge all others.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The three NV names libtpms uses (`libtpms/tpm_nvfilename.h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,14 @@
 //! libtpms keeps its TPM in C globals: there is one engine per process. [`Vtpm`] is its single
 //! owner; asking for a second while one is alive yields [`TpmEngineError::InUse`], and every
 //! call into libtpms is serialised behind one global mutex.
+//!
+//! Two builds share this API and the one FFI module: hosted (std, `std::sync::Mutex`, the
+//! system's shared libcrypto) and, with the `freestanding` feature, `no_std` + `alloc` for the
+//! bare-metal SVSM image (`svsm-module/image`): a spin lock replaces the mutex, and for
+//! `target_os = "none"` both Debian archives are linked statically; the image supplies their
+//! libc through `svsm-module/libc-shim`.
 
+#![cfg_attr(all(feature = "freestanding", not(test)), no_std)]
 #![deny(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -22,9 +29,15 @@
     )
 )]
 
+extern crate alloc;
+
 #[allow(unsafe_code)]
 mod ffi;
 mod state;
+mod sync;
+
+use alloc::vec;
+use alloc::vec::Vec;
 
 pub use svsm_core::tpm::{TpmEngine, TpmEngineError, TpmState, MAX_TPM_BUFFER};
 pub use svsm_core::tpm2::templates::{

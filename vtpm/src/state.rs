@@ -21,6 +21,7 @@
 //! SHA-256(bytes 0..8 || permanent digest || blob): it binds the volatile state to the
 //! permanent state it was exported with. An empty volatile blob means "no volatile state".
 
+use alloc::vec::Vec;
 use svsm_core::tpm::{TpmEngineError, TpmState};
 use zeroize::Zeroizing;
 

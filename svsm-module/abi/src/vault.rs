@@ -572,7 +572,9 @@ impl<'a> Request<'a> {
                 let event_type = r.u32("event_type")?;
                 // TCG: EV_NO_ACTION events are logged but never extended; this call extends.
                 if event_type == crate::eventlog::EV_NO_ACTION {
-                    return Err(VaultRequestError::Reserved("EV_NO_ACTION is never extended"));
+                    return Err(VaultRequestError::Reserved(
+                        "EV_NO_ACTION is never extended",
+                    ));
                 }
                 Request::Measure {
                     pcr,

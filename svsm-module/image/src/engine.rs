@@ -1,0 +1,105 @@
+//! The vTPM engine as the image runs it: `vtpm::Vtpm` (libtpms + libcrypto, linked statically)
+//! behind a guard that enforces the entropy rule. libtpms and OpenSSL do not reliably report a
+//! failed seed (manufacture and some commands still succeed; reference §3), so the guard checks
+//! the libc shim's latched [`libc_shim::entropy::failed`] flag around every engine call: once
+//! any entropy read has failed, the engine is not made, and a running engine answers nothing
+//! more (the response of the command during which it failed is wiped, not returned).
+
+use svsm_core::tpm::{TpmEngine, TpmEngineError, TpmState};
+use svsm_core::TpmFactory;
+use vtpm::{Vtpm, VtpmConfig, VtpmError};
+
+/// libtpms `TPM_FAIL`, the library code reported when the guard stops the engine.
+pub const ENTROPY_STOP: u32 = 9;
+
+/// The engine behind the entropy guard.
+pub struct GuardedTpm {
+    inner: Vtpm,
+    stopped: bool,
+}
+
+impl GuardedTpm {
+    /// True once the guard stopped the engine.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+}
+
+impl TpmEngine for GuardedTpm {
+    fn execute(
+        &mut self,
+        locality: u8,
+        command: &[u8],
+        response: &mut [u8],
+    ) -> Result<usize, TpmEngineError> {
+        if self.stopped || libc_shim::entropy::failed() {
+            self.stopped = true;
+            return Err(TpmEngineError::Engine(ENTROPY_STOP));
+        }
+        let result = self.inner.execute(locality, command, response);
+        if libc_shim::entropy::failed() {
+            self.stopped = true;
+            response.fill(0);
+            crate::log!("svsm-image: entropy failed during a TPM command: vTPM stopped");
+            return Err(TpmEngineError::Engine(ENTROPY_STOP));
+        }
+        result
+    }
+
+    fn state_changed(&self) -> bool {
+        !self.stopped && self.inner.state_changed()
+    }
+
+    fn export_state(&mut self) -> Result<TpmState, TpmEngineError> {
+        if self.stopped {
+            return Err(TpmEngineError::StateExport);
+        }
+        self.inner.export_state()
+    }
+}
+
+fn engine_error(e: VtpmError) -> TpmEngineError {
+    match e {
+        VtpmError::Engine(e) => e,
+        VtpmError::Tpm { rc, .. } => TpmEngineError::Engine(rc),
+        _ => TpmEngineError::StateCorrupt,
+    }
+}
+
+/// Makes or restores the one engine, refusing when entropy has failed.
+#[derive(Default)]
+pub struct ImageTpmFactory {
+    /// Engine configuration.
+    pub config: VtpmConfig,
+}
+
+fn checked(made: Result<Vtpm, VtpmError>) -> Result<GuardedTpm, TpmEngineError> {
+    if libc_shim::entropy::failed() {
+        drop(made);
+        crate::log!("svsm-image: entropy source failed: the vTPM is not started");
+        return Err(TpmEngineError::Engine(ENTROPY_STOP));
+    }
+    made.map(|inner| GuardedTpm {
+        inner,
+        stopped: false,
+    })
+    .map_err(engine_error)
+}
+
+impl TpmFactory for ImageTpmFactory {
+    type Engine = GuardedTpm;
+
+    fn manufacture(&mut self) -> Result<GuardedTpm, TpmEngineError> {
+        if libc_shim::entropy::failed() {
+            return checked(Err(VtpmError::Engine(TpmEngineError::Engine(ENTROPY_STOP))));
+        }
+        checked(Vtpm::manufacture(self.config))
+    }
+
+    fn restore(&mut self, state: &TpmState) -> Result<GuardedTpm, TpmEngineError> {
+        if libc_shim::entropy::failed() {
+            return checked(Err(VtpmError::Engine(TpmEngineError::Engine(ENTROPY_STOP))));
+        }
+        checked(Vtpm::restore(state, self.config))
+    }
+}
