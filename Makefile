@@ -43,6 +43,7 @@ bench: bootstrap
 	$(CARGO) bench -p test-harness --bench vault
 	$(CARGO) bench -p test-harness --bench bundle
 	$(CARGO) bench -p ovmf --bench measure
+	$(CARGO) bench -p host-verifier --bench azure
 	scripts/bench-verifier.sh
 	$(MAKE) bench-image
 
