@@ -410,7 +410,8 @@ fn attest_request_reserved_fields_private_pages_and_unknown_services() {
         .0,
         ResultCode::UnsupportedProtocol
     );
-    write(&m, base + 8, single(VTPM_SERVICE_GUID, 1).as_bytes());
+    // Version 1 is our richer vTPM manifest; 2 does not exist.
+    write(&m, base + 8, single(VTPM_SERVICE_GUID, 2).as_bytes());
     assert_eq!(
         call(
             &m,
