@@ -5,7 +5,7 @@
 #![no_main]
 use host_verifier::azure::claims::RuntimeClaims;
 use host_verifier::azure::hcl::{HclReport, HW_REPORT_SIZE, VAR_DATA_OFFSET};
-use host_verifier::azure::quote::{rsassa_block, TpmsAttest};
+use host_verifier::azure::quote::{rsassa_block, QuoteAttest};
 use host_verifier::azure::{check_pcr_digest, PCR_SIZE};
 use libfuzzer_sys::fuzz_target;
 
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         // The embedded report through svsm-abi, as the appraisal reads it.
         let _ = svsm_abi::snp::AttestationReport::parse(h.hw_report);
     }
-    if let Ok(q) = TpmsAttest::parse(data) {
+    if let Ok(q) = QuoteAttest::parse(data) {
         for sel in &q.pcr_select {
             for pcr in sel.pcrs() {
                 assert!(pcr < sel.select.len() * 8);

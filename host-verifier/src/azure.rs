@@ -41,7 +41,7 @@ use crate::verifier::{Evidence, Verifier};
 use claims::{AkError, AttestationKey, ClaimsError, RuntimeClaims, AK_KID};
 use hcl::{HclHashType, HclReport};
 use quote::{
-    rsassa_block, tpm_alg_name, QuoteError, SignatureFormatError, TpmsAttest, TPM_ALG_SHA256,
+    rsassa_block, tpm_alg_name, AttestError, QuoteAttest, SignatureFormatError, TPM_ALG_SHA256,
 };
 use rsa::traits::PublicKeyParts;
 use rsa::Pkcs1v15Sign;
@@ -193,7 +193,7 @@ pub enum VtpmFailure {
     Ak(AkError),
     /// The quote is not a well-formed TPMS_ATTEST quote.
     #[error("{0}")]
-    Quote(QuoteError),
+    Quote(AttestError),
     /// The signature is not an RSASSA block for the AK.
     #[error("{0}")]
     SignatureFormat(SignatureFormatError),
@@ -658,7 +658,7 @@ pub fn appraise_vtpm(
     let ak = ak.and_then(Result::ok);
 
     // A4: structure
-    let parsed = TpmsAttest::parse(ev.quote);
+    let parsed = QuoteAttest::parse(ev.quote);
     checks.push(match &parsed {
         Ok(q) => pass(
             VtpmCheckId::Quote,
@@ -852,7 +852,7 @@ fn signature_check(ak: &AttestationKey, quote: &[u8], sig: &[u8]) -> VtpmCheckRe
 /// SHA-256 of `pcrs` (index = PCR number) for the selected PCRs in order. Returns the selected
 /// PCRs (in digest order) and a detail line, or the failure.
 pub fn check_pcr_digest(
-    q: &TpmsAttest<'_>,
+    q: &QuoteAttest<'_>,
     pcrs: &[[u8; PCR_SIZE]],
 ) -> Result<(Vec<usize>, String), VtpmFailure> {
     let mut selected: Vec<usize> = Vec::new();

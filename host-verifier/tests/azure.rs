@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use host_verifier::azure::claims::AkError;
 use host_verifier::azure::hcl::{HclError, HclHashType, DATA_OFFSET, HEADER_SIZE};
-use host_verifier::azure::quote::{QuoteError, SignatureFormatError, TPM_ALG_SHA1};
+use host_verifier::azure::quote::{AttestError, SignatureFormatError, TPM_ALG_SHA1};
 use host_verifier::azure::{parse_pcr_values, AzureAppraisal, AzureEvidence, PCR_SIZE};
 use host_verifier::{
     CheckId, Error, Failure, Outcome, Policy, Verdict, Verifier, VtpmCheckId, VtpmFailure,
@@ -493,7 +493,7 @@ fn negatives() -> Vec<Neg> {
             mutate: |a| a.quote[0] = 0xFE,
             vtpm: vec![
                 ck(V::Quote, |f| {
-                    matches!(f, F::Quote(QuoteError::Magic(0xFE54_4347)))
+                    matches!(f, F::Quote(AttestError::Magic(0xFE54_4347)))
                 }),
                 ck(V::QuoteSignature, |f| matches!(f, F::SignatureInvalid)),
                 ck(V::Nonce, |f| {
@@ -511,7 +511,7 @@ fn negatives() -> Vec<Neg> {
             mutate: |a| a.quote[5] = 0x14,
             vtpm: vec![
                 ck(V::Quote, |f| {
-                    matches!(f, F::Quote(QuoteError::NotAQuote(0x8014)))
+                    matches!(f, F::Quote(AttestError::Type(0x8014)))
                 }),
                 ck(V::QuoteSignature, |f| matches!(f, F::SignatureInvalid)),
                 ck(V::Nonce, |f| matches!(f, F::Prerequisite(_))),
@@ -527,10 +527,9 @@ fn negatives() -> Vec<Neg> {
                 ck(V::Quote, |f| {
                     matches!(
                         f,
-                        F::Quote(QuoteError::Truncated {
+                        F::Quote(AttestError::Truncated {
                             field: "pcrDigest",
                             need: 32,
-                            have: 31,
                             ..
                         })
                     )
@@ -547,7 +546,7 @@ fn negatives() -> Vec<Neg> {
             mutate: |a| a.quote.push(0),
             vtpm: vec![
                 ck(V::Quote, |f| {
-                    matches!(f, F::Quote(QuoteError::TrailingBytes(1)))
+                    matches!(f, F::Quote(AttestError::TrailingBytes(1)))
                 }),
                 ck(V::QuoteSignature, |f| matches!(f, F::SignatureInvalid)),
                 ck(V::Nonce, |f| matches!(f, F::Prerequisite(_))),
@@ -818,7 +817,7 @@ fn every_truncation_is_an_error_never_a_panic() {
             .len()
     );
     for n in 0..a.quote.len() {
-        assert!(host_verifier::azure::quote::TpmsAttest::parse(&a.quote[..n]).is_err());
+        assert!(host_verifier::azure::quote::QuoteAttest::parse(&a.quote[..n]).is_err());
     }
 }
 
