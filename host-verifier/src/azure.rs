@@ -35,14 +35,13 @@ pub mod hcl;
 pub mod quote;
 
 use crate::appraisal::{self, Appraisal, Verdict};
+use crate::bundle_verify::tpm::alg_name;
 use crate::check::{CheckResult, NamedCheck, Outcome, TrustClaimName};
 use crate::error::Error;
 use crate::verifier::{Evidence, Verifier};
 use claims::{AkError, AttestationKey, ClaimsError, RuntimeClaims, AK_KID};
 use hcl::{HclHashType, HclReport};
-use quote::{
-    rsassa_block, tpm_alg_name, AttestError, QuoteAttest, SignatureFormatError, TPM_ALG_SHA256,
-};
+use quote::{rsassa_block, AttestError, QuoteAttest, SignatureFormatError, TPM_ALG_SHA256};
 use rsa::traits::PublicKeyParts;
 use rsa::Pkcs1v15Sign;
 use serde::Serialize;
@@ -212,7 +211,7 @@ pub enum VtpmFailure {
         expected: String,
     },
     /// A non-empty selection of a bank other than SHA-256.
-    #[error("quote selects PCRs of the {} bank; only SHA-256 values are supplied and checked", tpm_alg_name(*.0))]
+    #[error("quote selects PCRs of the {} bank; only SHA-256 values are supplied and checked", alg_name(*.0))]
     PcrBank(u16),
     /// The quote selects no PCR.
     #[error("quote selects no PCR")]
@@ -298,37 +297,7 @@ pub struct AkSummary {
     pub modulus_sha256: String,
 }
 
-/// One PCR selection of the quote.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SelectionSummary {
-    /// The bank ("SHA-256").
-    pub bank: String,
-    /// The selected PCRs.
-    pub pcrs: Vec<usize>,
-}
-
-/// The quote, decoded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct QuoteSummary {
-    /// qualifiedSigner, hex.
-    pub qualified_signer: String,
-    /// extraData, hex.
-    pub extra_data: String,
-    /// clockInfo.clock.
-    pub clock: u64,
-    /// clockInfo.resetCount.
-    pub reset_count: u32,
-    /// clockInfo.restartCount.
-    pub restart_count: u32,
-    /// clockInfo.safe.
-    pub safe: bool,
-    /// firmwareVersion, hex.
-    pub firmware_version: String,
-    /// pcrSelect.
-    pub pcr_select: Vec<SelectionSummary>,
-    /// pcrDigest, hex.
-    pub pcr_digest: String,
-}
+pub use crate::bundle_verify::{QuoteSummary, SelectionSummary};
 
 /// The appraisal of the binding and the vTPM quote.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -775,24 +744,7 @@ pub fn appraise_vtpm(
             exponent: k.exponent,
             modulus_sha256: hex::encode(Sha256::digest(k.key.n().to_bytes_be())),
         }),
-        quote: parsed.ok().map(|q| QuoteSummary {
-            qualified_signer: hex::encode(q.qualified_signer),
-            extra_data: hex::encode(q.extra_data),
-            clock: q.clock,
-            reset_count: q.reset_count,
-            restart_count: q.restart_count,
-            safe: q.safe,
-            firmware_version: format!("{:#018x}", q.firmware_version),
-            pcr_select: q
-                .pcr_select
-                .iter()
-                .map(|s| SelectionSummary {
-                    bank: tpm_alg_name(s.hash),
-                    pcrs: s.pcrs().collect(),
-                })
-                .collect(),
-            pcr_digest: hex::encode(q.pcr_digest),
-        }),
+        quote: parsed.ok().as_ref().map(QuoteSummary::of),
         pcrs: attested,
     }
 }

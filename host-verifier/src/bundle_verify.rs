@@ -609,6 +609,30 @@ pub struct QuoteSummary {
     pub pcr_digest: String,
 }
 
+impl QuoteSummary {
+    /// The summary of a parsed quote (shared by the bundle and the Azure appraisals).
+    pub fn of(q: &tpm::QuoteAttest<'_>) -> Self {
+        QuoteSummary {
+            qualified_signer: hex::encode(q.qualified_signer),
+            extra_data: hex::encode(q.extra_data),
+            clock: q.clock,
+            reset_count: q.reset_count,
+            restart_count: q.restart_count,
+            safe: q.safe,
+            firmware_version: format!("{:#018x}", q.firmware_version),
+            pcr_select: q
+                .pcr_select
+                .iter()
+                .map(|s| SelectionSummary {
+                    bank: tpm::alg_name(s.hash),
+                    pcrs: s.pcrs().collect(),
+                })
+                .collect(),
+            pcr_digest: hex::encode(q.pcr_digest),
+        }
+    }
+}
+
 /// The event log, as far as it was read.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct LogSummary {
@@ -939,24 +963,7 @@ impl<'a> Run<'a> {
                 .map_err(Clone::clone),
         );
         let quote = quote.ok();
-        let quote_summary = quote.as_ref().map(|q| QuoteSummary {
-            qualified_signer: hex::encode(q.qualified_signer),
-            extra_data: hex::encode(q.extra_data),
-            clock: q.clock,
-            reset_count: q.reset_count,
-            restart_count: q.restart_count,
-            safe: q.safe,
-            firmware_version: format!("{:#018x}", q.firmware_version),
-            pcr_select: q
-                .pcr_select
-                .iter()
-                .map(|s| SelectionSummary {
-                    bank: tpm::alg_name(s.hash),
-                    pcrs: s.pcrs().collect(),
-                })
-                .collect(),
-            pcr_digest: hex::encode(q.pcr_digest),
-        });
+        let quote_summary = quote.as_ref().map(QuoteSummary::of);
 
         let signature = self
             .require(&[BundleCheckId::VtpmAk, BundleCheckId::VtpmQuote])

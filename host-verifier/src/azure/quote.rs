@@ -16,19 +16,8 @@ pub const TPM_ALG_SHA384: u16 = 0x000C;
 pub const TPM_ALG_SHA512: u16 = 0x000D;
 /// `TPM_ALG_RSASSA` (PKCS#1 v1.5 signatures).
 pub const TPM_ALG_RSASSA: u16 = 0x0014;
-/// Most `TPMS_PCR_SELECTION` entries accepted in one quote (one per bank; TPMs have a few).
-pub const MAX_PCR_SELECTIONS: u32 = 16;
 
-/// The name of a TPM hash algorithm id, for output.
-pub fn tpm_alg_name(alg: u16) -> String {
-    match alg {
-        TPM_ALG_SHA1 => "SHA-1".into(),
-        TPM_ALG_SHA256 => "SHA-256".into(),
-        TPM_ALG_SHA384 => "SHA-384".into(),
-        TPM_ALG_SHA512 => "SHA-512".into(),
-        other => format!("alg {other:#06x}"),
-    }
-}
+pub use crate::bundle_verify::tpm::alg_name as tpm_alg_name;
 
 /// The quote's TPMS_ATTEST is read by the one parser the bundle appraisal uses too (strict
 /// size bounds on every field); Azure quotes have the same structure.
