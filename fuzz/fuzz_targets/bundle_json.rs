@@ -12,7 +12,7 @@ use host_verifier::{Policy, TrustStore, Verifier};
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
-use svsm_abi::attest::VtpmManifestV1;
+use svsm_abi::attest::VtpmManifestV2;
 use svsm_abi::snp::Product;
 
 const ARK: &[u8] = include_bytes!("../../host-verifier/tests/data/bundle-sim/ark.der");
@@ -50,13 +50,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let again = Bundle::from_json(bundle.to_json().expect("encodes").as_bytes()).expect("decodes");
     assert_eq!(again, bundle);
-    let ak = VtpmManifestV1::parse(&bundle.manifest)
+    let ak = VtpmManifestV2::parse(&bundle.manifest)
         .map(|m| m.ak_public.to_vec())
         .unwrap_or_default();
     parsers(&bundle.quote_attest, &bundle.quote_signature, &ak);
     let at = UNIX_EPOCH + Duration::from_secs(1_780_272_000);
     let mut ctx = BundleContext::new(verifier(), &bundle.nonce, at);
     ctx.min_epoch = Some(1);
+    ctx.requester_vmpl = Some(1);
     ctx.require_extra_evidence = true;
     let a = verify_bundle(&bundle, &ctx).expect("every bundle is appraised");
     assert_eq!(a.checks.len(), BundleCheckId::ALL.len());

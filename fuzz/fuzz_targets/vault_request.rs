@@ -10,9 +10,14 @@ fuzz_target!(|data: &[u8]| {
             Request::Encrypt { aad, plaintext, .. } => {
                 assert!(aad.len() <= MAX_FIELD && plaintext.len() <= MAX_DATA);
             }
-            Request::ImportKey { context, ephemeral_public, ciphertext, .. } => {
-                assert!(context.len() <= MAX_FIELD && ephemeral_public.len() <= MAX_FIELD);
-                assert!(ciphertext.len() <= MAX_FIELD);
+            Request::ImportKey(p) => {
+                assert!(p.ciphertext.len() <= MAX_FIELD);
+                assert!(svsm_abi::vault::valid_key_name(p.binding.name));
+                assert!(p.binding.owner_vmpl <= 3);
+                // The binding re-encodes to exactly the bytes it was parsed from.
+                let mut again = [0u8; 512];
+                let n = p.binding.write(&mut again).expect("a parsed binding re-encodes");
+                assert_eq!(&again[..n], p.binding_bytes);
             }
             Request::Seal { pcr_mask, .. } => assert_eq!(pcr_mask >> 24, 0),
             _ => {}

@@ -178,6 +178,13 @@ pub enum Command {
         #[arg(long, default_value = "")]
         aad: String,
     },
+    /// Import a key a provider (key broker) wrapped for this boot, instance and VMPL: the import
+    /// package file exactly as received (see docs/provisioning.md); prints the new key's id.
+    Import {
+        /// The package file.
+        #[arg(long)]
+        package: std::path::PathBuf,
+    },
     /// Destroy a key.
     Destroy {
         /// Key id.
@@ -268,11 +275,21 @@ pub fn run<T: SvsmTransport>(cli: &Cli, transport: T) -> Result<String, CliError
             if cli.json {
                 json(serde_json::json!(keys
                     .iter()
-                    .map(|k| serde_json::json!({"key": k.id, "kind": k.kind, "usage": k.usage}))
+                    .map(|k| serde_json::json!({"key": k.id, "kind": k.kind, "usage": k.usage, "name": k.name}))
                     .collect::<Vec<_>>()))
             } else {
                 keys.iter()
-                    .map(|k| std::format!("key {} kind {} usage {:#06x}", k.id, k.kind, k.usage))
+                    .map(|k| {
+                        std::format!(
+                            "key {} kind {} usage {:#06x} {}",
+                            k.id,
+                            k.kind,
+                            k.usage,
+                            k.name
+                        )
+                        .trim_end()
+                        .to_string()
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             }
@@ -337,6 +354,14 @@ pub fn run<T: SvsmTransport>(cli: &Cli, transport: T) -> Result<String, CliError
             let data = vault.unseal(aad.as_bytes(), &read(input)?)?;
             write(out, &data)?;
             std::format!("wrote {} bytes to {}", data.len(), out.display())
+        }
+        Command::Import { package } => {
+            let id = vault.import_key(&read(package)?)?;
+            if cli.json {
+                json(serde_json::json!({ "key": id }))
+            } else {
+                std::format!("imported key {id}")
+            }
         }
         Command::Destroy { key } => {
             vault.destroy(*key)?;

@@ -4,6 +4,7 @@
 
 use crate::core_protocol::query_protocol;
 use crate::transport::{call, DriverError, SvsmTransport};
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use svsm_abi::svsm::{CallId, CallRegisters, ResultCode, PROTOCOL_VAULT};
@@ -12,7 +13,7 @@ use svsm_abi::vault::{
 };
 
 /// Why a vault call failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VaultClientError {
     /// The driver or transport failed, or the SVSM returned a non-vault error code.
     #[error("{0}")]
@@ -26,6 +27,13 @@ pub enum VaultClientError {
     /// The response is shorter than its operation's fixed part.
     #[error("malformed vault response")]
     MalformedResponse,
+    /// The operation took effect (its response is kept here, e.g. a new key id) but the vault
+    /// could not seal and store its new state: after a restart it would be gone.
+    #[error("the operation took effect but the vault state was not stored (lost on restart)")]
+    NotPersisted {
+        /// The operation's response.
+        response: Vec<u8>,
+    },
 }
 
 /// A key the vault created.
@@ -38,7 +46,7 @@ pub struct CreatedKey {
 }
 
 /// A listed key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyEntry {
     /// Id.
     pub id: u32,
@@ -46,6 +54,8 @@ pub struct KeyEntry {
     pub kind: u16,
     /// Usage bits.
     pub usage: u16,
+    /// The provider's name of an imported key (empty for keys made in the vault).
+    pub name: String,
 }
 
 /// The vault, reached over an SVSM transport.
@@ -59,21 +69,7 @@ fn status_of(code: ResultCode) -> Option<VaultStatus> {
     let ResultCode::ProtocolError(n) = code else {
         return None;
     };
-    [
-        VaultStatus::KeyNotFound,
-        VaultStatus::UsageNotAllowed,
-        VaultStatus::WrongKeyKind,
-        VaultStatus::AuthenticationFailed,
-        VaultStatus::ResponseTooSmall,
-        VaultStatus::VaultFull,
-        VaultStatus::UnknownContext,
-        VaultStatus::PcrMismatch,
-        VaultStatus::EntropyFailed,
-        VaultStatus::BadPublicKey,
-        VaultStatus::ForeignBlob,
-    ]
-    .into_iter()
-    .find(|s| *s as u32 == n)
+    VaultStatus::from_u32(n)
 }
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32, VaultClientError> {
@@ -147,7 +143,8 @@ impl<T: SvsmTransport> VaultClient<T> {
             r9: self.half as u64,
         };
         let (code, out) = call(&mut self.transport, regs)?;
-        if !code.is_success() {
+        let not_persisted = status_of(code) == Some(VaultStatus::NotPersisted);
+        if !code.is_success() && !not_persisted {
             return Err(match status_of(code) {
                 Some(status) => VaultClientError::Vault(status),
                 None => DriverError::Svsm(code).into(),
@@ -161,6 +158,9 @@ impl<T: SvsmTransport> VaultClient<T> {
         self.transport
             .read_buffer(self.half, &mut response)
             .map_err(DriverError::from)?;
+        if not_persisted {
+            return Err(VaultClientError::NotPersisted { response });
+        }
         Ok(response)
     }
 
@@ -182,27 +182,12 @@ impl<T: SvsmTransport> VaultClient<T> {
         Ok(CreatedKey { id, public })
     }
 
-    /// Imports a key wrapped to the vault's transport key (see `svsm_core::vault`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn import_key(
-        &mut self,
-        kind: KeyKind,
-        usage: Usage,
-        context: &[u8],
-        ephemeral_public: &[u8],
-        iv: &[u8; IV_LEN],
-        ciphertext: &[u8],
-    ) -> Result<u32, VaultClientError> {
+    /// Imports a key a provider wrapped for this boot, this instance and the caller's VMPL: the
+    /// import package (`svsm_abi::vault::ImportPackage` bytes) exactly as the provider sent it.
+    /// Returns the new key's id.
+    pub fn import_key(&mut self, package: &[u8]) -> Result<u32, VaultClientError> {
         let r = self.request(Op::ImportKey, 0, |w| {
-            w.u16(kind as u16)
-                .u16(usage.bits())
-                .u16(context.len() as u16)
-                .u16(ephemeral_public.len() as u16)
-                .u32(ciphertext.len() as u32)
-                .bytes(iv)
-                .bytes(context)
-                .bytes(ephemeral_public)
-                .bytes(ciphertext);
+            w.bytes(package);
         })?;
         u32_at(&r, 0)
     }
@@ -321,16 +306,22 @@ impl<T: SvsmTransport> VaultClient<T> {
     pub fn list(&mut self) -> Result<Vec<KeyEntry>, VaultClientError> {
         let r = self.request(Op::List, 0, |_| {})?;
         let count = u32_at(&r, 0)? as usize;
-        (0..count)
-            .map(|i| {
-                let at = 4 + i * 8;
-                Ok(KeyEntry {
-                    id: u32_at(&r, at)?,
-                    kind: u16_at(&r, at + 4)?,
-                    usage: u16_at(&r, at + 6)?,
-                })
-            })
-            .collect()
+        let mut at = 4;
+        let mut keys = Vec::with_capacity(count.min(256));
+        for _ in 0..count {
+            let name_len = usize::from(*r.get(at + 8).ok_or(VaultClientError::MalformedResponse)?);
+            let name = r
+                .get(at + 9..at + 9 + name_len)
+                .ok_or(VaultClientError::MalformedResponse)?;
+            keys.push(KeyEntry {
+                id: u32_at(&r, at)?,
+                kind: u16_at(&r, at + 4)?,
+                usage: u16_at(&r, at + 6)?,
+                name: String::from_utf8_lossy(name).into_owned(),
+            });
+            at += 9 + name_len;
+        }
+        Ok(keys)
     }
 
     /// The vault's transport public key.

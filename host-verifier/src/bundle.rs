@@ -10,7 +10,7 @@
 //! | `nonce` | the verifier's nonce (the quote's qualifyingData; REPORT_DATA = SHA-512(nonce ‖ manifest)) |
 //! | `snp_report` | the 1184-byte ATTESTATION_REPORT (requested at VMPL0 by the SVSM) |
 //! | `certificates` | the extended-report certificate table (GHCB §4.1.8.1), possibly empty |
-//! | `manifest` | the vTPM service manifest version 1 (`svsm_abi::attest::VtpmManifestV1`) |
+//! | `manifest` | the vTPM service manifest version 2 (`svsm_abi::attest::VtpmManifestV2`) |
 //! | `quote.attest` | the TPMS_ATTEST bytes of TPM2_Quote by the manifest's AK |
 //! | `quote.signature` | the marshalled TPMT_SIGNATURE |
 //! | `pcrs.sha256` | the 24 SHA-256 PCR values the quote covers, index order |

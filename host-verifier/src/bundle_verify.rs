@@ -24,10 +24,18 @@
 //!    the quoted value of every PCR it extends;
 //! 5. `cpu.measurement`, `vtpm.reference_pcrs`: reference values (the policy's MEASUREMENT list,
 //!    the caller's expected PCR values);
-//! 6. `svsm.epoch`, `svsm.state`: the sealed-state epoch is not older than the caller's minimum;
-//!    ephemeral state is refused unless allowed;
+//! 6. `svsm.requester_vmpl`, `svsm.epoch`, `svsm.state`, `svsm.persisted`: the VMPL that asked
+//!    for the attestation (a provisioned key will be owned there) is the one the caller expects;
+//!    the state was restored at an epoch not older than the caller's minimum (a fresh or
+//!    ephemeral state fails a minimum: the state the caller saw was lost, deleted or refused);
+//!    the state kind is reported by name (fresh, restored, ephemeral with its reason) and
+//!    ephemeral state is refused unless allowed; the newest state is stored;
 //! 7. `svsm.extra_evidence`, `gpu.binding`: every extra-evidence digest of the manifest matches a
-//!    supplied item of its kind and every item is listed; a GPU report (kind 1) is thereby bound.
+//!    supplied item of its kind and every item is listed. The module lists in a manifest only
+//!    what the requesting VMPL registered since its previous attestation and drops it after
+//!    this one, so a listed GPU report is one the requester presented for this very
+//!    attestation (this nonce). Whether the GPU report itself is genuine, or carries a nonce
+//!    derived from this one, is not checked here.
 //!
 //! A check that needs another check's result fails with [`BundleFailure::Prerequisite`] when
 //! that one did not pass. The verdict is affirming only when no check failed. Every size in the
@@ -47,7 +55,8 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 use svsm_abi::attest::{
-    ManifestError, VtpmManifestV1, MANIFEST_FLAG_EPHEMERAL, MAX_EXTRA_EVIDENCE, VTPM_MANIFEST_V1,
+    EphemeralCause, ManifestError, ModuleState, StateKind, VtpmManifestV2, MAX_EXTRA_EVIDENCE,
+    VTPM_MANIFEST_V2,
 };
 use svsm_abi::eventlog::{EventLog, EventLogError, EV_NO_ACTION, MAX_LOG};
 use svsm_abi::snp::certs::{CertKind, CertTable, CertTableError};
@@ -113,19 +122,24 @@ pub enum BundleCheckId {
     CpuMeasurement,
     /// The quoted PCR values equal the caller's expected values.
     VtpmReferencePcrs,
-    /// The sealed-state epoch is at least the caller's minimum.
+    /// The VMPL that asked for the attestation is the one the caller expects.
+    SvsmRequester,
+    /// The state was restored at an epoch at least the caller's minimum.
     SvsmEpoch,
-    /// The state is persistent (or ephemeral state is allowed); no unknown flag is set.
+    /// The state is fresh or restored (or ephemeral and the caller allows it).
     SvsmState,
+    /// The newest state is sealed and stored (or the caller allows unstored state).
+    SvsmPersisted,
     /// Extra-evidence digests of the manifest and supplied items match one to one.
     SvsmExtraEvidence,
-    /// A GPU report (kind 1) is bound to the nonce through the manifest.
+    /// A GPU report (kind 1) is listed in the manifest of this attestation (the report itself is
+    /// not appraised).
     GpuBinding,
 }
 
 impl BundleCheckId {
     /// Every check, in report order.
-    pub const ALL: [BundleCheckId; 19] = [
+    pub const ALL: [BundleCheckId; 21] = [
         BundleCheckId::CpuVek,
         BundleCheckId::CpuSnp,
         BundleCheckId::SvsmBinding,
@@ -141,8 +155,10 @@ impl BundleCheckId {
         BundleCheckId::VtpmLogReplay,
         BundleCheckId::CpuMeasurement,
         BundleCheckId::VtpmReferencePcrs,
+        BundleCheckId::SvsmRequester,
         BundleCheckId::SvsmEpoch,
         BundleCheckId::SvsmState,
+        BundleCheckId::SvsmPersisted,
         BundleCheckId::SvsmExtraEvidence,
         BundleCheckId::GpuBinding,
     ];
@@ -165,8 +181,10 @@ impl BundleCheckId {
             BundleCheckId::VtpmLogReplay => "vtpm.event_log_replay",
             BundleCheckId::CpuMeasurement => "cpu.measurement",
             BundleCheckId::VtpmReferencePcrs => "vtpm.reference_pcrs",
+            BundleCheckId::SvsmRequester => "svsm.requester_vmpl",
             BundleCheckId::SvsmEpoch => "svsm.epoch",
             BundleCheckId::SvsmState => "svsm.state",
+            BundleCheckId::SvsmPersisted => "svsm.persisted",
             BundleCheckId::SvsmExtraEvidence => "svsm.extra_evidence",
             BundleCheckId::GpuBinding => "gpu.binding",
         }
@@ -182,8 +200,10 @@ impl BundleCheckId {
             | BundleCheckId::SvsmVmpl
             | BundleCheckId::SvsmManifest
             | BundleCheckId::SvsmNonce
+            | BundleCheckId::SvsmRequester
             | BundleCheckId::SvsmEpoch
             | BundleCheckId::SvsmState
+            | BundleCheckId::SvsmPersisted
             | BundleCheckId::SvsmExtraEvidence => EAR_SUBMOD_SVSM,
             BundleCheckId::VtpmAk
             | BundleCheckId::VtpmQuote
@@ -204,7 +224,9 @@ impl BundleCheckId {
             BundleCheckId::CpuMeasurement | BundleCheckId::VtpmReferencePcrs => {
                 TrustClaimName::Executables
             }
-            BundleCheckId::SvsmEpoch | BundleCheckId::SvsmState => TrustClaimName::Configuration,
+            BundleCheckId::SvsmEpoch | BundleCheckId::SvsmState | BundleCheckId::SvsmPersisted => {
+                TrustClaimName::Configuration
+            }
             _ => TrustClaimName::InstanceIdentity,
         }
     }
@@ -283,8 +305,8 @@ pub enum BundleFailure {
         "the report is from VMPL {0}, not VMPL0: a guest, not the SVSM, chose its REPORT_DATA"
     )]
     NotVmpl0(u32),
-    /// The manifest is not version 1.
-    #[error("manifest version is {0}, expected {VTPM_MANIFEST_V1}")]
+    /// The manifest is not version 2.
+    #[error("manifest version is {0}, expected {VTPM_MANIFEST_V2}")]
     ManifestVersion(u32),
     /// The manifest does not parse.
     #[error("manifest: {0}")]
@@ -402,12 +424,31 @@ pub enum BundleFailure {
         /// The caller's minimum.
         min: u64,
     },
+    /// A minimum epoch was given but no sealed state was restored at boot.
+    #[error(
+        "the state is {state}: no sealed state was restored, so nothing of epoch ≥ {min} \
+         survives (the stored state was lost, deleted or refused)"
+    )]
+    EpochNotRestored {
+        /// "fresh" or "ephemeral".
+        state: &'static str,
+        /// The caller's minimum.
+        min: u64,
+    },
     /// The module runs on ephemeral state and the caller did not allow it.
-    #[error("the module runs on ephemeral state (manifest flag bit 0); not allowed")]
-    Ephemeral,
-    /// Manifest flags this verifier does not know.
-    #[error("manifest flags {0:#x} include unknown bits")]
-    UnknownFlags(u32),
+    #[error("the module runs on ephemeral state ({0}); not allowed")]
+    Ephemeral(&'static str),
+    /// The newest state could not be sealed and stored, and the caller did not allow it.
+    #[error("the newest state is not stored (manifest flag NOT_PERSISTED): a restart would roll it back")]
+    NotPersisted,
+    /// The attestation was requested by another VMPL than the caller expects.
+    #[error("the attestation was requested by VMPL {found}, expected VMPL {expected}")]
+    RequesterMismatch {
+        /// The manifest's requester.
+        found: u8,
+        /// The caller's expectation.
+        expected: u8,
+    },
     /// More extra-evidence items than a manifest can list.
     #[error("{0} extra-evidence items; a manifest lists at most {MAX_EXTRA_EVIDENCE}")]
     ExtraTooMany(usize),
@@ -449,6 +490,29 @@ pub enum BundleFailure {
     /// A prerequisite check failed, so this one cannot pass.
     #[error("cannot pass: prerequisite check {0} failed")]
     Prerequisite(BundleCheckId),
+}
+
+/// The manifest's state kind, as reported.
+pub fn state_name(state: StateKind) -> &'static str {
+    match state {
+        StateKind::Fresh => "fresh",
+        StateKind::Restored => "restored",
+        StateKind::Ephemeral => "ephemeral",
+    }
+}
+
+/// Why the state is ephemeral, as reported.
+pub fn cause_name(cause: EphemeralCause) -> &'static str {
+    match cause {
+        EphemeralCause::None => "no reason given",
+        EphemeralCause::NoRootKey => "no root key from the secure processor",
+        EphemeralCause::ForeignLaunch => "the stored state belongs to another launch",
+        EphemeralCause::Tampered => "the stored state was modified",
+        EphemeralCause::Rollback => "the stored state is older than the module expected",
+        EphemeralCause::Malformed => "the stored state is malformed or of an unknown format",
+        EphemeralCause::StoreUnavailable => "the state store failed",
+        EphemeralCause::TpmRestore => "the TPM engine refused the stored state",
+    }
 }
 
 fn vek_name(k: SigningKey) -> &'static str {
@@ -501,8 +565,12 @@ pub struct BundleContext<'a> {
     pub nonce: &'a [u8],
     /// Oldest acceptable sealed-state epoch (`None`: not checked).
     pub min_epoch: Option<u64>,
-    /// Accept a module running on ephemeral state (default false).
+    /// Accept a module running on ephemeral state, or whose newest state is not stored
+    /// (default false).
     pub allow_ephemeral: bool,
+    /// The VMPL that must have asked for the attestation (`None`: reported, not checked). A
+    /// key broker sets it to the owner VMPL it will wrap a key for.
+    pub requester_vmpl: Option<u8>,
     /// Expected SHA-256 PCR values by index (empty: not checked).
     pub expected_pcrs: BTreeMap<usize, [u8; 32]>,
     /// Require the manifest to list extra evidence (default false).
@@ -521,6 +589,7 @@ impl<'a> BundleContext<'a> {
             nonce,
             min_epoch: None,
             allow_ephemeral: false,
+            requester_vmpl: None,
             expected_pcrs: BTreeMap::new(),
             require_extra_evidence: false,
             crl: None,
@@ -542,13 +611,20 @@ pub struct ExtraDigest {
 pub struct ManifestSummary {
     /// Flags.
     pub flags: u32,
-    /// Flag bit 0.
-    pub ephemeral: bool,
+    /// "fresh", "restored" or "ephemeral".
+    pub state: &'static str,
+    /// Why the state is ephemeral (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ephemeral_reason: Option<&'static str>,
+    /// The newest state is not stored.
+    pub not_persisted: bool,
+    /// The VMPL that asked for the attestation.
+    pub requester_vmpl: u8,
     /// Sealed-state epoch.
     pub epoch: u64,
     /// Instance id, hex.
     pub instance_id: String,
-    /// The vault transport public key (P-384 SEC1), hex.
+    /// This boot's vault transport public key (P-384 SEC1), hex.
     pub transport_public: String,
     /// SHA-384 of the event log, hex.
     pub event_log_digest: String,
@@ -872,10 +948,10 @@ impl<'a> Run<'a> {
                 .get(..4)
                 .and_then(|v| <[u8; 4]>::try_from(v).ok())
                 .map(u32::from_le_bytes);
-            if let Some(v) = version.filter(|v| *v != VTPM_MANIFEST_V1) {
+            if let Some(v) = version.filter(|v| *v != VTPM_MANIFEST_V2) {
                 return Err(BundleFailure::ManifestVersion(v));
             }
-            VtpmManifestV1::parse(&b.manifest).map_err(BundleFailure::Manifest)
+            VtpmManifestV2::parse(&b.manifest).map_err(BundleFailure::Manifest)
         })();
         self.push(
             BundleCheckId::SvsmManifest,
@@ -883,10 +959,12 @@ impl<'a> Run<'a> {
                 .as_ref()
                 .map(|m| {
                     format!(
-                        "vTPM manifest version 1: epoch {}, flags {:#x}, EK {} bytes, AK {} \
-                         bytes, {} extra-evidence digest(s)",
-                        m.epoch,
-                        m.flags,
+                        "vTPM manifest version 2: {} state, epoch {}, flags {:#x}, requested \
+                         by VMPL {}, EK {} bytes, AK {} bytes, {} extra-evidence digest(s)",
+                        state_name(m.module.state),
+                        m.module.epoch,
+                        m.module.flags,
+                        m.module.requester_vmpl,
                         m.ek_public.len(),
                         m.ak_public.len(),
                         m.extra_evidence().count()
@@ -1108,40 +1186,8 @@ impl<'a> Run<'a> {
             self.push(BundleCheckId::VtpmReferencePcrs, r);
         }
 
-        // --- (i) epoch and state ---
-        match (ctx.min_epoch, &manifest) {
-            (None, _) => self.push_na(BundleCheckId::SvsmEpoch, "no minimum epoch given"),
-            (Some(_), None) => self.push(
-                BundleCheckId::SvsmEpoch,
-                Err(BundleFailure::Prerequisite(BundleCheckId::SvsmManifest)),
-            ),
-            (Some(min), Some(m)) => self.push(
-                BundleCheckId::SvsmEpoch,
-                if m.epoch >= min {
-                    Ok(format!("sealed-state epoch {} ≥ minimum {min}", m.epoch))
-                } else {
-                    Err(BundleFailure::EpochRollback {
-                        found: m.epoch,
-                        min,
-                    })
-                },
-            ),
-        }
-        let state = match &manifest {
-            None => Err(BundleFailure::Prerequisite(BundleCheckId::SvsmManifest)),
-            Some(m) if m.flags & !MANIFEST_FLAG_EPHEMERAL != 0 => {
-                Err(BundleFailure::UnknownFlags(m.flags))
-            }
-            Some(m) if m.flags & MANIFEST_FLAG_EPHEMERAL != 0 => {
-                if ctx.allow_ephemeral {
-                    Ok("ephemeral state (allowed by the caller)".to_owned())
-                } else {
-                    Err(BundleFailure::Ephemeral)
-                }
-            }
-            Some(_) => Ok("persistent sealed state".to_owned()),
-        };
-        self.push(BundleCheckId::SvsmState, state);
+        // --- (i) requester, epoch and state ---
+        self.state_checks(manifest.as_ref().map(|m| &m.module));
 
         // --- (j) extra evidence ---
         let mut extra_summary: Vec<ExtraSummary> = b
@@ -1178,8 +1224,10 @@ impl<'a> Run<'a> {
             self.push_na(BundleCheckId::GpuBinding, "no GPU evidence (kind 1)");
         } else {
             let detail = format!(
-                "{} GPU report(s) ({} bytes) bound to the nonce: their SHA-384 is in the \
-                 manifest that REPORT_DATA binds",
+                "{} GPU report(s) ({} bytes) presented with this attestation: their SHA-384 is \
+                 in the manifest that REPORT_DATA binds to the nonce, which lists only evidence \
+                 the requester registered for this attestation (the GPU report itself is not \
+                 appraised)",
                 gpu_items.len(),
                 gpu_items.iter().map(|e| e.bytes).sum::<usize>()
             );
@@ -1198,11 +1246,15 @@ impl<'a> Run<'a> {
         }
 
         let manifest_summary = manifest.as_ref().map(|m| ManifestSummary {
-            flags: m.flags,
-            ephemeral: m.flags & MANIFEST_FLAG_EPHEMERAL != 0,
-            epoch: m.epoch,
-            instance_id: hex::encode(m.instance_id),
-            transport_public: hex::encode(m.transport_public),
+            flags: m.module.flags,
+            state: state_name(m.module.state),
+            ephemeral_reason: (m.module.state == StateKind::Ephemeral)
+                .then(|| cause_name(m.module.reason)),
+            not_persisted: m.module.not_persisted(),
+            requester_vmpl: m.module.requester_vmpl,
+            epoch: m.module.epoch,
+            instance_id: hex::encode(m.module.instance_id),
+            transport_public: hex::encode(m.module.transport_public),
             event_log_digest: hex::encode(m.event_log_digest),
             ek_public_sha256: hex::encode(Sha256::digest(m.ek_public)),
             ak_public_sha256: hex::encode(Sha256::digest(m.ak_public)),
@@ -1363,10 +1415,120 @@ impl<'a> Run<'a> {
         Ok(format!("PCR {} equal the expected values", ranges(&pcrs)))
     }
 
+    /// `svsm.requester_vmpl`, `svsm.epoch`, `svsm.state`, `svsm.persisted`.
+    fn state_checks(&mut self, m: Option<&ModuleState<'_>>) {
+        let Some(m) = m else {
+            let asked = [
+                (
+                    BundleCheckId::SvsmRequester,
+                    self.ctx.requester_vmpl.is_some(),
+                ),
+                (BundleCheckId::SvsmEpoch, self.ctx.min_epoch.is_some()),
+                (BundleCheckId::SvsmState, true),
+                (BundleCheckId::SvsmPersisted, true),
+            ];
+            for (id, asked) in asked {
+                if asked {
+                    self.push(
+                        id,
+                        Err(BundleFailure::Prerequisite(BundleCheckId::SvsmManifest)),
+                    );
+                } else {
+                    self.push_na(id, "not asked for (and the manifest is unreadable)");
+                }
+            }
+            return;
+        };
+        match self.ctx.requester_vmpl {
+            None => self.push_na(
+                BundleCheckId::SvsmRequester,
+                format!(
+                    "requested by VMPL {} (no expected VMPL given)",
+                    m.requester_vmpl
+                ),
+            ),
+            Some(expected) => self.push(
+                BundleCheckId::SvsmRequester,
+                if m.requester_vmpl == expected {
+                    Ok(format!("requested by VMPL {expected}, as expected"))
+                } else {
+                    Err(BundleFailure::RequesterMismatch {
+                        found: m.requester_vmpl,
+                        expected,
+                    })
+                },
+            ),
+        }
+        let epoch = match (self.ctx.min_epoch, m.state) {
+            (None, _) => None,
+            (Some(min), StateKind::Restored) if m.epoch >= min => Some(Ok(format!(
+                "restored sealed state of epoch {} ≥ minimum {min}",
+                m.epoch
+            ))),
+            (Some(min), StateKind::Restored) => Some(Err(BundleFailure::EpochRollback {
+                found: m.epoch,
+                min,
+            })),
+            // A first boot with nothing to remember: only a caller that saw nothing before
+            // (minimum 0) accepts it.
+            (Some(0), StateKind::Fresh) => Some(Ok("fresh state; minimum epoch 0".to_owned())),
+            (Some(min), state @ (StateKind::Fresh | StateKind::Ephemeral)) => {
+                Some(Err(BundleFailure::EpochNotRestored {
+                    state: state_name(state),
+                    min,
+                }))
+            }
+        };
+        match epoch {
+            None => self.push_na(
+                BundleCheckId::SvsmEpoch,
+                format!(
+                    "no minimum epoch given ({} state, epoch {})",
+                    state_name(m.state),
+                    m.epoch
+                ),
+            ),
+            Some(r) => self.push(BundleCheckId::SvsmEpoch, r),
+        }
+        let state = match m.state {
+            StateKind::Fresh => Ok(format!(
+                "fresh: no sealed state was found at boot (first boot, or the stored state was \
+                 lost or deleted); instance {}",
+                hex::encode(m.instance_id)
+            )),
+            StateKind::Restored => Ok(format!(
+                "restored: sealed state of epoch {} opened; instance {}",
+                m.epoch,
+                hex::encode(m.instance_id)
+            )),
+            StateKind::Ephemeral if self.ctx.allow_ephemeral => Ok(format!(
+                "ephemeral ({}), allowed by the caller",
+                cause_name(m.reason)
+            )),
+            StateKind::Ephemeral => Err(BundleFailure::Ephemeral(cause_name(m.reason))),
+        };
+        self.push(BundleCheckId::SvsmState, state);
+        let persisted = if !m.not_persisted() {
+            Ok("the newest state is sealed and stored".to_owned())
+        } else if self.ctx.allow_ephemeral {
+            Ok("the newest state is NOT stored; allowed by the caller".to_owned())
+        } else {
+            Err(BundleFailure::NotPersisted)
+        };
+        if m.state == StateKind::Ephemeral {
+            self.push_na(
+                BundleCheckId::SvsmPersisted,
+                "ephemeral state is never stored (see svsm.state)",
+            );
+        } else {
+            self.push(BundleCheckId::SvsmPersisted, persisted);
+        }
+    }
+
     /// `Ok(None)`: nothing listed, nothing supplied, nothing required.
     fn extra_evidence(
         &self,
-        m: &VtpmManifestV1<'_>,
+        m: &VtpmManifestV2<'_>,
         summary: &mut [ExtraSummary],
     ) -> Result<Option<String>, BundleFailure> {
         let items = &self.b.extra_evidence;
@@ -1584,10 +1746,13 @@ impl BundleAppraisal {
         ));
         if let Some(m) = &self.manifest {
             s.push_str(&format!(
-                "manifest     v1 | epoch {} | {} state | instance {} | {} extra-evidence digest(s)\n",
+                "manifest     v2 | {} state{}{} | epoch {} | instance {} | requested by VMPL {} | {} extra-evidence digest(s)\n",
+                m.state,
+                m.ephemeral_reason.map(|r| format!(" ({r})")).unwrap_or_default(),
+                if m.not_persisted { ", NOT STORED" } else { "" },
                 m.epoch,
-                if m.ephemeral { "EPHEMERAL" } else { "persistent" },
                 m.instance_id,
+                m.requester_vmpl,
                 m.extra_evidence.len()
             ));
         }

@@ -50,6 +50,7 @@ pub mod ecdsa;
 mod error;
 pub mod kds;
 pub mod policy;
+pub mod reference;
 pub mod trust;
 pub mod vek;
 mod verifier;

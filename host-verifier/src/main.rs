@@ -38,7 +38,11 @@ enum BundleCmd {
     /// REPORT_DATA binding of nonce and manifest, the quote by the manifest's AK, the PCR digest,
     /// the event log replayed to the PCRs, reference values, epoch and extra evidence.
     #[command(after_help = EXIT_HELP)]
-    Verify(BundleVerifyArgs),
+    Verify(Box<BundleVerifyArgs>),
+    /// Compute the SHA-256 PCR values a launch of the given files produces (firmware -> 0,
+    /// kernel -> 4, command line -> 8, initrd -> 9), as `--pcr INDEX=HEX` lines for `bundle
+    /// verify` or as JSON. Computed from the files, never read back from a TPM.
+    ReferencePcrs(ReferencePcrsArgs),
 }
 
 #[derive(clap::Args)]
@@ -63,15 +67,24 @@ struct BundleVerifyArgs {
     /// The ASVK under --trust-ark (PEM or DER). Without it VLEK-signed reports are refused.
     #[arg(long, requires = "trust_ark")]
     trust_asvk: Option<PathBuf>,
-    /// Oldest acceptable sealed-state epoch (rollback protection).
+    /// The last sealed-state epoch this relying party saw for the instance: a state that went
+    /// back, and a fresh or ephemeral state (the one it saw was lost, deleted or refused), are
+    /// contraindicated.
     #[arg(long)]
     min_epoch: Option<u64>,
-    /// Accept a module running on ephemeral (unsealed, unpersisted) state.
+    /// Accept a module running on ephemeral (unsealed) state or whose newest state is not
+    /// stored.
     #[arg(long)]
     allow_ephemeral: bool,
+    /// The VMPL that must have asked for the attestation (a broker: the VMPL it will release a
+    /// key to). Without it the requester is reported, not checked.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=3))]
+    requester_vmpl: Option<u8>,
     /// An expected SHA-256 PCR value, `INDEX=HEX` (repeatable).
     #[arg(long = "pcr", value_name = "INDEX=HEX")]
     pcrs: Vec<String>,
+    #[command(flatten)]
+    launch: LaunchFiles,
     /// Require extra evidence (e.g. a GPU report) listed in the manifest.
     #[arg(long)]
     require_extra_evidence: bool,
@@ -82,6 +95,53 @@ struct BundleVerifyArgs {
     #[arg(long)]
     at: Option<String>,
     /// Print the EAR (JSON, submodules cpu, vtpm, svsm and gpu) instead of the human summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The files of the expected launch; the reference PCRs are computed from them.
+#[derive(clap::Args, Default)]
+struct LaunchFiles {
+    /// The expected guest firmware image (reference PCR 0 is computed from it).
+    #[arg(long)]
+    firmware: Option<PathBuf>,
+    /// The expected kernel (reference PCR 4).
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// The expected initrd (reference PCR 9).
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// A file holding the expected kernel command line, byte for byte as the launcher gives it
+    /// to the SVSM (reference PCR 8).
+    #[arg(long)]
+    cmdline: Option<PathBuf>,
+}
+
+impl LaunchFiles {
+    /// Reference PCRs of the files given (measuring order: firmware, kernel, initrd, cmdline).
+    fn reference_pcrs(&self) -> Result<std::collections::BTreeMap<usize, [u8; 32]>> {
+        use svsm_abi::eventlog::LaunchComponent as C;
+        let mut files = Vec::new();
+        for (kind, path, what) in [
+            (C::Firmware, &self.firmware, "firmware"),
+            (C::Kernel, &self.kernel, "kernel"),
+            (C::Initrd, &self.initrd, "initrd"),
+            (C::CommandLine, &self.cmdline, "command line"),
+        ] {
+            if let Some(path) = path {
+                files.push((kind, read(path, what)?));
+            }
+        }
+        let refs: Vec<_> = files.iter().map(|(k, b)| (*k, b.as_slice())).collect();
+        Ok(host_verifier::reference::launch_pcrs(&refs))
+    }
+}
+
+#[derive(clap::Args)]
+struct ReferencePcrsArgs {
+    #[command(flatten)]
+    launch: LaunchFiles,
+    /// Print JSON (`{"pcrs": {"0": "hex", ...}}`) instead of `--pcr INDEX=HEX` lines.
     #[arg(long)]
     json: bool,
 }
@@ -358,6 +418,25 @@ fn parse_expected_pcr(s: &str) -> Result<(usize, [u8; 32])> {
     Ok((index, value))
 }
 
+fn reference_pcrs(args: ReferencePcrsArgs) -> Result<ExitCode> {
+    let pcrs = args.launch.reference_pcrs()?;
+    if pcrs.is_empty() {
+        bail!("give at least one of --firmware, --kernel, --initrd, --cmdline");
+    }
+    if args.json {
+        let map: serde_json::Map<String, serde_json::Value> = pcrs
+            .iter()
+            .map(|(i, v)| (i.to_string(), hex::encode(v).into()))
+            .collect();
+        println!("{}", serde_json::json!({ "pcrs": map }));
+    } else {
+        for (i, v) in &pcrs {
+            println!("--pcr {i}={}", hex::encode(v));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn bundle_verify(args: BundleVerifyArgs) -> Result<ExitCode> {
     use host_verifier::bundle::{Bundle, MAX_BUNDLE};
     use host_verifier::bundle_verify::{verify_bundle, BundleContext, MAX_NONCE};
@@ -382,11 +461,17 @@ fn bundle_verify(args: BundleVerifyArgs) -> Result<ExitCode> {
             nonce.len()
         );
     }
-    let expected_pcrs = args
+    let mut expected_pcrs: std::collections::BTreeMap<usize, [u8; 32]> = args
         .pcrs
         .iter()
         .map(|s| parse_expected_pcr(s))
         .collect::<Result<_>>()?;
+    for (pcr, value) in args.launch.reference_pcrs()? {
+        if expected_pcrs.get(&pcr).is_some_and(|v| *v != value) {
+            bail!("--pcr {pcr}=... contradicts the value computed from the launch files");
+        }
+        expected_pcrs.insert(pcr, value);
+    }
     let crl = args.crl.as_ref().map(|p| read(p, "CRL")).transpose()?;
     let mut policy = read_policy(args.policy.as_ref())?;
     let at = at_or_now(args.at.as_deref())?;
@@ -409,6 +494,7 @@ fn bundle_verify(args: BundleVerifyArgs) -> Result<ExitCode> {
     let mut ctx = BundleContext::new(&verifier, &nonce, at);
     ctx.min_epoch = args.min_epoch;
     ctx.allow_ephemeral = args.allow_ephemeral;
+    ctx.requester_vmpl = args.requester_vmpl;
     ctx.expected_pcrs = expected_pcrs;
     ctx.require_extra_evidence = args.require_extra_evidence;
     ctx.crl = crl.as_deref();
@@ -477,7 +563,8 @@ fn main() -> ExitCode {
         Top::Snp(SnpCmd::Verify(args)) => verify(args),
         Top::Snp(SnpCmd::KdsUrl { report }) => kds_url(report),
         Top::Azure(AzureCmd::Verify(args)) => azure_verify(args),
-        Top::Bundle(BundleCmd::Verify(args)) => bundle_verify(args),
+        Top::Bundle(BundleCmd::Verify(args)) => bundle_verify(*args),
+        Top::Bundle(BundleCmd::ReferencePcrs(args)) => reference_pcrs(args),
     };
     match result {
         Ok(code) => code,

@@ -47,11 +47,22 @@ fn the_fixture_bundle_is_affirming_with_its_roots_only() {
     let at = UNIX_EPOCH + Duration::from_secs(1_780_272_000);
     let v = verifier();
     let mut ctx = BundleContext::new(&v, &nonce, at);
-    ctx.min_epoch = Some(1);
+    // The fixture is a first boot: fresh state meets a minimum epoch of 0 only.
+    ctx.min_epoch = Some(0);
     ctx.require_extra_evidence = true;
+    ctx.requester_vmpl = Some(1);
     let a = verify_bundle(&bundle, &ctx).unwrap();
     assert_eq!(a.verdict(), Verdict::Affirming, "{}", a.render_text());
     assert!(a.has_gpu());
+    ctx.min_epoch = Some(1);
+    let a = verify_bundle(&bundle, &ctx).unwrap();
+    assert!(matches!(
+        a.failure(BundleCheckId::SvsmEpoch),
+        Some(BundleFailure::EpochNotRestored {
+            state: "fresh",
+            min: 1
+        })
+    ));
 
     // AMD's pinned roots do not know the TEST chain.
     let pinned = Verifier::new(Policy::from_toml("").unwrap()).unwrap();
@@ -106,8 +117,16 @@ fn cli_exit_codes_and_the_custom_roots_warning() {
         a
     };
     let run = |a: Vec<String>| hv(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    // A kernel file the fixture's launch did not boot.
+    let dir = std::env::temp_dir().join(format!("hv-bundle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other_kernel = dir.join("vmlinuz").display().to_string();
+    std::fs::write(&other_kernel, b"not the kernel the fixture measured").unwrap();
 
-    let (code, out, err) = run(with_roots(&nonce, &["--min-epoch", "1"]));
+    let (code, out, err) = run(with_roots(
+        &nonce,
+        &["--min-epoch", "0", "--requester-vmpl", "1"],
+    ));
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("verdict: AFFIRMING"), "{out}");
     assert!(err.contains("WARNING: custom trust roots"), "{err}");
@@ -124,9 +143,17 @@ fn cli_exit_codes_and_the_custom_roots_warning() {
     // AMD's pinned roots.
     for (args, failing) in [
         (with_roots("00ff", &[]), "svsm.nonce"),
-        (with_roots(&nonce, &["--min-epoch", "2"]), "svsm.epoch"),
+        (with_roots(&nonce, &["--min-epoch", "1"]), "svsm.epoch"),
+        (
+            with_roots(&nonce, &["--requester-vmpl", "2"]),
+            "svsm.requester_vmpl",
+        ),
         (
             with_roots(&nonce, &["--pcr", &format!("4={}", "00".repeat(32))]),
+            "vtpm.reference_pcrs",
+        ),
+        (
+            with_roots(&nonce, &["--kernel", &other_kernel]),
             "vtpm.reference_pcrs",
         ),
         (base(&nonce), "cpu.snp"),
@@ -158,4 +185,42 @@ fn cli_exit_codes_and_the_custom_roots_warning() {
         let (code, out, err) = run(args);
         assert_eq!(code, 1, "{out}{err}");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn reference_pcrs_are_computed_from_the_files() {
+    use sha2::{Digest, Sha256};
+    let dir = std::env::temp_dir().join(format!("hv-refpcr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kernel = dir.join("vmlinuz");
+    let cmdline = dir.join("cmdline");
+    std::fs::write(&kernel, b"kernel bytes").unwrap();
+    std::fs::write(&cmdline, b"console=ttyS0\0").unwrap();
+    let extend = |data: &[u8]| {
+        let mut h = Sha256::new();
+        h.update([0u8; 32]);
+        h.update(Sha256::digest(data));
+        hex::encode(h.finalize())
+    };
+    let (k, c) = (kernel.display().to_string(), cmdline.display().to_string());
+    let (code, out, err) = hv(&["bundle", "reference-pcrs", "--kernel", &k, "--cmdline", &c]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "--pcr 4={}\n--pcr 8={}\n",
+            extend(b"kernel bytes"),
+            extend(b"console=ttyS0\0")
+        )
+    );
+    let (code, out, _) = hv(&["bundle", "reference-pcrs", "--kernel", &k, "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["pcrs"]["4"], extend(b"kernel bytes"));
+    // Nothing to compute, and a missing file: errors.
+    assert_eq!(hv(&["bundle", "reference-pcrs"]).0, 1);
+    let missing = dir.join("absent").display().to_string();
+    assert_eq!(hv(&["bundle", "reference-pcrs", "--initrd", &missing]).0, 1);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -9,7 +9,7 @@ use guest_driver::transport::SvsmTransport;
 use guest_driver::vault::VaultClient;
 use guest_driver::vtpm::VtpmClient;
 use host_verifier::bundle::Bundle;
-use svsm_abi::attest::VTPM_SERVICE_GUID;
+use svsm_abi::attest::{VTPM_MANIFEST_V2, VTPM_SERVICE_GUID};
 use svsm_core::tpm2::command::{
     parse_pcr_read, parse_quote, pcr_read_sha256, quote_sha256, response_code,
 };
@@ -77,7 +77,7 @@ pub fn collect<T: SvsmTransport>(
     let event_log = vault.read_event_log().map_err(driver)?;
     let evidence = attest(
         vault.transport_mut(),
-        Scope::SingleService(VTPM_SERVICE_GUID, 1),
+        Scope::SingleService(VTPM_SERVICE_GUID, VTPM_MANIFEST_V2),
         nonce,
         true,
     )

@@ -115,10 +115,16 @@ fn attest_services_binds_nonce_and_manifest_and_verifies() {
     let vault = manifest
         .find(&svsm_abi::attest::VAULT_SERVICE_GUID)
         .expect("vault service listed");
-    assert_eq!(vault.len(), 129);
-    assert_eq!(&vault[..4], &1u32.to_le_bytes(), "vault manifest version");
-    assert_eq!(&vault[4..8], &0u32.to_le_bytes(), "not ephemeral");
-    assert_eq!(vault[32], 0x04, "SEC1 uncompressed transport key");
+    let state = svsm_abi::attest::ModuleState::parse_vault_manifest(vault).unwrap();
+    assert_eq!(vault.len(), 136);
+    assert_eq!(&vault[..4], &2u32.to_le_bytes(), "vault manifest version");
+    assert_eq!(state.flags, 0, "not ephemeral, stored");
+    assert_eq!(state.state, svsm_abi::attest::StateKind::Fresh);
+    assert_eq!(state.requester_vmpl, 1, "asked for at VMPL1");
+    assert_eq!(
+        state.transport_public[0], 0x04,
+        "SEC1 uncompressed transport key"
+    );
     let ek = manifest
         .find(&VTPM_SERVICE_GUID)
         .expect("vTPM service listed");

@@ -74,6 +74,10 @@ struct Fixture {
     c: Bundle,
     /// Machine E (ephemeral state), `NONCE`.
     e: Bundle,
+    /// Machine R (rebooted once: restored state at `r_epoch`), `NONCE`.
+    r: Bundle,
+    /// R's sealed-state epoch.
+    r_epoch: u64,
     /// The test chain of A's chip (ARK, ASK, VCEK and its key).
     chain: Arc<TestChain>,
     /// A's sealed-state epoch.
@@ -162,12 +166,31 @@ fn fixture() -> &'static Fixture {
             launch(&m, KERNEL_A);
             gather(&m, &NONCE, &[])
         };
+        let (r, r_epoch) = {
+            let store = SimStore::new();
+            let boot = || {
+                SimMachine::boot(
+                    LaunchConfig::genoa(MEAS_A),
+                    AnyStore::Memory(store.clone()),
+                    None,
+                )
+                .unwrap()
+            };
+            drop(boot());
+            let m = boot();
+            launch(&m, KERNEL_A);
+            let bundle = gather(&m, &NONCE, &[]);
+            let epoch = m.module().state_epoch();
+            (bundle, epoch)
+        };
         Fixture {
             a,
             a_later,
             b,
             c,
             e,
+            r,
+            r_epoch,
             chain,
             epoch,
         }
@@ -274,12 +297,14 @@ fn resign_at(b: &mut Bundle, vmpl: u32) {
     b.snp_report = raw.as_bytes().to_vec();
 }
 
-/// Manifest offsets (svsm_abi::attest::VtpmManifestV1).
-const MANIFEST_LOG_DIGEST: std::ops::Range<usize> = 129..177;
+/// Manifest offsets (svsm_abi::attest::VtpmManifestV2: the 136-byte StateHeader, then the
+/// log digest).
+const MANIFEST_LOG_DIGEST: std::ops::Range<usize> = 136..184;
+const MANIFEST_REQUESTER: usize = 10;
 
 fn ak_range(manifest: &[u8]) -> std::ops::Range<usize> {
-    let ek = u16::from_le_bytes([manifest[177], manifest[178]]) as usize;
-    let at = 179 + ek;
+    let ek = u16::from_le_bytes([manifest[184], manifest[185]]) as usize;
+    let at = 186 + ek;
     let ak = u16::from_le_bytes([manifest[at], manifest[at + 1]]) as usize;
     at + 2..at + 2 + ak
 }
@@ -332,7 +357,7 @@ fn a_real_bundle_is_affirming_with_every_part() {
     let a = appraise(&f.a);
     expect(&a, &[]);
     for id in C::ALL {
-        if id == C::VtpmReferencePcrs || id == C::SvsmEpoch {
+        if id == C::VtpmReferencePcrs || id == C::SvsmEpoch || id == C::SvsmRequester {
             continue; // not asked for
         }
         passes(&a, id);
@@ -381,8 +406,9 @@ fn the_other_machines_bundles_are_genuine_on_their_own() {
 #[test]
 fn reference_values_epoch_and_required_extra_evidence_pass_when_met() {
     let f = fixture();
+    // A fresh state meets only a minimum of 0 (see epoch_rolled_back for a restored one).
     let a = appraise_with(&f.a, |c| {
-        c.min_epoch = Some(f.epoch);
+        c.min_epoch = Some(0);
         c.require_extra_evidence = true;
         for pcr in [0usize, 4, 8, 9, 16, 23] {
             c.expected_pcrs.insert(pcr, f.a.pcrs_sha256[pcr]);
@@ -997,6 +1023,7 @@ fn expect_manifest_unreadable(b: &Bundle) -> BundleAppraisal {
             C::VtpmLogDigest,
             C::VtpmLogReplay,
             C::SvsmState,
+            C::SvsmPersisted,
             C::SvsmExtraEvidence,
             C::GpuBinding,
         ],
@@ -1019,11 +1046,14 @@ fn insider_manifest_truncated() {
 
 #[test]
 fn insider_manifest_of_another_version() {
-    let mut b = a();
-    b.manifest[0] = 2;
-    resign(&mut b);
-    let a = expect_manifest_unreadable(&b);
-    assert_eq!(reason(&a, C::SvsmManifest), &F::ManifestVersion(2));
+    // Version 1 (no per-boot transport key, no state kind) is retired, 3 is unknown.
+    for v in [1u8, 3] {
+        let mut b = a();
+        b.manifest[0] = v;
+        resign(&mut b);
+        let a = expect_manifest_unreadable(&b);
+        assert_eq!(reason(&a, C::SvsmManifest), &F::ManifestVersion(v.into()));
+    }
 }
 
 #[test]
@@ -1031,31 +1061,129 @@ fn insider_manifest_with_unknown_flags() {
     let mut b = a();
     b.manifest[4] |= 0x80;
     resign(&mut b);
+    let a = expect_manifest_unreadable(&b);
+    assert_eq!(
+        reason(&a, C::SvsmManifest),
+        &F::Manifest(svsm_abi::attest::ManifestError::Reserved("flags"))
+    );
+}
+
+#[test]
+fn insider_manifest_claiming_persistent_state_while_ephemeral() {
+    // The ephemeral bundle with its state byte turned to "restored": kind, reason and flag
+    // must agree, so the lie does not parse.
+    let mut b = fixture().e.clone();
+    b.manifest[8] = 1;
+    resign(&mut b);
     let a = appraise(&b);
-    expect(&a, &[C::SvsmState]);
-    assert_eq!(reason(&a, C::SvsmState), &F::UnknownFlags(0x80));
+    assert_eq!(
+        reason(&a, C::SvsmManifest),
+        &F::Manifest(svsm_abi::attest::ManifestError::InconsistentState)
+    );
 }
 
 #[test]
 fn epoch_rolled_back() {
     let f = fixture();
-    let a = appraise_with(&f.a, |c| c.min_epoch = Some(f.epoch + 1));
+    let ok = appraise_with(&f.r, |c| c.min_epoch = Some(f.r_epoch));
+    assert_eq!(ok.verdict(), Verdict::Affirming, "{}", ok.render_text());
+    assert_eq!(ok.manifest.as_ref().unwrap().state, "restored");
+    let a = appraise_with(&f.r, |c| c.min_epoch = Some(f.r_epoch + 1));
     expect(&a, &[C::SvsmEpoch]);
     assert_eq!(
         reason(&a, C::SvsmEpoch),
         &F::EpochRollback {
-            found: f.epoch,
-            min: f.epoch + 1
+            found: f.r_epoch,
+            min: f.r_epoch + 1
         }
     );
+}
+
+#[test]
+fn fresh_state_fails_a_minimum_epoch() {
+    // A relying party that saw epoch N: a fresh state (deleted store, first boot of a new
+    // instance) is not that state.
+    let f = fixture();
+    let a = appraise(&f.a);
+    assert_eq!(a.manifest.as_ref().unwrap().state, "fresh");
+    assert!(matches!(
+        a.check(C::SvsmEpoch).unwrap().outcome,
+        Outcome::NotApplicable(_)
+    ));
+    let a = appraise_with(&f.a, |c| c.min_epoch = Some(1));
+    expect(&a, &[C::SvsmEpoch]);
+    assert_eq!(
+        reason(&a, C::SvsmEpoch),
+        &F::EpochNotRestored {
+            state: "fresh",
+            min: 1
+        }
+    );
+    let a = appraise_with(&f.a, |c| c.min_epoch = Some(0));
+    assert_eq!(a.verdict(), Verdict::Affirming);
 }
 
 #[test]
 fn ephemeral_state_refused_unless_allowed() {
     let a = appraise(&fixture().e);
     expect(&a, &[C::SvsmState]);
-    assert_eq!(reason(&a, C::SvsmState), &F::Ephemeral);
-    assert!(a.manifest.as_ref().unwrap().ephemeral);
+    assert_eq!(
+        reason(&a, C::SvsmState),
+        &F::Ephemeral("the stored state is malformed or of an unknown format")
+    );
+    let m = a.manifest.as_ref().unwrap();
+    assert_eq!(m.state, "ephemeral");
+    assert!(m.ephemeral_reason.is_some());
+    let a = appraise_with(&fixture().e, |c| c.min_epoch = Some(1));
+    assert_eq!(
+        reason(&a, C::SvsmEpoch),
+        &F::EpochNotRestored {
+            state: "ephemeral",
+            min: 1
+        }
+    );
+    let allowed = appraise_with(&fixture().e, |c| c.allow_ephemeral = true);
+    assert_eq!(allowed.verdict(), Verdict::Affirming);
+}
+
+#[test]
+fn requester_vmpl_is_reported_and_checked_when_expected() {
+    let f = fixture();
+    let reported = appraise(&f.a);
+    assert_eq!(reported.manifest.as_ref().unwrap().requester_vmpl, 1);
+    assert!(matches!(
+        reported.check(C::SvsmRequester).unwrap().outcome,
+        Outcome::NotApplicable(_)
+    ));
+    assert_eq!(
+        appraise_with(&f.a, |c| c.requester_vmpl = Some(1)).verdict(),
+        Verdict::Affirming
+    );
+    let wrong = appraise_with(&f.a, |c| c.requester_vmpl = Some(2));
+    expect(&wrong, &[C::SvsmRequester]);
+    assert_eq!(
+        reason(&wrong, C::SvsmRequester),
+        &F::RequesterMismatch {
+            found: 1,
+            expected: 2
+        }
+    );
+    // The requester is inside the manifest REPORT_DATA binds: changing it breaks the binding.
+    let mut b = a();
+    b.manifest[MANIFEST_REQUESTER] = 2;
+    let changed = appraise_with(&b, |c| c.requester_vmpl = Some(2));
+    assert!(changed.failures().any(|c| c.id == C::SvsmBinding));
+}
+
+#[test]
+fn unpersisted_state_refused_unless_allowed() {
+    let mut b = a();
+    b.manifest[4] |= svsm_abi::attest::MANIFEST_FLAG_NOT_PERSISTED as u8;
+    resign(&mut b);
+    let a = appraise(&b);
+    expect(&a, &[C::SvsmPersisted]);
+    assert_eq!(reason(&a, C::SvsmPersisted), &F::NotPersisted);
+    assert!(a.manifest.as_ref().unwrap().not_persisted);
 }
 
 // -------------------------------------------------------- extra evidence ----

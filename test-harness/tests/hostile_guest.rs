@@ -322,7 +322,7 @@ fn attest_buffers_too_small_report_the_sizes() {
         assert_eq!(code, ResultCode::InvalidParameter);
         assert_eq!(
             regs.rcx,
-            24 + 2 * 24 + 314 + 129,
+            24 + 2 * 24 + 314 + 136,
             "manifest size: vTPM EK and vault"
         );
         assert_eq!(regs.rdx, 0, "no certificates asked for");
@@ -410,8 +410,19 @@ fn attest_request_reserved_fields_private_pages_and_unknown_services() {
         .0,
         ResultCode::UnsupportedProtocol
     );
-    // Version 1 is our richer vTPM manifest; 2 does not exist.
-    write(&m, base + 8, single(VTPM_SERVICE_GUID, 2).as_bytes());
+    // Version 2 is our richer vTPM manifest; 1 is retired and 3 does not exist.
+    write(&m, base + 8, single(VTPM_SERVICE_GUID, 1).as_bytes());
+    assert_eq!(
+        call(
+            &m,
+            PROTOCOL_ATTEST,
+            attest_call::ATTEST_SINGLE_SERVICE,
+            base + 8
+        )
+        .0,
+        ResultCode::InvalidParameter
+    );
+    write(&m, base + 8, single(VTPM_SERVICE_GUID, 3).as_bytes());
     assert_eq!(
         call(
             &m,

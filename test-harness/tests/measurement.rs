@@ -1,13 +1,14 @@
 //! Higher-VMPL measurement: the module measures the launch components into vTPM PCRs and keeps
 //! a TCG crypto-agile event log the guest can read; guest measurements go into the same log;
-//! replaying the log gives exactly the PCR values the vTPM reports; the vTPM manifest version 1
-//! binds the log digest, the EK and AK, the transport key, the epoch and extra evidence.
+//! replaying the log gives exactly the PCR values the vTPM reports; the vTPM manifest version 2
+//! binds the log digest, the EK and AK, the transport key, the state, the requester and the
+//! extra evidence that requester registered for this one attestation.
 
 use guest_driver::attest::{attest, Scope};
 use guest_driver::vault::VaultClient;
 use guest_driver::vtpm::VtpmClient;
 use sha2::{Digest, Sha256, Sha384};
-use svsm_abi::attest::{VtpmManifestV1, VTPM_SERVICE_GUID};
+use svsm_abi::attest::{StateKind, VtpmManifestV2, VTPM_MANIFEST_V2, VTPM_SERVICE_GUID};
 use svsm_abi::eventlog::EventLog;
 use svsm_abi::snp::AttestationReport;
 use svsm_core::measure::{Component, ComponentKind};
@@ -98,7 +99,7 @@ fn launch_and_guest_measurements_replay_to_the_vtpm_pcrs() {
         assert_eq!(value, &expected256[pcr], "PCR {pcr}");
     }
 
-    // Manifest version 1 through SVSM_ATTEST_SINGLE_SERVICE.
+    // Manifest version 2 through SVSM_ATTEST_SINGLE_SERVICE.
     let gpu_report = b"a GPU attestation report";
     vault
         .add_evidence(1, &Sha384::digest(gpu_report).into())
@@ -106,7 +107,7 @@ fn launch_and_guest_measurements_replay_to_the_vtpm_pcrs() {
     let nonce = [0x33u8; 32];
     let e = attest(
         vault.transport_mut(),
-        Scope::SingleService(VTPM_SERVICE_GUID, 1),
+        Scope::SingleService(VTPM_SERVICE_GUID, VTPM_MANIFEST_V2),
         &nonce,
         false,
     )
@@ -118,14 +119,18 @@ fn launch_and_guest_measurements_replay_to_the_vtpm_pcrs() {
         .finalize()
         .into();
     assert_eq!(report.raw().report_data, bound);
-    let m = VtpmManifestV1::parse(&e.manifest).unwrap();
+    let m = VtpmManifestV2::parse(&e.manifest).unwrap();
     assert_eq!(
         m.event_log_digest,
         &<[u8; 48]>::from(Sha384::digest(&log_bytes))
     );
-    assert_eq!(m.flags, 0);
-    assert_eq!(m.epoch, machine.module().state_epoch());
-    assert_eq!(m.transport_public, &vault.transport_key().unwrap()[..]);
+    assert_eq!(m.module.flags, 0);
+    assert_eq!(m.module.state, StateKind::Fresh);
+    assert_eq!(m.module.epoch, machine.module().state_epoch());
+    assert_eq!(
+        &m.module.transport_public[..],
+        &vault.transport_key().unwrap()[..]
+    );
     assert_eq!(
         m.extra_evidence().collect::<Vec<_>>(),
         vec![(1, &<[u8; 48]>::from(Sha384::digest(gpu_report)))]
@@ -142,4 +147,36 @@ fn launch_and_guest_measurements_replay_to_the_vtpm_pcrs() {
         );
     }
     assert!(KeyTemplate::ak(AkCurve::P256).matches(m.ak_public));
+
+    // Extra evidence is carried by exactly one attestation of the VMPL that registered it.
+    let v2 = |vault: &mut VaultClient<_>, nonce: &[u8]| {
+        let e = attest(
+            vault.transport_mut(),
+            Scope::SingleService(VTPM_SERVICE_GUID, VTPM_MANIFEST_V2),
+            nonce,
+            false,
+        )
+        .unwrap();
+        let m = VtpmManifestV2::parse(&e.manifest).unwrap();
+        let extra: Vec<(u16, [u8; 48])> = m.extra_evidence().map(|(k, d)| (k, *d)).collect();
+        (m.module.requester_vmpl, extra)
+    };
+    assert_eq!(
+        v2(&mut vault, b"second"),
+        (1, vec![]),
+        "consumed by the first"
+    );
+    let mut vault2 = VaultClient::probe(machine.transport(Vmpl::new(2).unwrap())).unwrap();
+    let other: [u8; 48] = Sha384::digest(b"VMPL2's report").into();
+    vault2.add_evidence(1, &other).unwrap();
+    assert_eq!(
+        v2(&mut vault, b"third"),
+        (1, vec![]),
+        "not VMPL1's evidence"
+    );
+    assert_eq!(v2(&mut vault2, b"fourth"), (2, vec![(1, other)]));
+    // A plain SVSM_ATTEST_SERVICES (its manifests carry no extra evidence) leaves it pending.
+    vault2.add_evidence(1, &other).unwrap();
+    attest(vault2.transport_mut(), Scope::AllServices, b"fifth", false).unwrap();
+    assert_eq!(v2(&mut vault2, b"sixth"), (2, vec![(1, other)]));
 }

@@ -7,11 +7,12 @@ use guest_driver::attest::{attest, Scope};
 use guest_driver::vault::{VaultClient, VaultClientError};
 use p384::elliptic_curve::sec1::ToEncodedPoint;
 use std::sync::{Mutex, MutexGuard};
-use svsm_abi::attest::{ServicesManifest, VAULT_SERVICE_GUID};
+use svsm_abi::attest::{ModuleState, ServicesManifest, VAULT_SERVICE_GUID};
 use svsm_abi::vault::{KeyKind, Usage, VaultStatus};
 use svsm_core::module::EphemeralReason;
 use svsm_core::platform::{Gpa, GuestMemory, Vmpl, PAGE_SIZE};
 use svsm_core::sealed::SealError;
+use svsm_core::vault::{wrap_for_import, ImportTarget};
 use svsm_core::StateStatus;
 use test_harness::sim::memory::PagePerms;
 use test_harness::sim::psp::LaunchConfig;
@@ -252,7 +253,7 @@ fn other_vmpls_and_wrong_usages_are_refused_and_vault_pages_are_private() {
 /// Imports known material so the scan below knows what must never appear.
 fn import(
     v: &mut VaultClient<SimTransport>,
-    machine: &SimMachine,
+    _machine: &SimMachine,
     kind: KeyKind,
     usage: Usage,
     material: &[u8],
@@ -260,14 +261,25 @@ fn import(
     let nonce: Vec<u8> = (0..32).map(|_| rand::random()).collect();
     let evidence = attest(v.transport_mut(), Scope::AllServices, &nonce, false).unwrap();
     let manifest = ServicesManifest::parse(&evidence.manifest).unwrap();
-    let transport = &manifest.find(&VAULT_SERVICE_GUID).unwrap()[32..129];
-    let _ = machine;
-    let eph = p384::SecretKey::random(&mut rand::thread_rng());
-    let iv: [u8; 12] = rand::random();
-    let (e_pub, ct) =
-        svsm_core::vault::wrap_for_import(transport, &eph, &iv, &nonce, kind, usage, material)
-            .unwrap();
-    v.import_key(kind, usage, &nonce, &e_pub, &iv, &ct).unwrap()
+    let state =
+        ModuleState::parse_vault_manifest(manifest.find(&VAULT_SERVICE_GUID).unwrap()).unwrap();
+    let name = format!("key-{}", hex::encode(&nonce[..4]));
+    let package = wrap_for_import(
+        &ImportTarget {
+            kind,
+            usage,
+            owner: Vmpl::new(state.requester_vmpl).unwrap(),
+            instance_id: state.instance_id,
+            recipient: state.transport_public,
+            name: name.as_bytes(),
+            nonce: &nonce,
+        },
+        &p384::SecretKey::random(&mut rand::thread_rng()),
+        &rand::random(),
+        material,
+    )
+    .unwrap();
+    v.import_key(&package).unwrap()
 }
 
 #[test]
@@ -398,10 +410,10 @@ fn state_survives_reboot_only_for_the_same_launch_and_rollback_is_detected() {
         let machine = boot(&store, LaunchConfig::genoa(MEASUREMENT), Some(epoch_after));
         assert_eq!(machine.module().state_status(), StateStatus::Restored);
         assert_eq!(machine.module().state_epoch(), epoch_after);
-        assert_eq!(
+        assert_ne!(
             machine.module().transport_public().unwrap(),
             ek,
-            "transport key is stable"
+            "the transport key is new at every boot: it is never sealed"
         );
         let mut v = vault(&machine, 1);
         assert_eq!(v.export_public(key).unwrap(), public);
@@ -477,8 +489,12 @@ fn a_write_interrupted_at_any_byte_leaves_a_consistent_state() {
             let mut v = vault(&machine, 1);
             let before = v.list().unwrap().len();
             store.crash_next_write_after(crash_at);
-            // The key is created in memory; sealing it is what the power loss interrupts.
-            v.create_key(KeyKind::HmacSha384, Usage::MAC).unwrap();
+            // The key is created in memory; sealing it is what the power loss interrupts, and
+            // the caller is told so (the response still carries the new key).
+            match v.create_key(KeyKind::HmacSha384, Usage::MAC) {
+                Err(VaultClientError::NotPersisted { response }) => assert_eq!(response.len(), 6),
+                other => panic!("crash at {crash_at}: expected NotPersisted, got {other:?}"),
+            }
             assert!(machine.module().persist_error().is_some());
             before
         };
@@ -498,40 +514,39 @@ fn provisioned_keys_import_only_when_wrapped_to_this_vault_and_nonce() {
     let _t = turn();
     let machine = SimMachine::new(LaunchConfig::genoa(MEASUREMENT)).unwrap();
     let mut v = vault(&machine, 1);
-    // The host party appraises the attestation, takes the transport key from the manifest...
+    // The host party appraises the attestation, takes instance, transport key and requester
+    // from the manifest...
     let nonce = b"broker nonce 0001".to_vec();
     let evidence = attest(v.transport_mut(), Scope::AllServices, &nonce, false).unwrap();
     let manifest = ServicesManifest::parse(&evidence.manifest).unwrap();
-    let transport = manifest.find(&VAULT_SERVICE_GUID).unwrap()[32..129].to_vec();
-    assert_eq!(transport, v.transport_key().unwrap());
-    // ...and wraps a key to it, bound to the nonce it checked.
+    let state =
+        ModuleState::parse_vault_manifest(manifest.find(&VAULT_SERVICE_GUID).unwrap()).unwrap();
+    assert_eq!(state.requester_vmpl, 1);
+    assert_eq!(&state.transport_public[..], &v.transport_key().unwrap()[..]);
+    let instance = *state.instance_id;
+    let transport = *state.transport_public;
+    // ...and wraps a key for them, bound to the nonce it checked.
     let material = [0x42u8; 32];
-    let wrap = |to: &[u8], context: &[u8]| {
-        let eph = p384::SecretKey::random(&mut rand::thread_rng());
-        let iv: [u8; 12] = rand::random();
-        let (e, ct) = svsm_core::vault::wrap_for_import(
-            to,
-            &eph,
-            &iv,
-            context,
-            KeyKind::Aes256Gcm,
-            Usage::ENCRYPT | Usage::DECRYPT,
+    let wrap = |recipient: &[u8; 97], nonce: &[u8], usage: Usage, name: &[u8]| {
+        wrap_for_import(
+            &ImportTarget {
+                kind: KeyKind::Aes256Gcm,
+                usage,
+                owner: Vmpl::new(1).unwrap(),
+                instance_id: &instance,
+                recipient,
+                name,
+                nonce,
+            },
+            &p384::SecretKey::random(&mut rand::thread_rng()),
+            &rand::random(),
             &material,
         )
-        .unwrap();
-        (e, iv, ct)
+        .unwrap()
     };
-    let (e, iv, ct) = wrap(&transport, &nonce);
-    let key = v
-        .import_key(
-            KeyKind::Aes256Gcm,
-            Usage::ENCRYPT | Usage::DECRYPT,
-            &nonce,
-            &e,
-            &iv,
-            &ct,
-        )
-        .unwrap();
+    let both = Usage::ENCRYPT | Usage::DECRYPT;
+    let package = wrap(&transport, &nonce, both, b"disk");
+    let key = v.import_key(&package).unwrap();
     let sealed = v.encrypt(key, b"", b"provisioned").unwrap();
     let plain = aes_gcm::Aes256Gcm::new_from_slice(&material)
         .unwrap()
@@ -544,52 +559,39 @@ fn provisioned_keys_import_only_when_wrapped_to_this_vault_and_nonce() {
         )
         .unwrap();
     assert_eq!(plain, b"provisioned", "the imported key is the host's key");
+    let listed = v.list().unwrap();
+    assert!(listed.iter().any(|k| k.id == key && k.name == "disk"));
+    // The same package again: names are unique per owner.
+    assert_eq!(refused(v.import_key(&package)), VaultStatus::DuplicateName);
 
-    // Wrapped to another key.
+    // Wrapped to another key (another boot).
     let other = p384::SecretKey::random(&mut rand::thread_rng())
         .public_key()
         .to_encoded_point(false);
-    let (e, iv, ct) = wrap(other.as_bytes(), &nonce);
+    let other: [u8; 97] = other.as_bytes().try_into().unwrap();
     assert_eq!(
-        refused(v.import_key(
-            KeyKind::Aes256Gcm,
-            Usage::ENCRYPT | Usage::DECRYPT,
-            &nonce,
-            &e,
-            &iv,
-            &ct
-        )),
-        VaultStatus::AuthenticationFailed
+        refused(v.import_key(&wrap(&other, &nonce, both, b"k1"))),
+        VaultStatus::WrongBoot
     );
-    // Bound to another nonce, presented with the attested one.
-    let (e, iv, ct) = wrap(&transport, b"some other nonce");
+    // Bound to a nonce no attestation of this VMPL carried.
     assert_eq!(
-        refused(v.import_key(
-            KeyKind::Aes256Gcm,
-            Usage::ENCRYPT | Usage::DECRYPT,
-            &nonce,
-            &e,
-            &iv,
-            &ct
-        )),
-        VaultStatus::AuthenticationFailed
-    );
-    // Bound to a nonce no attestation carried.
-    assert_eq!(
-        refused(v.import_key(
-            KeyKind::Aes256Gcm,
-            Usage::ENCRYPT | Usage::DECRYPT,
-            b"some other nonce",
-            &e,
-            &iv,
-            &ct
-        )),
+        refused(v.import_key(&wrap(&transport, b"some other nonce", both, b"k2"))),
         VaultStatus::UnknownContext
     );
-    // Usage or kind altered in transit.
-    let (e, iv, ct) = wrap(&transport, &nonce);
+    // The binding altered in transit (usage widened from ENCRYPT to ENCRYPT|DECRYPT): the
+    // fields still check, the AEAD does not.
+    let mut altered = wrap(&transport, &nonce, Usage::ENCRYPT, b"k3");
+    altered[4..6].copy_from_slice(&both.bits().to_le_bytes());
     assert_eq!(
-        refused(v.import_key(KeyKind::Aes256Gcm, Usage::ENCRYPT, &nonce, &e, &iv, &ct)),
+        refused(v.import_key(&altered)),
+        VaultStatus::AuthenticationFailed
+    );
+    // Ciphertext flipped.
+    let mut flipped = wrap(&transport, &nonce, both, b"k4");
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert_eq!(
+        refused(v.import_key(&flipped)),
         VaultStatus::AuthenticationFailed
     );
 }

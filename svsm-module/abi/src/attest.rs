@@ -32,27 +32,227 @@ pub const VAULT_SERVICE_GUID: Guid = Guid::from_fields(
     [0x9a, 0x3c, 0x6f, 0x8b, 0x2d, 0x1e, 0x7a, 0x45],
 );
 
-/// Version of the richer vTPM service manifest ([`VtpmManifestV1`]).
-pub const VTPM_MANIFEST_V1: u32 = 1;
+/// Version of the richer vTPM service manifest ([`VtpmManifestV2`]). Version 1 (no per-boot
+/// transport key, no state kind, no requester VMPL) is retired: it could not bind a provisioned
+/// key to one boot of one instance.
+pub const VTPM_MANIFEST_V2: u32 = 2;
+/// Version of the vault service manifest ([`StateHeader`] alone).
+pub const VAULT_MANIFEST_V2: u32 = 2;
 /// Most extra-evidence digests a manifest carries.
 pub const MAX_EXTRA_EVIDENCE: usize = 8;
 
-/// The vTPM service manifest version 1 (svsm-vhsm's own; version 0 is the spec's bare EK
-/// TPMT_PUBLIC): what a remote party needs to tie vTPM evidence and the vault to this SNP
-/// report. Layout, little-endian: u32 version (1), u32 flags (bit 0: state is ephemeral), u64
-/// sealed-state epoch, 16-byte instance id, 97-byte vault transport key (P-384 SEC1, zeros if
-/// none), 48-byte SHA-384 of the event log, u16 + EK TPMT_PUBLIC, u16 + AK TPMT_PUBLIC, u16
-/// count of extra evidence, then per item u16 kind + 48-byte SHA-384.
+/// [`StateHeader::flags`] bit 0: the module runs on ephemeral (refused, unpersisted) state.
+pub const MANIFEST_FLAG_EPHEMERAL: u32 = 1 << 0;
+/// [`StateHeader::flags`] bit 1: the newest state could not be sealed and stored; a restart
+/// would come back older. Cleared by the next successful write.
+pub const MANIFEST_FLAG_NOT_PERSISTED: u32 = 1 << 1;
+/// Every flag bit defined; the others are reserved (zero).
+pub const MANIFEST_FLAGS_KNOWN: u32 = MANIFEST_FLAG_EPHEMERAL | MANIFEST_FLAG_NOT_PERSISTED;
+
+/// Where the module's sealed state came from at boot ([`StateHeader::state`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VtpmManifestV1<'a> {
-    /// Flags (bit 0: ephemeral state).
+#[repr(u8)]
+pub enum StateKind {
+    /// No sealed state was found: first boot, or the store lost or deleted it.
+    Fresh = 0,
+    /// Sealed state was opened and restored (its epoch is in the header).
+    Restored = 1,
+    /// Sealed state existed but was refused, or none could be made; nothing is persisted.
+    Ephemeral = 2,
+}
+
+impl StateKind {
+    /// Decodes a state byte.
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => StateKind::Fresh,
+            1 => StateKind::Restored,
+            2 => StateKind::Ephemeral,
+            _ => return None,
+        })
+    }
+}
+
+/// Why the state is ephemeral ([`StateHeader::reason`]; 0 when it is not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EphemeralCause {
+    /// Not ephemeral.
+    None = 0,
+    /// The secure processor gave no root key.
+    NoRootKey = 1,
+    /// The state was sealed by another launch (measurement, policy or pinned TCB).
+    ForeignLaunch = 2,
+    /// The state was modified.
+    Tampered = 3,
+    /// The state is older than the epoch the module was told to expect.
+    Rollback = 4,
+    /// The state does not parse, or is a format this module does not read.
+    Malformed = 5,
+    /// The store failed, or no entropy for a fresh instance.
+    StoreUnavailable = 6,
+    /// The TPM engine refused the unsealed state.
+    TpmRestore = 7,
+}
+
+impl EphemeralCause {
+    /// Decodes a reason byte.
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => EphemeralCause::None,
+            1 => EphemeralCause::NoRootKey,
+            2 => EphemeralCause::ForeignLaunch,
+            3 => EphemeralCause::Tampered,
+            4 => EphemeralCause::Rollback,
+            5 => EphemeralCause::Malformed,
+            6 => EphemeralCause::StoreUnavailable,
+            7 => EphemeralCause::TpmRestore,
+            _ => return None,
+        })
+    }
+}
+
+/// The part every svsm-vhsm service manifest (version 2) opens with: what a remote party needs
+/// to judge the module's state and to provision a key to exactly this boot of this instance.
+/// Little-endian, 136 bytes.
+///
+/// The transport key is made from entropy at every boot and never sealed, so a key wrapped to
+/// it can be unwrapped only by the boot that was attested (see `svsm_core::vault`).
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct StateHeader {
+    /// Manifest version ([`VTPM_MANIFEST_V2`] or [`VAULT_MANIFEST_V2`]).
+    pub version: U32,
+    /// [`MANIFEST_FLAG_EPHEMERAL`], [`MANIFEST_FLAG_NOT_PERSISTED`]; other bits zero.
+    pub flags: U32,
+    /// [`StateKind`].
+    pub state: u8,
+    /// [`EphemeralCause`].
+    pub reason: u8,
+    /// The VMPL that asked for this attestation (a key provisioned against it is owned there).
+    pub requester_vmpl: u8,
+    /// Zero.
+    pub reserved0: u8,
+    /// Sealed-state epoch (0 when nothing was ever stored).
+    pub epoch: U64,
+    /// Instance id of the sealed state (random at the first boot, kept across reboots).
+    pub instance_id: [u8; 16],
+    /// This boot's vault transport public key: P-384, SEC1 uncompressed (zeros if none).
+    pub transport_public: [u8; 97],
+    /// Zero (keeps the header a multiple of 8 bytes).
+    pub reserved1: [u8; 3],
+}
+assert_layout!(
+    StateHeader,
+    size = 136,
+    version = 0,
+    flags = 4,
+    state = 8,
+    reason = 9,
+    requester_vmpl = 10,
+    reserved0 = 11,
+    epoch = 12,
+    instance_id = 20,
+    transport_public = 36,
+    reserved1 = 133
+);
+
+/// A [`StateHeader`] whose enums and reserved fields were checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModuleState<'a> {
+    /// Flags ([`MANIFEST_FLAGS_KNOWN`] only).
     pub flags: u32,
+    /// Where the state came from.
+    pub state: StateKind,
+    /// Why it is ephemeral ([`EphemeralCause::None`] unless `state` is ephemeral).
+    pub reason: EphemeralCause,
+    /// The VMPL that asked for the attestation.
+    pub requester_vmpl: u8,
     /// Sealed-state epoch.
     pub epoch: u64,
-    /// Instance id of the sealed state.
+    /// Instance id.
     pub instance_id: &'a [u8; 16],
-    /// The vault transport public key.
+    /// This boot's transport public key.
     pub transport_public: &'a [u8; 97],
+}
+
+impl<'a> ModuleState<'a> {
+    /// Parses the header at the start of `bytes`; returns it and the rest.
+    pub fn parse_prefix(
+        bytes: &'a [u8],
+        expected_version: u32,
+    ) -> Result<(Self, &'a [u8]), ManifestError> {
+        let (h, rest) =
+            StateHeader::ref_from_prefix(bytes).map_err(|_| ManifestError::Truncated {
+                field: "state header",
+                needed: core::mem::size_of::<StateHeader>(),
+                available: bytes.len(),
+            })?;
+        if h.version.get() != expected_version {
+            return Err(ManifestError::UnsupportedVersion(h.version.get()));
+        }
+        let flags = h.flags.get();
+        if flags & !MANIFEST_FLAGS_KNOWN != 0 {
+            return Err(ManifestError::Reserved("flags"));
+        }
+        if h.reserved0 != 0 || h.reserved1 != [0; 3] {
+            return Err(ManifestError::Reserved("reserved"));
+        }
+        let state = StateKind::from_u8(h.state).ok_or(ManifestError::UnknownState(h.state))?;
+        let reason =
+            EphemeralCause::from_u8(h.reason).ok_or(ManifestError::UnknownState(h.reason))?;
+        // The three must agree: an ephemeral state says why, and only an ephemeral one does.
+        let ephemeral = state == StateKind::Ephemeral;
+        if ephemeral != (reason != EphemeralCause::None)
+            || ephemeral != (flags & MANIFEST_FLAG_EPHEMERAL != 0)
+        {
+            return Err(ManifestError::InconsistentState);
+        }
+        if h.requester_vmpl > 3 {
+            return Err(ManifestError::Reserved("requester_vmpl"));
+        }
+        Ok((
+            ModuleState {
+                flags,
+                state,
+                reason,
+                requester_vmpl: h.requester_vmpl,
+                epoch: h.epoch.get(),
+                instance_id: &h.instance_id,
+                transport_public: &h.transport_public,
+            },
+            rest,
+        ))
+    }
+
+    /// Parses a vault service manifest (version 2): the header and nothing else.
+    pub fn parse_vault_manifest(bytes: &'a [u8]) -> Result<Self, ManifestError> {
+        let (state, rest) = Self::parse_prefix(bytes, VAULT_MANIFEST_V2)?;
+        if !rest.is_empty() {
+            return Err(ManifestError::TotalSize {
+                declared: core::mem::size_of::<StateHeader>() as u32,
+                actual: bytes.len(),
+            });
+        }
+        Ok(state)
+    }
+
+    /// Whether the newest state is not stored ([`MANIFEST_FLAG_NOT_PERSISTED`]).
+    pub fn not_persisted(&self) -> bool {
+        self.flags & MANIFEST_FLAG_NOT_PERSISTED != 0
+    }
+}
+
+/// The vTPM service manifest version 2 (svsm-vhsm's own; version 0 is the spec's bare EK
+/// TPMT_PUBLIC): what a remote party needs to tie vTPM evidence and the vault to this SNP
+/// report. Layout, little-endian: [`StateHeader`] (version 2), 48-byte SHA-384 of the event
+/// log, u16 + EK TPMT_PUBLIC, u16 + AK TPMT_PUBLIC, u16 count of extra evidence, then per item
+/// u16 kind + 48-byte SHA-384. The extra evidence is what the requesting VMPL registered since
+/// its previous attestation: each item is carried by exactly one attestation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VtpmManifestV2<'a> {
+    /// The module's state, the requester and this boot's transport key.
+    pub module: ModuleState<'a>,
     /// SHA-384 of the event log at attestation time.
     pub event_log_digest: &'a [u8; 48],
     /// The EK's TPMT_PUBLIC (template L-1).
@@ -62,12 +262,11 @@ pub struct VtpmManifestV1<'a> {
     extra: &'a [u8],
 }
 
-/// Flag bit 0 of [`VtpmManifestV1::flags`]: the module runs on ephemeral state.
-pub const MANIFEST_FLAG_EPHEMERAL: u32 = 1;
-
-impl<'a> VtpmManifestV1<'a> {
-    /// Parses a version-1 manifest of exactly `bytes.len()` bytes.
+impl<'a> VtpmManifestV2<'a> {
+    /// Parses a version-2 manifest of exactly `bytes.len()` bytes.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ManifestError> {
+        let (module, rest) = ModuleState::parse_prefix(bytes, VTPM_MANIFEST_V2)?;
+        let base = bytes.len() - rest.len();
         let trunc = |field: &'static str, needed: usize| ManifestError::Truncated {
             field,
             needed,
@@ -76,7 +275,9 @@ impl<'a> VtpmManifestV1<'a> {
         let mut at = 0usize;
         let mut take = |n: usize, field: &'static str| -> Result<&'a [u8], ManifestError> {
             let end = at.checked_add(n).ok_or(trunc(field, usize::MAX))?;
-            let s = bytes.get(at..end).ok_or(trunc(field, end))?;
+            let s = rest
+                .get(at..end)
+                .ok_or(trunc(field, base.saturating_add(end)))?;
             at = end;
             Ok(s)
         };
@@ -86,33 +287,9 @@ impl<'a> VtpmManifestV1<'a> {
                 b.get(1).copied().unwrap_or(0),
             ])
         };
-        let version = u32::from_le_bytes(
-            take(4, "version")?
-                .try_into()
-                .map_err(|_| trunc("version", 4))?,
-        );
-        if version != VTPM_MANIFEST_V1 {
-            return Err(ManifestError::TooManyEntries(u64::from(version)));
-        }
-        let flags = u32::from_le_bytes(
-            take(4, "flags")?
-                .try_into()
-                .map_err(|_| trunc("flags", 8))?,
-        );
-        let epoch = u64::from_le_bytes(
-            take(8, "epoch")?
-                .try_into()
-                .map_err(|_| trunc("epoch", 16))?,
-        );
-        let instance_id = take(16, "instance_id")?
-            .try_into()
-            .map_err(|_| trunc("instance_id", 32))?;
-        let transport_public = take(97, "transport_public")?
-            .try_into()
-            .map_err(|_| trunc("transport_public", 129))?;
         let event_log_digest = take(48, "event_log_digest")?
             .try_into()
-            .map_err(|_| trunc("event_log_digest", 177))?;
+            .map_err(|_| trunc("event_log_digest", base + 48))?;
         let ek_len = usize::from(u16_of(take(2, "ek_len")?));
         let ek_public = take(ek_len, "ek_public")?;
         let ak_len = usize::from(u16_of(take(2, "ak_len")?));
@@ -122,17 +299,14 @@ impl<'a> VtpmManifestV1<'a> {
             return Err(ManifestError::TooManyEntries(count as u64));
         }
         let extra = take(count * 50, "extra_evidence")?;
-        if at != bytes.len() {
+        if at != rest.len() {
             return Err(ManifestError::TotalSize {
-                declared: at as u32,
+                declared: (base + at) as u32,
                 actual: bytes.len(),
             });
         }
-        Ok(VtpmManifestV1 {
-            flags,
-            epoch,
-            instance_id,
-            transport_public,
+        Ok(VtpmManifestV2 {
+            module,
             event_log_digest,
             ek_public,
             ak_public,
@@ -356,6 +530,18 @@ pub enum ManifestError {
     /// Too many entries for the table or for u32 arithmetic.
     #[error("services manifest has too many entries ({0})")]
     TooManyEntries(u64),
+    /// A service manifest of a version this code does not read.
+    #[error("service manifest version {0} is not supported")]
+    UnsupportedVersion(u32),
+    /// A state or reason byte of a service manifest is not defined.
+    #[error("service manifest state/reason byte {0} is not defined")]
+    UnknownState(u8),
+    /// State kind, ephemeral reason and ephemeral flag of a service manifest disagree.
+    #[error("service manifest state kind, reason and ephemeral flag disagree")]
+    InconsistentState,
+    /// A reserved field or flag of a service manifest is not zero.
+    #[error("service manifest field {0} is reserved and must be zero")]
+    Reserved(&'static str),
     /// The output buffer is too small for the table being built.
     #[error("services manifest needs {needed} bytes, buffer has {available}")]
     BufferTooSmall {
@@ -640,14 +826,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn manifest_v1_parses_and_refuses_damage() {
+    fn header(version: u32, flags: u32, state: u8, reason: u8) -> Vec<u8> {
         let mut m = Vec::new();
-        m.extend_from_slice(&1u32.to_le_bytes());
-        m.extend_from_slice(&0u32.to_le_bytes());
+        m.extend_from_slice(&version.to_le_bytes());
+        m.extend_from_slice(&flags.to_le_bytes());
+        m.extend_from_slice(&[state, reason, 1, 0]);
         m.extend_from_slice(&7u64.to_le_bytes());
         m.extend_from_slice(&[1; 16]);
         m.extend_from_slice(&[4; 97]);
+        m.extend_from_slice(&[0; 3]);
+        m
+    }
+
+    #[test]
+    fn manifest_v2_parses_and_refuses_damage() {
+        let mut m = header(2, MANIFEST_FLAG_NOT_PERSISTED, 1, 0);
         m.extend_from_slice(&[5; 48]);
         for part in [&[6u8; 314][..], &[7u8; 88][..]] {
             m.extend_from_slice(&(part.len() as u16).to_le_bytes());
@@ -656,28 +849,84 @@ mod tests {
         m.extend_from_slice(&1u16.to_le_bytes());
         m.extend_from_slice(&1u16.to_le_bytes());
         m.extend_from_slice(&[8; 48]);
-        let v = VtpmManifestV1::parse(&m).unwrap();
+        let v = VtpmManifestV2::parse(&m).unwrap();
         assert_eq!(
-            (v.epoch, v.ek_public.len(), v.ak_public.len()),
+            (v.module.epoch, v.ek_public.len(), v.ak_public.len()),
             (7, 314, 88)
         );
+        assert_eq!(v.module.state, StateKind::Restored);
+        assert_eq!(v.module.requester_vmpl, 1);
+        assert!(v.module.not_persisted());
         assert_eq!(
             v.extra_evidence().collect::<Vec<_>>(),
             vec![(1, &[8u8; 48])]
         );
         for len in 0..m.len() {
-            assert!(VtpmManifestV1::parse(&m[..len]).is_err(), "len {len}");
+            assert!(VtpmManifestV2::parse(&m[..len]).is_err(), "len {len}");
         }
         let mut longer = m.clone();
         longer.push(0);
-        assert!(VtpmManifestV1::parse(&longer).is_err());
-        let mut v2 = m.clone();
-        v2[0] = 2;
-        assert!(VtpmManifestV1::parse(&v2).is_err());
+        assert!(VtpmManifestV2::parse(&longer).is_err());
+        // Version 1 (and any other) is its own error, not "too many entries".
+        let mut v1 = m.clone();
+        v1[0] = 1;
+        assert_eq!(
+            VtpmManifestV2::parse(&v1),
+            Err(ManifestError::UnsupportedVersion(1))
+        );
         let mut many = m;
         let at = many.len() - 52;
         many[at..at + 2].copy_from_slice(&9u16.to_le_bytes());
-        assert!(VtpmManifestV1::parse(&many).is_err());
+        assert_eq!(
+            VtpmManifestV2::parse(&many),
+            Err(ManifestError::TooManyEntries(9))
+        );
+    }
+
+    #[test]
+    fn state_header_refuses_undefined_and_inconsistent_states() {
+        let ok = header(2, 0, 0, 0);
+        let s = ModuleState::parse_vault_manifest(&ok).unwrap();
+        assert_eq!(
+            (s.state, s.reason),
+            (StateKind::Fresh, EphemeralCause::None)
+        );
+        let eph = header(
+            2,
+            MANIFEST_FLAG_EPHEMERAL,
+            2,
+            EphemeralCause::Rollback as u8,
+        );
+        let s = ModuleState::parse_vault_manifest(&eph).unwrap();
+        assert_eq!(
+            (s.state, s.reason),
+            (StateKind::Ephemeral, EphemeralCause::Rollback)
+        );
+        let cases: [(Vec<u8>, ManifestError); 7] = [
+            (header(2, 0, 3, 0), ManifestError::UnknownState(3)),
+            (header(2, 0, 0, 9), ManifestError::UnknownState(9)),
+            // Ephemeral without a reason, a reason without ephemeral, flag disagreeing.
+            (
+                header(2, MANIFEST_FLAG_EPHEMERAL, 2, 0),
+                ManifestError::InconsistentState,
+            ),
+            (header(2, 0, 1, 2), ManifestError::InconsistentState),
+            (header(2, 0, 2, 2), ManifestError::InconsistentState),
+            (header(2, 1 << 7, 0, 0), ManifestError::Reserved("flags")),
+            (header(3, 0, 0, 0), ManifestError::UnsupportedVersion(3)),
+        ];
+        for (bytes, err) in cases {
+            assert_eq!(ModuleState::parse_vault_manifest(&bytes), Err(err));
+        }
+        let mut vmpl = ok.clone();
+        vmpl[10] = 4;
+        assert!(ModuleState::parse_vault_manifest(&vmpl).is_err());
+        let mut reserved = ok.clone();
+        reserved[135] = 1;
+        assert!(ModuleState::parse_vault_manifest(&reserved).is_err());
+        let mut longer = ok;
+        longer.push(0);
+        assert!(ModuleState::parse_vault_manifest(&longer).is_err());
     }
 
     #[test]

@@ -26,6 +26,46 @@ pub const EV_EFI_BOOT_SERVICES_APPLICATION: u32 = 0x8000_0003;
 /// EV_EFI_PLATFORM_FIRMWARE_BLOB (firmware volume).
 pub const EV_EFI_PLATFORM_FIRMWARE_BLOB: u32 = 0x8000_0008;
 
+/// A launch component the module measures before the guest runs, and where (TCG PC Client
+/// Platform Firmware Profile PCR usage; Linux's conventions for the initrd and command line):
+/// firmware -> PCR 0 (EV_EFI_PLATFORM_FIRMWARE_BLOB), kernel -> 4
+/// (EV_EFI_BOOT_SERVICES_APPLICATION), command line -> 8 (EV_IPL), initrd -> 9 (EV_EVENT_TAG).
+/// Each is extended with the digest of its bytes; the event data names the component. The
+/// module and a verifier computing reference PCRs from the files both read this one table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LaunchComponent {
+    /// The guest firmware image.
+    Firmware,
+    /// The kernel.
+    Kernel,
+    /// The initial ramdisk.
+    Initrd,
+    /// The kernel command line (its bytes as given to the module).
+    CommandLine,
+}
+
+impl LaunchComponent {
+    /// PCR and event type.
+    pub const fn pcr_and_event(self) -> (u32, u32) {
+        match self {
+            LaunchComponent::Firmware => (0, EV_EFI_PLATFORM_FIRMWARE_BLOB),
+            LaunchComponent::Kernel => (4, EV_EFI_BOOT_SERVICES_APPLICATION),
+            LaunchComponent::CommandLine => (8, EV_IPL),
+            LaunchComponent::Initrd => (9, EV_EVENT_TAG),
+        }
+    }
+
+    /// The event data recorded for it.
+    pub const fn name(self) -> &'static [u8] {
+        match self {
+            LaunchComponent::Firmware => b"svsm-vhsm: guest firmware",
+            LaunchComponent::Kernel => b"svsm-vhsm: kernel",
+            LaunchComponent::CommandLine => b"svsm-vhsm: command line",
+            LaunchComponent::Initrd => b"svsm-vhsm: initrd",
+        }
+    }
+}
+
 /// Most entries the parser accepts.
 pub const MAX_EVENTS: usize = 4096;
 /// Largest event data the parser accepts.

@@ -47,7 +47,7 @@ pub enum VaultStatus {
     ResponseTooSmall = 5,
     /// The vault holds as many keys as it can.
     VaultFull = 6,
-    /// An import names a context that no recent attestation carried.
+    /// An import names a nonce that no recent attestation by the caller's VMPL carried.
     UnknownContext = 7,
     /// Unsealing data bound to PCRs whose values changed.
     PcrMismatch = 8,
@@ -57,9 +57,43 @@ pub enum VaultStatus {
     BadPublicKey = 10,
     /// Data sealed by another VMPL, another launch or another format.
     ForeignBlob = 11,
+    /// An import is wrapped for another owner VMPL than the caller's.
+    OwnerMismatch = 12,
+    /// An import is wrapped for another instance (another sealed state).
+    WrongInstance = 13,
+    /// An import is wrapped to another boot's transport key.
+    WrongBoot = 14,
+    /// The operation took effect but the new state could not be sealed and stored: a restart
+    /// would come back without it. The response is still written (e.g. the new key id).
+    NotPersisted = 15,
+    /// The caller already holds a key of that name.
+    DuplicateName = 16,
 }
 
 impl VaultStatus {
+    /// Decodes a status number (the result code minus 0x8000_1000).
+    pub const fn from_u32(n: u32) -> Option<VaultStatus> {
+        Some(match n {
+            1 => VaultStatus::KeyNotFound,
+            2 => VaultStatus::UsageNotAllowed,
+            3 => VaultStatus::WrongKeyKind,
+            4 => VaultStatus::AuthenticationFailed,
+            5 => VaultStatus::ResponseTooSmall,
+            6 => VaultStatus::VaultFull,
+            7 => VaultStatus::UnknownContext,
+            8 => VaultStatus::PcrMismatch,
+            9 => VaultStatus::EntropyFailed,
+            10 => VaultStatus::BadPublicKey,
+            11 => VaultStatus::ForeignBlob,
+            12 => VaultStatus::OwnerMismatch,
+            13 => VaultStatus::WrongInstance,
+            14 => VaultStatus::WrongBoot,
+            15 => VaultStatus::NotPersisted,
+            16 => VaultStatus::DuplicateName,
+            _ => return None,
+        })
+    }
+
     /// The SVSM result code (0x8000_1000 + n).
     pub const fn result_code(self) -> u32 {
         0x8000_1000 + self as u32
@@ -248,6 +282,9 @@ pub enum VaultRequestError {
     /// A reserved field is not zero.
     #[error("vault request field {0} is reserved")]
     Reserved(&'static str),
+    /// A key name is empty, too long, or has a byte outside printable ASCII.
+    #[error("key name must be 1..={MAX_KEY_NAME} printable ASCII bytes")]
+    BadName,
 }
 
 /// A decoded request; slices borrow the (copied-in) request buffer.
@@ -260,21 +297,8 @@ pub enum Request<'a> {
         /// Usage.
         usage: Usage,
     },
-    /// Import a wrapped key.
-    ImportKey {
-        /// Kind of the imported key.
-        kind: KeyKind,
-        /// Usage.
-        usage: Usage,
-        /// The attestation nonce / context the wrapping is bound to.
-        context: &'a [u8],
-        /// The wrapper's ephemeral P-384 public key (SEC1).
-        ephemeral_public: &'a [u8],
-        /// AES-GCM IV.
-        iv: &'a [u8; IV_LEN],
-        /// Ciphertext with tag.
-        ciphertext: &'a [u8],
-    },
+    /// Import a key wrapped to this boot's transport key.
+    ImportKey(ImportPackage<'a>),
     /// Sign `message` with `key_id`.
     Sign {
         /// Key.
@@ -386,6 +410,163 @@ pub enum Request<'a> {
     },
 }
 
+/// Import package format version.
+pub const IMPORT_VERSION: u16 = 2;
+/// Longest key name.
+pub const MAX_KEY_NAME: usize = 64;
+/// Longest appraisal nonce an import binds.
+pub const MAX_IMPORT_NONCE: usize = 64;
+/// SEC1 uncompressed P-384 point length.
+pub const P384_POINT_LEN: usize = 97;
+/// HKDF salt of the import key derivation.
+pub const IMPORT_LABEL: &[u8] = b"svsm-vhsm import v2";
+
+/// What a key provider binds a wrapped key to: the fields of an [`ImportPackage`] before its IV.
+/// Their encoding (see [`ImportBinding::write`]) is both the HKDF info and the AES-GCM AAD, so
+/// a package unwraps only in the boot, instance and VMPL it names, as the key it names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportBinding<'a> {
+    /// Kind of the wrapped key.
+    pub kind: KeyKind,
+    /// Usage granted.
+    pub usage: Usage,
+    /// The VMPL that will own the key (the requester VMPL of the appraised attestation).
+    pub owner_vmpl: u8,
+    /// Instance id from the appraised manifest.
+    pub instance_id: &'a [u8; 16],
+    /// The boot's transport public key from the appraised manifest (SEC1, 97 bytes).
+    pub recipient: &'a [u8; P384_POINT_LEN],
+    /// The wrapper's ephemeral P-384 public key (SEC1, 97 bytes).
+    pub ephemeral: &'a [u8; P384_POINT_LEN],
+    /// The key's name (1..=64 printable ASCII bytes).
+    pub name: &'a [u8],
+    /// The nonce of the appraisal that admitted the release (1..=64 bytes).
+    pub nonce: &'a [u8],
+}
+
+/// Whether `name` is a valid key name.
+pub fn valid_key_name(name: &[u8]) -> bool {
+    (1..=MAX_KEY_NAME).contains(&name.len()) && name.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+impl ImportBinding<'_> {
+    /// Encoded length: u16 version, u16 kind, u16 usage, u8 owner VMPL, u8 zero, 16-byte
+    /// instance id, 97-byte recipient, 97-byte ephemeral key, u8 + name, u8 + nonce.
+    pub const fn len(&self) -> usize {
+        8 + 16 + 2 * P384_POINT_LEN + 1 + self.name.len() + 1 + self.nonce.len()
+    }
+
+    /// Never empty (kept for the `len` convention).
+    pub const fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Writes the encoding into `out`; `None` when `out` is too small or a field is invalid.
+    pub fn write(&self, out: &mut [u8]) -> Option<usize> {
+        if !valid_key_name(self.name)
+            || !(1..=MAX_IMPORT_NONCE).contains(&self.nonce.len())
+            || self.owner_vmpl > 3
+        {
+            return None;
+        }
+        let n = self.len();
+        let mut w = out.get_mut(..n)?;
+        let mut put = |bytes: &[u8]| -> Option<()> {
+            let (head, tail) = core::mem::take(&mut w).split_at_mut_checked(bytes.len())?;
+            head.copy_from_slice(bytes);
+            w = tail;
+            Some(())
+        };
+        put(&IMPORT_VERSION.to_le_bytes())?;
+        put(&(self.kind as u16).to_le_bytes())?;
+        put(&self.usage.bits().to_le_bytes())?;
+        put(&[self.owner_vmpl, 0])?;
+        put(self.instance_id)?;
+        put(self.recipient)?;
+        put(self.ephemeral)?;
+        put(&[self.name.len() as u8])?;
+        put(self.name)?;
+        put(&[self.nonce.len() as u8])?;
+        put(self.nonce)?;
+        Some(n)
+    }
+}
+
+/// A wrapped key as a key provider sends it and the guest passes it on unchanged: the
+/// [`ImportBinding`] encoding, then a 12-byte AES-GCM IV, u16 ciphertext length, ciphertext
+/// with tag. The key is AES-256-GCM under `HKDF-SHA384(salt = IMPORT_LABEL, ikm = ECDH(E,
+/// recipient).x, info = binding)`, with the binding as AAD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportPackage<'a> {
+    /// The binding fields.
+    pub binding: ImportBinding<'a>,
+    /// The encoded binding (the AAD), as received.
+    pub binding_bytes: &'a [u8],
+    /// AES-GCM IV.
+    pub iv: &'a [u8; IV_LEN],
+    /// Ciphertext with tag.
+    pub ciphertext: &'a [u8],
+}
+
+impl<'a> ImportPackage<'a> {
+    /// Decodes a package of exactly `bytes.len()` bytes.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, VaultRequestError> {
+        let mut r = Reader { data: bytes };
+        let version = r.u16("import version")?;
+        if version != IMPORT_VERSION {
+            return Err(VaultRequestError::Version(version));
+        }
+        let kind = r.kind()?;
+        let usage = r.usage()?;
+        let owner = r.take(2, "owner_vmpl")?;
+        let owner_vmpl = owner.first().copied().unwrap_or(u8::MAX);
+        if owner_vmpl > 3 {
+            return Err(VaultRequestError::Reserved("owner_vmpl above 3"));
+        }
+        if owner.get(1) != Some(&0) {
+            return Err(VaultRequestError::Reserved("import reserved"));
+        }
+        let instance_id = r.array::<16>("instance_id")?;
+        let recipient = r.array::<P384_POINT_LEN>("recipient")?;
+        let ephemeral = r.array::<P384_POINT_LEN>("ephemeral")?;
+        let name_len = usize::from(r.u8("name_len")?);
+        let name = r.field(name_len, MAX_KEY_NAME, "name")?;
+        if !valid_key_name(name) {
+            return Err(VaultRequestError::BadName);
+        }
+        let nonce_len = usize::from(r.u8("nonce_len")?);
+        if nonce_len == 0 {
+            return Err(VaultRequestError::Truncated("nonce"));
+        }
+        let nonce = r.field(nonce_len, MAX_IMPORT_NONCE, "nonce")?;
+        let binding_len = bytes.len() - r.data.len();
+        let binding_bytes = bytes
+            .get(..binding_len)
+            .ok_or(VaultRequestError::Truncated("binding"))?;
+        let iv = r.iv()?;
+        let ct_len = usize::from(r.u16("ciphertext_len")?);
+        let ciphertext = r.field(ct_len, MAX_FIELD, "ciphertext")?;
+        if !r.data.is_empty() {
+            return Err(VaultRequestError::TrailingBytes(r.data.len()));
+        }
+        Ok(ImportPackage {
+            binding: ImportBinding {
+                kind,
+                usage,
+                owner_vmpl,
+                instance_id,
+                recipient,
+                ephemeral,
+                name,
+                nonce,
+            },
+            binding_bytes,
+            iv,
+            ciphertext,
+        })
+    }
+}
+
 /// A bounds-checked little-endian reader.
 struct Reader<'a> {
     data: &'a [u8],
@@ -399,6 +580,17 @@ impl<'a> Reader<'a> {
             .ok_or(VaultRequestError::Truncated(what))?;
         self.data = tail;
         Ok(head)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, VaultRequestError> {
+        Ok(self.take(1, what)?.first().copied().unwrap_or(0))
+    }
+    fn array<const N: usize>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<&'a [u8; N], VaultRequestError> {
+        self.take(N, what)?
+            .try_into()
+            .map_err(|_| VaultRequestError::Truncated(what))
     }
     fn u16(&mut self, what: &'static str) -> Result<u16, VaultRequestError> {
         let b = self.take(2, what)?;
@@ -470,20 +662,7 @@ impl<'a> Request<'a> {
                 usage: r.usage()?,
             },
             Op::ImportKey => {
-                let kind = r.kind()?;
-                let usage = r.usage()?;
-                let context_len = usize::from(r.u16("context_len")?);
-                let public_len = usize::from(r.u16("ephemeral_len")?);
-                let ct_len = r.u32("ciphertext_len")? as usize;
-                let iv = r.iv()?;
-                Request::ImportKey {
-                    kind,
-                    usage,
-                    context: r.field(context_len, MAX_FIELD, "context")?,
-                    ephemeral_public: r.field(public_len, MAX_FIELD, "ephemeral_public")?,
-                    iv,
-                    ciphertext: r.field(ct_len, MAX_FIELD, "ciphertext")?,
-                }
+                Request::ImportKey(ImportPackage::parse(r.rest(MAX_FIELD * 2, "import")?)?)
             }
             Op::Sign => Request::Sign {
                 key_id,
@@ -703,6 +882,93 @@ mod tests {
                 data: b"secret"
             }
         );
+    }
+
+    fn package(binding: &ImportBinding<'_>, ct: &[u8]) -> std::vec::Vec<u8> {
+        let mut b = std::vec![0u8; binding.len()];
+        assert_eq!(binding.write(&mut b), Some(binding.len()));
+        b.extend_from_slice(&[7; IV_LEN]);
+        b.extend_from_slice(&(ct.len() as u16).to_le_bytes());
+        b.extend_from_slice(ct);
+        b
+    }
+
+    const BINDING: ImportBinding<'static> = ImportBinding {
+        kind: KeyKind::Aes256Gcm,
+        usage: Usage::ENCRYPT,
+        owner_vmpl: 1,
+        instance_id: &[0x11; 16],
+        recipient: &[0x04; P384_POINT_LEN],
+        ephemeral: &[0x05; P384_POINT_LEN],
+        name: b"payments/v1",
+        nonce: b"nonce-1",
+    };
+
+    #[test]
+    fn every_status_decodes_from_its_own_number() {
+        for n in 0..64 {
+            if let Some(s) = VaultStatus::from_u32(n) {
+                assert_eq!(s as u32, n);
+            }
+        }
+        assert_eq!(VaultStatus::from_u32(16), Some(VaultStatus::DuplicateName));
+        assert_eq!(VaultStatus::from_u32(17), None);
+    }
+
+    #[test]
+    fn import_packages_round_trip_and_bound_every_field() {
+        let bytes = package(&BINDING, &[9; 48]);
+        let body = build(Op::ImportKey, 0, |w| {
+            w.bytes(&bytes);
+        });
+        let Request::ImportKey(p) = Request::parse(&body).unwrap() else {
+            panic!("not an import")
+        };
+        assert_eq!(p.binding, BINDING);
+        assert_eq!(p.binding_bytes, &bytes[..BINDING.len()]);
+        assert_eq!(p.iv, &[7; IV_LEN]);
+        assert_eq!(p.ciphertext, &[9; 48]);
+        for len in 0..bytes.len() {
+            assert!(ImportPackage::parse(&bytes[..len]).is_err(), "len {len}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(
+            ImportPackage::parse(&longer),
+            Err(VaultRequestError::TrailingBytes(1))
+        );
+        // Owner VMPL above 3, a reserved byte, a bad name, an empty nonce, an old version.
+        let mut b = bytes.clone();
+        b[6] = 4;
+        assert!(matches!(
+            ImportPackage::parse(&b),
+            Err(VaultRequestError::Reserved(_))
+        ));
+        let mut b = bytes.clone();
+        b[7] = 1;
+        assert!(matches!(
+            ImportPackage::parse(&b),
+            Err(VaultRequestError::Reserved(_))
+        ));
+        let name_at = 8 + 16 + 2 * P384_POINT_LEN + 1;
+        let mut b = bytes.clone();
+        b[name_at] = b' ';
+        assert_eq!(ImportPackage::parse(&b), Err(VaultRequestError::BadName));
+        for name in [&b""[..], b"has space", &[b'a'; 65]] {
+            assert_eq!(ImportBinding { name, ..BINDING }.write(&mut [0; 512]), None);
+        }
+        assert_eq!(
+            ImportBinding {
+                nonce: b"",
+                ..BINDING
+            }
+            .write(&mut [0; 512]),
+            None
+        );
+        assert_eq!(BINDING.write(&mut [0; 16]), None);
+        let mut b = bytes.clone();
+        b[0] = 1;
+        assert_eq!(ImportPackage::parse(&b), Err(VaultRequestError::Version(1)));
     }
 
     #[test]

@@ -2,18 +2,27 @@
 //! SVSM_ATTEST_SINGLE_SERVICE. The report is always requested at VMPL0 with
 //! REPORT_DATA = SHA-512(nonce || manifest); the request may sit at any GPA (Linux puts it in
 //! the calling area at offset 8).
+//!
+//! Every manifest of ours is built for one request: it names the VMPL that asked (the report
+//! itself is always VMPL0's), carries this boot's transport key, and lists only the extra
+//! evidence that VMPL registered since its previous attestation, which this attestation then
+//! consumes. The nonce is remembered with the requester so a key import can bind to it.
 
 use crate::error::SvsmError;
 use crate::module::SvsmModule;
-use crate::module::{StateStatus, ATTESTED_CONTEXTS};
+use crate::module::{EphemeralReason, StateStatus, ATTESTED_CONTEXTS};
 use crate::platform::{Entropy, Gpa, GuestMemory, SecureProcessor, StateStore, Vmpl};
+use crate::sealed::SealError;
 use crate::tpm::TpmEngine;
+use crate::vault::AttestedNonce;
 use alloc::vec;
 use alloc::vec::Vec;
 use sha2::{Digest, Sha512};
 use svsm_abi::attest::{
     services_manifest_len, write_services_manifest, AttestServicesRequest,
-    AttestSingleServiceRequest, VAULT_SERVICE_GUID, VTPM_SERVICE_GUID,
+    AttestSingleServiceRequest, EphemeralCause, StateHeader, StateKind, MANIFEST_FLAG_EPHEMERAL,
+    MANIFEST_FLAG_NOT_PERSISTED, VAULT_MANIFEST_V2, VAULT_SERVICE_GUID, VTPM_MANIFEST_V2,
+    VTPM_SERVICE_GUID,
 };
 use svsm_abi::snp::REPORT_SIZE;
 use svsm_abi::svsm::CallRegisters;
@@ -24,10 +33,23 @@ use zerocopy::IntoBytes;
 const SERVICES_REQUEST_LEN: usize = core::mem::size_of::<AttestServicesRequest>();
 const SINGLE_REQUEST_LEN: usize = core::mem::size_of::<AttestSingleServiceRequest>();
 
-/// Version of the vault service manifest.
-pub const VAULT_MANIFEST_VERSION: u32 = 1;
-/// Vault manifest flag: the module runs on ephemeral (unsealed, unpersisted) state.
-pub const VAULT_FLAG_EPHEMERAL: u32 = 1;
+/// The manifest's name for why the state is ephemeral.
+fn ephemeral_cause(reason: EphemeralReason) -> EphemeralCause {
+    match reason {
+        EphemeralReason::RootKey(_) => EphemeralCause::NoRootKey,
+        EphemeralReason::TpmRestore(_) => EphemeralCause::TpmRestore,
+        EphemeralReason::Sealed(e) => match e {
+            SealError::ForeignLaunch => EphemeralCause::ForeignLaunch,
+            SealError::Tampered => EphemeralCause::Tampered,
+            SealError::Rollback { .. } => EphemeralCause::Rollback,
+            SealError::Truncated
+            | SealError::BadMagic
+            | SealError::UnsupportedVersion(_)
+            | SealError::MalformedPayload => EphemeralCause::Malformed,
+            SealError::Store(_) => EphemeralCause::StoreUnavailable,
+        },
+    }
+}
 
 impl<M, P, T, S, R> SvsmModule<M, P, T, S, R>
 where
@@ -49,16 +71,19 @@ where
                 let mut raw = [0u8; SERVICES_REQUEST_LEN];
                 self.memory.read(caller, gpa, &mut raw)?;
                 let request = AttestServicesRequest::parse(&raw)?;
-                let manifest = self.services_manifest()?;
-                self.attest(caller, &request, &manifest, regs)
+                let manifest = self.services_manifest(caller)?;
+                self.attest(caller, &request, &manifest, false, regs)
             }
             attest_call::ATTEST_SINGLE_SERVICE => {
                 let mut raw = [0u8; SINGLE_REQUEST_LEN];
                 self.memory.read(caller, gpa, &mut raw)?;
                 let request = AttestSingleServiceRequest::parse(&raw)?;
-                let manifest =
-                    self.service_manifest(request.service_guid, request.manifest_version.get())?;
-                self.attest(caller, &request.base, &manifest, regs)
+                let version = request.manifest_version.get();
+                let manifest = self.service_manifest(caller, request.service_guid, version)?;
+                // Only the vTPM manifest version 2 lists extra evidence.
+                let carries_extra =
+                    request.service_guid == VTPM_SERVICE_GUID && version == VTPM_MANIFEST_V2;
+                self.attest(caller, &request.base, &manifest, carries_extra, regs)
             }
             _ => Err(SvsmError::UnsupportedCall {
                 protocol: PROTOCOL_ATTEST,
@@ -68,13 +93,16 @@ where
     }
 
     /// The services this module runs, each with its version-0 manifest, in table order.
-    fn services(&mut self) -> Result<Vec<(Guid, Vec<u8>)>, SvsmError> {
+    fn services(&mut self, caller: Vmpl) -> Result<Vec<(Guid, Vec<u8>)>, SvsmError> {
         let mut services = Vec::new();
         if self.tpm.is_some() {
             services.push((VTPM_SERVICE_GUID, self.vtpm_manifest()?));
         }
-        if let Some(manifest) = self.vault_manifest() {
-            services.push((VAULT_SERVICE_GUID, manifest));
+        if self.keys.is_some() {
+            services.push((
+                VAULT_SERVICE_GUID,
+                self.state_header(caller, VAULT_MANIFEST_V2),
+            ));
         }
         Ok(services)
     }
@@ -92,50 +120,65 @@ where
         Ok(ek)
     }
 
-    /// The vault's manifest (version 0 of its service): `u32 manifest version, u32 flags
-    /// (bit 0 = ephemeral state), u64 sealed-state epoch, 16-byte instance id, 97-byte transport
-    /// public key (P-384, SEC1 uncompressed)`. A remote party refuses a rolled-back epoch and
-    /// wraps provisioned keys to the transport key.
-    fn vault_manifest(&self) -> Option<Vec<u8>> {
-        let keys = self.keys.as_ref()?;
-        let flags = match self.status {
-            StateStatus::Ephemeral(_) => VAULT_FLAG_EPHEMERAL,
-            StateStatus::Fresh | StateStatus::Restored => 0,
+    /// The [`StateHeader`] every manifest of ours opens with (the whole vault manifest): where
+    /// the state came from, whether the newest state is stored, the requester, this boot's
+    /// transport key.
+    fn state_header(&self, caller: Vmpl, version: u32) -> Vec<u8> {
+        let (state, reason) = match self.status {
+            StateStatus::Fresh => (StateKind::Fresh, EphemeralCause::None),
+            StateStatus::Restored => (StateKind::Restored, EphemeralCause::None),
+            StateStatus::Ephemeral(r) => (StateKind::Ephemeral, ephemeral_cause(r)),
         };
-        let mut m = Vec::with_capacity(129);
-        m.extend_from_slice(&VAULT_MANIFEST_VERSION.to_le_bytes());
-        m.extend_from_slice(&flags.to_le_bytes());
-        m.extend_from_slice(&self.epoch.to_le_bytes());
-        m.extend_from_slice(&self.instance_id);
-        m.extend_from_slice(&keys.transport_public());
-        Some(m)
+        let mut flags = 0;
+        if state == StateKind::Ephemeral {
+            flags |= MANIFEST_FLAG_EPHEMERAL;
+        }
+        if self.persist_error.is_some() {
+            flags |= MANIFEST_FLAG_NOT_PERSISTED;
+        }
+        let header = StateHeader {
+            version: version.into(),
+            flags: flags.into(),
+            state: state as u8,
+            reason: reason as u8,
+            requester_vmpl: caller.level(),
+            reserved0: 0,
+            epoch: self.epoch.into(),
+            instance_id: self.instance_id,
+            transport_public: self.transport.as_ref().map_or([0; 97], |t| *t.public()),
+            reserved1: [0; 3],
+        };
+        header.as_bytes().to_vec()
     }
 
-    fn services_manifest(&mut self) -> Result<Vec<u8>, SvsmError> {
-        let services = self.services()?;
+    fn services_manifest(&mut self, caller: Vmpl) -> Result<Vec<u8>, SvsmError> {
+        let services = self.services(caller)?;
         let refs: Vec<(Guid, &[u8])> = services.iter().map(|(g, m)| (*g, m.as_slice())).collect();
         let mut table = vec![0u8; services_manifest_len(&refs)?];
         write_services_manifest(&refs, &mut table)?;
         Ok(table)
     }
 
-    fn service_manifest(&mut self, guid: Guid, version: u32) -> Result<Vec<u8>, SvsmError> {
+    fn service_manifest(
+        &mut self,
+        caller: Vmpl,
+        guid: Guid,
+        version: u32,
+    ) -> Result<Vec<u8>, SvsmError> {
         let (_, manifest) = self
-            .services()?
+            .services(caller)?
             .into_iter()
             .find(|(g, _)| *g == guid)
             .ok_or(SvsmError::UnknownService(guid))?;
         match (guid, version) {
             (_, 0) => Ok(manifest),
-            (g, svsm_abi::attest::VTPM_MANIFEST_V1) if g == VTPM_SERVICE_GUID => {
-                self.vtpm_manifest_v1()
-            }
+            (g, VTPM_MANIFEST_V2) if g == VTPM_SERVICE_GUID => self.vtpm_manifest_v2(caller),
             _ => Err(SvsmError::ManifestVersion(version)),
         }
     }
 
-    /// The vTPM service manifest version 1 (`svsm_abi::attest::VtpmManifestV1`).
-    fn vtpm_manifest_v1(&mut self) -> Result<Vec<u8>, SvsmError> {
+    /// The vTPM service manifest version 2 (`svsm_abi::attest::VtpmManifestV2`).
+    fn vtpm_manifest_v2(&mut self, caller: Vmpl) -> Result<Vec<u8>, SvsmError> {
         use sha2::Sha384;
         let ek = self.vtpm_manifest()?;
         let ak = match &self.ak_public {
@@ -150,29 +193,20 @@ where
                 ak
             }
         };
-        let flags = match self.status {
-            StateStatus::Ephemeral(_) => svsm_abi::attest::MANIFEST_FLAG_EPHEMERAL,
-            StateStatus::Fresh | StateStatus::Restored => 0,
-        };
-        let transport = self
-            .keys
-            .as_ref()
-            .map(|k| k.transport_public())
-            .unwrap_or([0; 97]);
         let log_digest: [u8; 48] = Sha384::digest(&self.event_log).into();
-        let mut m = Vec::with_capacity(256 + ek.len() + ak.len());
-        m.extend_from_slice(&svsm_abi::attest::VTPM_MANIFEST_V1.to_le_bytes());
-        m.extend_from_slice(&flags.to_le_bytes());
-        m.extend_from_slice(&self.epoch.to_le_bytes());
-        m.extend_from_slice(&self.instance_id);
-        m.extend_from_slice(&transport);
+        let mut m = self.state_header(caller, VTPM_MANIFEST_V2);
         m.extend_from_slice(&log_digest);
         for part in [&ek, &ak] {
             m.extend_from_slice(&(part.len() as u16).to_le_bytes());
             m.extend_from_slice(part);
         }
-        m.extend_from_slice(&(self.extra_evidence.len() as u16).to_le_bytes());
-        for (kind, digest) in &self.extra_evidence {
+        let mine: Vec<_> = self
+            .extra_evidence
+            .iter()
+            .filter(|(vmpl, _, _)| *vmpl == caller)
+            .collect();
+        m.extend_from_slice(&(mine.len() as u16).to_le_bytes());
+        for (_, kind, digest) in mine {
             m.extend_from_slice(&kind.to_le_bytes());
             m.extend_from_slice(digest);
         }
@@ -184,6 +218,7 @@ where
         caller: Vmpl,
         request: &AttestServicesRequest,
         manifest: &[u8],
+        carries_extra: bool,
         regs: &mut CallRegisters,
     ) -> Result<(), SvsmError> {
         let mut nonce = vec![0u8; usize::from(request.nonce_size.get())];
@@ -220,11 +255,18 @@ where
             .finalize()
             .into();
         let report = self.psp.attestation_report(&report_data, Vmpl::ZERO)?;
-        // The nonce may now bind a key import to this attestation.
+        // The nonce may now bind a key import by the requester to this attestation.
         if self.attested_contexts.len() >= ATTESTED_CONTEXTS {
             self.attested_contexts.remove(0);
         }
-        self.attested_contexts.push(nonce.clone());
+        self.attested_contexts.push(AttestedNonce {
+            requester: caller,
+            nonce: nonce.clone(),
+        });
+        // The requester's extra evidence is carried by this attestation and no other.
+        if carries_extra {
+            self.extra_evidence.retain(|(vmpl, _, _)| *vmpl != caller);
+        }
 
         self.memory.write(
             caller,

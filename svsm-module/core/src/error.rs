@@ -91,6 +91,10 @@ impl SvsmError {
                 | ManifestError::TotalSize { .. }
                 | ManifestError::EntryOutOfRange { .. }
                 | ManifestError::TooManyEntries(_)
+                | ManifestError::UnsupportedVersion(_)
+                | ManifestError::UnknownState(_)
+                | ManifestError::InconsistentState
+                | ManifestError::Reserved(_)
                 | ManifestError::BufferTooSmall { .. } => ResultCode::InvalidRequest,
             },
             SvsmError::VtpmBuffer(e) => match e {
@@ -128,7 +132,8 @@ impl SvsmError {
                 | VaultRequestError::UnknownKind(_)
                 | VaultRequestError::UnknownUsage(_)
                 | VaultRequestError::FieldTooLong(_)
-                | VaultRequestError::Reserved(_) => ResultCode::InvalidParameter,
+                | VaultRequestError::Reserved(_)
+                | VaultRequestError::BadName => ResultCode::InvalidParameter,
             },
             SvsmError::Vault(e) => match e {
                 VaultError::Status(status) => vault_status_code(*status),
@@ -151,7 +156,12 @@ const fn vault_status_code(status: VaultStatus) -> ResultCode {
         | VaultStatus::PcrMismatch
         | VaultStatus::EntropyFailed
         | VaultStatus::BadPublicKey
-        | VaultStatus::ForeignBlob => ResultCode::ProtocolError(status as u32),
+        | VaultStatus::ForeignBlob
+        | VaultStatus::OwnerMismatch
+        | VaultStatus::WrongInstance
+        | VaultStatus::WrongBoot
+        | VaultStatus::NotPersisted
+        | VaultStatus::DuplicateName => ResultCode::ProtocolError(status as u32),
     }
 }
 
@@ -381,6 +391,46 @@ mod tests {
             (
                 SvsmError::Vault(VaultError::Status(VaultStatus::ForeignBlob)),
                 ProtocolError(11),
+            ),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::OwnerMismatch)),
+                ProtocolError(12),
+            ),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::WrongInstance)),
+                ProtocolError(13),
+            ),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::WrongBoot)),
+                ProtocolError(14),
+            ),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::NotPersisted)),
+                ProtocolError(15),
+            ),
+            (
+                SvsmError::Vault(VaultError::Status(VaultStatus::DuplicateName)),
+                ProtocolError(16),
+            ),
+            (
+                SvsmError::VaultRequest(VaultRequestError::BadName),
+                InvalidParameter,
+            ),
+            (
+                SvsmError::Manifest(ManifestError::UnsupportedVersion(1)),
+                InvalidRequest,
+            ),
+            (
+                SvsmError::Manifest(ManifestError::UnknownState(9)),
+                InvalidRequest,
+            ),
+            (
+                SvsmError::Manifest(ManifestError::InconsistentState),
+                InvalidRequest,
+            ),
+            (
+                SvsmError::Manifest(ManifestError::Reserved("flags")),
+                InvalidRequest,
             ),
         ];
         for status in [VaultStatus::KeyNotFound, VaultStatus::ForeignBlob] {

@@ -5,6 +5,11 @@
 //! to a configured minimum): only VMPL0 of a launch with this measurement and policy can ask for
 //! it, and pinning the TCB to a minimum (not the running TCB) keeps sealed state readable after
 //! a firmware update raises the committed TCB.
+//!
+//! The vault's transport key is deliberately NOT here: anything derived from the root is the
+//! same for every launch of the image on the chip, whatever kernel it boots. The transport key
+//! is made from entropy at each boot ([`BootTransportKey`]) so a wrapped key reaches only the
+//! boot that was appraised.
 
 use crate::platform::{DerivedKey, PspError, SecureProcessor};
 use hkdf::Hkdf;
@@ -21,15 +26,12 @@ pub mod label {
     pub const STATE_SEALING: &[u8] = b"svsm-vhsm state-sealing v1";
     /// The vault master key (seals data, derives per-purpose keys).
     pub const VAULT_MASTER: &[u8] = b"svsm-vhsm vault-master v1";
-    /// The transport key pair (P-384), for importing provisioned keys.
-    pub const TRANSPORT: &[u8] = b"svsm-vhsm transport-p384 v1";
 }
 
 /// The keys of one launch. Everything is wiped on drop.
 pub struct KeyHierarchy {
     state_sealing: Zeroizing<[u8; 32]>,
     vault_master: Zeroizing<[u8; 32]>,
-    transport: p384::SecretKey,
 }
 
 impl core::fmt::Debug for KeyHierarchy {
@@ -65,11 +67,9 @@ impl KeyHierarchy {
         // HKDF-SHA384 expands up to 255 * 48 bytes; these lengths cannot fail.
         let _ = hk.expand(label::STATE_SEALING, state_sealing.as_mut());
         let _ = hk.expand(label::VAULT_MASTER, vault_master.as_mut());
-        let transport = derive_p384_secret(&hk, label::TRANSPORT);
         KeyHierarchy {
             state_sealing,
             vault_master,
-            transport,
         }
     }
 
@@ -82,37 +82,52 @@ impl KeyHierarchy {
     pub fn vault_master(&self) -> &[u8; 32] {
         &self.vault_master
     }
+}
 
-    /// The transport secret key.
-    pub fn transport_secret(&self) -> &p384::SecretKey {
-        &self.transport
-    }
+/// This boot's vault transport key pair (P-384): made from entropy when the module boots, never
+/// sealed, never derived from the launch, dropped (and wiped, by `p384::SecretKey`) with the
+/// module. Its public key is in every attested manifest of this boot; a key provider wraps to it
+/// (see `crate::vault`), so a package captured by the host cannot be unwrapped by another
+/// instance, another launch of the same image, or a later boot of this instance.
+pub struct BootTransportKey {
+    secret: p384::SecretKey,
+    public: [u8; 97],
+}
 
-    /// The transport public key, SEC1 uncompressed (97 bytes).
-    pub fn transport_public(&self) -> [u8; 97] {
-        let point = p384::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
-            &self.transport.public_key(),
-            false,
-        );
-        let mut out = [0u8; 97];
-        if point.as_bytes().len() == out.len() {
-            out.copy_from_slice(point.as_bytes());
-        }
-        out
+impl core::fmt::Debug for BootTransportKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("BootTransportKey(..)")
     }
 }
 
-/// A P-384 secret scalar from HKDF output: expand 48 bytes with a counter until the value is a
-/// valid non-zero scalar (the first try succeeds with overwhelming probability).
-fn derive_p384_secret(hk: &Hkdf<Sha384>, label: &[u8]) -> p384::SecretKey {
-    let mut counter: u8 = 0;
-    loop {
-        let mut bytes = Zeroizing::new([0u8; 48]);
-        let _ = hk.expand_multi_info(&[label, &[counter]], bytes.as_mut());
-        if let Ok(key) = p384::SecretKey::from_slice(bytes.as_ref()) {
-            return key;
+impl BootTransportKey {
+    /// A fresh key pair; `None` when entropy fails (imports are then unavailable).
+    pub fn generate<R: crate::platform::Entropy>(rng: &mut R) -> Option<Self> {
+        // A random 48-byte string is a valid scalar with overwhelming probability; retry a
+        // bounded number of times.
+        for _ in 0..16 {
+            let mut bytes = Zeroizing::new([0u8; 48]);
+            rng.fill(bytes.as_mut()).ok()?;
+            if let Ok(secret) = p384::SecretKey::from_slice(bytes.as_ref()) {
+                let point = p384::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
+                    &secret.public_key(),
+                    false,
+                );
+                let public: [u8; 97] = point.as_bytes().try_into().ok()?;
+                return Some(BootTransportKey { secret, public });
+            }
         }
-        counter = counter.wrapping_add(1);
+        None
+    }
+
+    /// The secret key.
+    pub fn secret(&self) -> &p384::SecretKey {
+        &self.secret
+    }
+
+    /// The public key, SEC1 uncompressed.
+    pub fn public(&self) -> &[u8; 97] {
+        &self.public
     }
 }
 

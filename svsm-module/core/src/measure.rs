@@ -3,9 +3,8 @@
 //! TCG PC Client conventions, and keeps a TCG crypto-agile event log (SHA-256 and SHA-384) of
 //! them. Later measurements by the guest (through the services protocol) go into the same log.
 //!
-//! PCRs (TCG PC Client Platform Firmware Profile; Linux conventions for initrd and cmdline):
-//! firmware -> 0 (EV_EFI_PLATFORM_FIRMWARE_BLOB), kernel -> 4 (EV_EFI_BOOT_SERVICES_APPLICATION),
-//! command line -> 8 (EV_IPL), initrd -> 9 (EV_EVENT_TAG). The event data names the component.
+//! PCRs and event types: `svsm_abi::eventlog::LaunchComponent` (firmware 0, kernel 4, command
+//! line 8, initrd 9), the table a verifier also uses to compute reference PCRs from the files.
 
 use crate::error::SvsmError;
 use crate::module::SvsmModule;
@@ -16,40 +15,8 @@ use alloc::vec::Vec;
 use sha2::{Digest, Sha256, Sha384};
 use svsm_abi::eventlog::{self, event_len, write_event};
 
-/// What a launch description lists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ComponentKind {
-    /// The guest firmware image.
-    Firmware,
-    /// The kernel.
-    Kernel,
-    /// The initial ramdisk.
-    Initrd,
-    /// The kernel command line.
-    CommandLine,
-}
-
-impl ComponentKind {
-    /// PCR and event type.
-    pub const fn pcr_and_event(self) -> (u32, u32) {
-        match self {
-            ComponentKind::Firmware => (0, eventlog::EV_EFI_PLATFORM_FIRMWARE_BLOB),
-            ComponentKind::Kernel => (4, eventlog::EV_EFI_BOOT_SERVICES_APPLICATION),
-            ComponentKind::CommandLine => (8, eventlog::EV_IPL),
-            ComponentKind::Initrd => (9, eventlog::EV_EVENT_TAG),
-        }
-    }
-
-    /// The event data recorded for it.
-    pub const fn name(self) -> &'static [u8] {
-        match self {
-            ComponentKind::Firmware => b"svsm-vhsm: guest firmware",
-            ComponentKind::Kernel => b"svsm-vhsm: kernel",
-            ComponentKind::CommandLine => b"svsm-vhsm: command line",
-            ComponentKind::Initrd => b"svsm-vhsm: initrd",
-        }
-    }
-}
+/// What a launch description lists (the PCR table lives in `svsm_abi`, shared with verifiers).
+pub use svsm_abi::eventlog::LaunchComponent as ComponentKind;
 
 /// One component to measure.
 #[derive(Clone, Copy, Debug)]

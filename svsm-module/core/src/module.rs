@@ -9,11 +9,11 @@
 //! the vault manifest.
 
 use crate::error::SvsmError;
-use crate::keys::KeyHierarchy;
+use crate::keys::{BootTransportKey, KeyHierarchy};
 use crate::platform::{Entropy, GuestMemory, PspError, SecureProcessor, StateStore, Vmpl};
 use crate::sealed::{self, Loaded, SealError};
 use crate::tpm::{TpmEngine, TpmEngineError, TpmState, MAX_TPM_BUFFER};
-use crate::vault::Vault;
+use crate::vault::{AttestedNonce, Vault};
 use alloc::vec;
 use alloc::vec::Vec;
 use svsm_abi::snp::TcbVersion;
@@ -106,14 +106,17 @@ pub struct SvsmModule<M, P, T, S, R> {
     pub(crate) instance_id: [u8; 16],
     /// The last persistence failure, if the latest state could not be written.
     pub(crate) persist_error: Option<PersistError>,
-    /// Recent attestation nonces (newest last).
-    pub(crate) attested_contexts: Vec<Vec<u8>>,
+    /// This boot's vault transport key (never sealed; `None` if entropy failed at boot).
+    pub(crate) transport: Option<BootTransportKey>,
+    /// Recent attestation nonces with their requesters (newest last).
+    pub(crate) attested_contexts: Vec<AttestedNonce>,
     /// The vTPM EK's TPMT_PUBLIC, created on the first attestation and kept.
     pub(crate) ek_public: Option<Vec<u8>>,
     /// The TCG event log of the measurements (launch components and guest requests).
     pub(crate) event_log: Vec<u8>,
-    /// Digests of extra evidence registered by the guest (kind, SHA-384).
-    pub(crate) extra_evidence: Vec<(u16, [u8; 48])>,
+    /// Digests of extra evidence registered by the guest (registering VMPL, kind, SHA-384),
+    /// each carried by that VMPL's next attestation and then dropped.
+    pub(crate) extra_evidence: Vec<(Vmpl, u16, [u8; 48])>,
     /// The AK's TPMT_PUBLIC, re-derived on first use and kept.
     pub(crate) ak_public: Option<Vec<u8>>,
     /// Copy-in/copy-out buffers, reused across calls.
@@ -175,6 +178,9 @@ where
             )));
         }
 
+        // Made after the sealed state is opened and never stored: a new key every boot.
+        let transport = BootTransportKey::generate(&mut rng);
+
         let tpm = factory.and_then(|f| {
             if let Some(state) = &tpm_state {
                 match f.restore(state) {
@@ -200,6 +206,7 @@ where
             epoch,
             instance_id,
             persist_error: None,
+            transport,
             attested_contexts: Vec::new(),
             ek_public: None,
             event_log: crate::measure::new_log(),
@@ -211,7 +218,8 @@ where
             vtpm_response: vec![0; MAX_TPM_BUFFER],
         };
         if module.status == StateStatus::Fresh {
-            module.persist();
+            // A failure is recorded and reported in every manifest until a write succeeds.
+            let _ = module.persist();
         }
         module
     }
@@ -251,19 +259,27 @@ where
         self.persist_error
     }
 
-    /// The vault transport public key (SEC1), if the key hierarchy exists.
+    /// This boot's vault transport public key (SEC1), if entropy gave one at boot.
     pub fn transport_public(&self) -> Option<[u8; 97]> {
-        self.keys.as_ref().map(KeyHierarchy::transport_public)
+        self.transport.as_ref().map(|t| *t.public())
+    }
+
+    /// The instance id of the sealed state.
+    pub fn instance_id(&self) -> [u8; 16] {
+        self.instance_id
     }
 
     /// Seals the current state into the next slot (write-then-switch), unless ephemeral. A
-    /// failure is recorded (see [`SvsmModule::persist_error`]); the call that changed the state
-    /// has already happened and is not undone.
-    pub(crate) fn persist(&mut self) {
+    /// failure is returned and recorded (see [`SvsmModule::persist_error`]): the manifest flags
+    /// it until a later write succeeds. The call that changed the state has already happened
+    /// and is not undone; its caller reports the failure to the guest.
+    pub(crate) fn persist(&mut self) -> Result<(), PersistError> {
         if matches!(self.status, StateStatus::Ephemeral(_)) {
-            return;
+            return Ok(());
         }
-        self.persist_error = self.try_persist().err();
+        let result = self.try_persist();
+        self.persist_error = result.err();
+        result
     }
 
     fn try_persist(&mut self) -> Result<(), PersistError> {

@@ -2,13 +2,25 @@
 //! owns them, never handed out. Each key records its owner VMPL and usage flags; a caller at
 //! another VMPL sees no such key, and a disallowed usage is refused.
 //!
-//! Import: a host party wraps key material to the vault's transport public key T with an
-//! ephemeral P-384 key E: `k = HKDF-SHA384(salt = context, ikm = ECDH(e, T), info = label ||
-//! E || T || kind || usage)`, then AES-256-GCM under k with AAD = `kind || usage || context`.
-//! The context must be the nonce of a recent attestation by this module, so a key is only
-//! released to the instance the host appraised.
+//! Import (provisioning): a key provider that appraised an attestation of this module wraps key
+//! material into an [`ImportPackage`] (format in `svsm_abi::vault`). The package's binding names
+//! the owner VMPL, the instance id and this boot's transport public key T (all three from the
+//! appraised manifest), the key's kind, usage and name, and the appraisal's nonce; the provider's
+//! ephemeral P-384 key E and T give `k = HKDF-SHA384(salt = IMPORT_LABEL, ikm = ECDH(E, T).x,
+//! info = binding)`, and AES-256-GCM under k with the binding as AAD carries the material.
+//!
+//! Why this binds a key to exactly what was appraised:
+//! - T is made from entropy at boot and never leaves VMPL0 ([`crate::keys::BootTransportKey`]):
+//!   only the appraised boot can compute k. Another instance of the same image, another kernel
+//!   under the same firmware, or the next boot of this instance has another T.
+//! - The binding is authenticated by the AEAD and also checked field by field first, so a
+//!   refusal says why: another owner VMPL than the caller ([`VaultStatus::OwnerMismatch`]),
+//!   another instance ([`VaultStatus::WrongInstance`]), another boot ([`VaultStatus::WrongBoot`]),
+//!   a nonce the caller's VMPL never attested with in this boot ([`VaultStatus::UnknownContext`]).
+//! - The importer becomes the key's owner only when it is the VMPL the provider named, and the
+//!   provider names the requester VMPL the attested manifest reports.
 
-use crate::keys::{subkey, KeyHierarchy};
+use crate::keys::{subkey, BootTransportKey, KeyHierarchy};
 use crate::platform::{Entropy, Vmpl};
 use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -18,13 +30,14 @@ use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use p384::elliptic_curve::sec1::ToEncodedPoint;
 use sha2::{Sha256, Sha384};
-use svsm_abi::vault::{KeyKind, Request, Usage, VaultStatus, IV_LEN, TAG_LEN};
+use svsm_abi::vault::{
+    valid_key_name, ImportBinding, ImportPackage, KeyKind, Request, Usage, VaultStatus,
+    IMPORT_LABEL, IV_LEN, MAX_KEY_NAME, P384_POINT_LEN, TAG_LEN,
+};
 use zeroize::Zeroizing;
 
 /// Most keys the vault holds.
 pub const MAX_KEYS: usize = 256;
-/// HKDF label of import wrapping.
-pub const IMPORT_LABEL: &[u8] = b"svsm-vhsm import v1";
 /// HKDF label of ECDH derivation.
 pub const DERIVE_LABEL: &[u8] = b"svsm-vhsm derive v1";
 const SEAL_LABEL: &[u8] = b"svsm-vhsm seal v1";
@@ -100,6 +113,8 @@ impl Secret {
 
 struct VaultKey {
     owner: Vmpl,
+    /// The provider's name for an imported key (empty for keys made inside the vault).
+    name: Vec<u8>,
     kind: KeyKind,
     usage: Usage,
     secret: Secret,
@@ -111,10 +126,23 @@ pub struct OpContext<'a, R: Entropy> {
     pub keys: &'a KeyHierarchy,
     /// Entropy for key generation and IVs.
     pub rng: &'a mut R,
-    /// Contexts (attestation nonces) an import may bind to.
-    pub attested_contexts: &'a [Vec<u8>],
+    /// The sealed state's instance id.
+    pub instance_id: &'a [u8; 16],
+    /// This boot's transport key (`None`: no entropy at boot, imports unavailable).
+    pub transport: Option<&'a BootTransportKey>,
+    /// Nonces of this boot's recent attestations, with the VMPL that asked for each.
+    pub attested_contexts: &'a [AttestedNonce],
     /// SHA-256 digest of the selected SHA-256 PCRs, read from the vTPM (for sealing).
     pub pcr_digest: Option<&'a mut dyn FnMut(u32) -> Result<[u8; 32], VaultError>>,
+}
+
+/// A nonce some VMPL attested with in this boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttestedNonce {
+    /// The VMPL that asked for the attestation.
+    pub requester: Vmpl,
+    /// Its nonce.
+    pub nonce: Vec<u8>,
 }
 
 /// The key store.
@@ -160,65 +188,157 @@ fn allowed_usages(kind: KeyKind) -> Usage {
     }
 }
 
-/// The AES-256-GCM key and AAD that unwrap an import.
-fn import_key(
-    shared: &[u8],
-    context: &[u8],
-    ephemeral: &[u8],
-    transport: &[u8],
-    kind: KeyKind,
-    usage: Usage,
-) -> (Zeroizing<[u8; 32]>, Vec<u8>) {
-    let hk = Hkdf::<Sha384>::new(Some(context), shared);
+/// The AES-256-GCM key of an import package: HKDF-SHA384(salt = [`IMPORT_LABEL`], ikm = the
+/// ECDH x-coordinate, info = the encoded binding).
+fn import_key(shared: &[u8], binding: &[u8]) -> Zeroizing<[u8; 32]> {
+    let hk = Hkdf::<Sha384>::new(Some(IMPORT_LABEL), shared);
     let mut key = Zeroizing::new([0u8; 32]);
-    let kind_usage = [(kind as u16).to_le_bytes(), usage.bits().to_le_bytes()].concat();
-    let _ = hk.expand_multi_info(
-        &[IMPORT_LABEL, ephemeral, transport, &kind_usage],
-        key.as_mut(),
-    );
-    let mut aad = kind_usage;
-    aad.extend_from_slice(context);
-    (key, aad)
+    // 32 bytes is far below HKDF-SHA384's 255 * 48 limit: expand cannot fail.
+    let _ = hk.expand(binding, key.as_mut());
+    key
 }
 
-/// The host side of provisioning: wraps `material` of `kind` to the vault transport key.
-/// Returns (ephemeral public key, ciphertext with tag). `ephemeral_secret` and `iv` must be
-/// fresh random values.
+/// What a key provider wraps a key for: every field comes from the appraised manifest and the
+/// provider's own decision (name, kind, usage).
+#[derive(Clone, Copy, Debug)]
+pub struct ImportTarget<'a> {
+    /// Kind of the key.
+    pub kind: KeyKind,
+    /// Usage granted.
+    pub usage: Usage,
+    /// The VMPL that will own the key (the manifest's requester VMPL).
+    pub owner: Vmpl,
+    /// The manifest's instance id.
+    pub instance_id: &'a [u8; 16],
+    /// The manifest's transport public key (this boot's).
+    pub recipient: &'a [u8; P384_POINT_LEN],
+    /// The key's name (1..=64 printable ASCII bytes).
+    pub name: &'a [u8],
+    /// The nonce of the appraisal.
+    pub nonce: &'a [u8],
+}
+
+/// Why a key could not be wrapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WrapError {
+    /// The recipient is not a P-384 point.
+    #[error("the transport key is not a P-384 public key")]
+    BadRecipient,
+    /// A binding field is out of range (name, nonce or owner VMPL).
+    #[error(
+        "the key name must be 1..={MAX_KEY_NAME} printable ASCII bytes and the nonce 1..=64 bytes"
+    )]
+    BadBinding,
+    /// The material's length is not the kind's.
+    #[error("key material is {actual} bytes; the kind takes {expected}")]
+    MaterialLength {
+        /// Given.
+        actual: usize,
+        /// The kind's secret length.
+        expected: usize,
+    },
+    /// The cipher refused (cannot happen for sizes within the limits).
+    #[error("AES-GCM encryption failed")]
+    Encrypt,
+}
+
+/// The key provider's side of provisioning: wraps `material` for `target` into an import
+/// package (`svsm_abi::vault::ImportPackage` bytes). `ephemeral_secret` and `iv` must be fresh
+/// random values for every package.
 pub fn wrap_for_import(
-    transport_public: &[u8],
+    target: &ImportTarget<'_>,
     ephemeral_secret: &p384::SecretKey,
     iv: &[u8; IV_LEN],
-    context: &[u8],
-    kind: KeyKind,
-    usage: Usage,
     material: &[u8],
-) -> Option<(Vec<u8>, Vec<u8>)> {
-    let t = p384::PublicKey::from_sec1_bytes(transport_public).ok()?;
-    let shared = p384::ecdh::diffie_hellman(ephemeral_secret.to_nonzero_scalar(), t.as_affine());
-    let e_pub = ephemeral_secret
+) -> Result<Vec<u8>, WrapError> {
+    if material.len() != target.kind.secret_len() {
+        return Err(WrapError::MaterialLength {
+            actual: material.len(),
+            expected: target.kind.secret_len(),
+        });
+    }
+    let recipient =
+        p384::PublicKey::from_sec1_bytes(target.recipient).map_err(|_| WrapError::BadRecipient)?;
+    let ephemeral: [u8; P384_POINT_LEN] = ephemeral_secret
         .public_key()
         .to_encoded_point(false)
         .as_bytes()
-        .to_vec();
-    let (key, aad) = import_key(
-        shared.raw_secret_bytes(),
-        context,
-        &e_pub,
-        transport_public,
-        kind,
-        usage,
-    );
+        .try_into()
+        .map_err(|_| WrapError::BadRecipient)?;
+    let binding = ImportBinding {
+        kind: target.kind,
+        usage: target.usage,
+        owner_vmpl: target.owner.level(),
+        instance_id: target.instance_id,
+        recipient: target.recipient,
+        ephemeral: &ephemeral,
+        name: target.name,
+        nonce: target.nonce,
+    };
+    let mut package = alloc::vec![0u8; binding.len()];
+    binding.write(&mut package).ok_or(WrapError::BadBinding)?;
+    let shared =
+        p384::ecdh::diffie_hellman(ephemeral_secret.to_nonzero_scalar(), recipient.as_affine());
+    let key = import_key(shared.raw_secret_bytes(), &package);
     let ct = Aes256Gcm::new_from_slice(key.as_ref())
-        .ok()?
+        .map_err(|_| WrapError::Encrypt)?
         .encrypt(
-            &gcm_nonce(iv)?,
+            &gcm_nonce(iv).ok_or(WrapError::Encrypt)?,
             Payload {
                 msg: material,
-                aad: &aad,
+                aad: &package,
             },
         )
-        .ok()?;
-    Some((e_pub, ct))
+        .map_err(|_| WrapError::Encrypt)?;
+    package.extend_from_slice(iv);
+    package.extend_from_slice(&(ct.len() as u16).to_le_bytes());
+    package.extend_from_slice(&ct);
+    Ok(package)
+}
+
+/// Checks an import package against this boot and the caller, then unwraps its material.
+fn unwrap_import<R: Entropy>(
+    caller: Vmpl,
+    package: &ImportPackage<'_>,
+    ctx: &OpContext<'_, R>,
+) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    let b = &package.binding;
+    if b.owner_vmpl != caller.level() {
+        return Err(VaultStatus::OwnerMismatch.into());
+    }
+    if b.instance_id != ctx.instance_id {
+        return Err(VaultStatus::WrongInstance.into());
+    }
+    let transport = ctx.transport.ok_or(VaultError::Unavailable)?;
+    if b.recipient != transport.public() {
+        return Err(VaultStatus::WrongBoot.into());
+    }
+    if !ctx
+        .attested_contexts
+        .iter()
+        .any(|a| a.requester == caller && a.nonce.as_slice() == b.nonce)
+    {
+        return Err(VaultStatus::UnknownContext.into());
+    }
+    let e = p384::PublicKey::from_sec1_bytes(b.ephemeral).map_err(|_| VaultStatus::BadPublicKey)?;
+    let shared = p384::ecdh::diffie_hellman(transport.secret().to_nonzero_scalar(), e.as_affine());
+    let key = import_key(shared.raw_secret_bytes(), package.binding_bytes);
+    let material = Aes256Gcm::new_from_slice(key.as_ref())
+        .map_err(|_| VaultStatus::AuthenticationFailed)?
+        .decrypt(
+            &gcm_nonce(package.iv).ok_or(VaultStatus::AuthenticationFailed)?,
+            Payload {
+                msg: package.ciphertext,
+                aad: package.binding_bytes,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| VaultStatus::AuthenticationFailed)?;
+    if material.len() != b.kind.secret_len() {
+        return Err(VaultStatus::AuthenticationFailed.into());
+    }
+    Ok(material)
 }
 
 /// An AES-GCM nonce from a 12-byte IV.
@@ -249,6 +369,7 @@ impl Vault {
     fn insert(
         &mut self,
         owner: Vmpl,
+        name: &[u8],
         kind: KeyKind,
         usage: Usage,
         secret: Secret,
@@ -263,6 +384,7 @@ impl Vault {
             id,
             VaultKey {
                 owner,
+                name: name.to_vec(),
                 kind,
                 usage,
                 secret,
@@ -300,60 +422,29 @@ impl Vault {
                 }
                 let secret = generate(kind, ctx.rng)?;
                 let public = secret.public().unwrap_or_default();
-                let id = self.insert(caller, kind, usage, secret)?;
+                let id = self.insert(caller, &[], kind, usage, secret)?;
                 push_u32(out, id);
                 push_u16(out, public.len() as u16);
                 out.extend_from_slice(&public);
                 Ok(true)
             }
-            Request::ImportKey {
-                kind,
-                usage,
-                context,
-                ephemeral_public,
-                iv,
-                ciphertext,
-            } => {
-                if !allowed_usages(kind).contains(usage) || usage.is_empty() {
+            Request::ImportKey(ref package) => {
+                let b = &package.binding;
+                if !allowed_usages(b.kind).contains(b.usage) || b.usage.is_empty() {
                     return Err(VaultStatus::UsageNotAllowed.into());
                 }
-                if !ctx
-                    .attested_contexts
-                    .iter()
-                    .any(|c| c.as_slice() == context)
+                let material = unwrap_import(caller, package, ctx)?;
+                // Names are unique per owner, so a package cannot be imported twice.
+                if self
+                    .keys
+                    .values()
+                    .any(|k| k.owner == caller && k.name == b.name)
                 {
-                    return Err(VaultStatus::UnknownContext.into());
-                }
-                let e = p384::PublicKey::from_sec1_bytes(ephemeral_public)
-                    .map_err(|_| VaultStatus::BadPublicKey)?;
-                let t = ctx.keys.transport_secret();
-                let shared = p384::ecdh::diffie_hellman(t.to_nonzero_scalar(), e.as_affine());
-                let transport_public = ctx.keys.transport_public();
-                let (key, aad) = import_key(
-                    shared.raw_secret_bytes(),
-                    context,
-                    ephemeral_public,
-                    &transport_public,
-                    kind,
-                    usage,
-                );
-                let material = Aes256Gcm::new_from_slice(key.as_ref())
-                    .map_err(|_| VaultStatus::AuthenticationFailed)?
-                    .decrypt(
-                        &gcm_nonce(iv).ok_or(VaultStatus::AuthenticationFailed)?,
-                        Payload {
-                            msg: ciphertext,
-                            aad: &aad,
-                        },
-                    )
-                    .map(Zeroizing::new)
-                    .map_err(|_| VaultStatus::AuthenticationFailed)?;
-                if material.len() != kind.secret_len() {
-                    return Err(VaultStatus::AuthenticationFailed.into());
+                    return Err(VaultStatus::DuplicateName.into());
                 }
                 let secret =
-                    Secret::from_bytes(kind, &material).ok_or(VaultStatus::BadPublicKey)?;
-                let id = self.insert(caller, kind, usage, secret)?;
+                    Secret::from_bytes(b.kind, &material).ok_or(VaultStatus::BadPublicKey)?;
+                let id = self.insert(caller, b.name, b.kind, b.usage, secret)?;
                 push_u32(out, id);
                 Ok(true)
             }
@@ -497,7 +588,7 @@ impl Vault {
                     .map_err(|_| VaultStatus::WrongKeyKind)?;
                 let secret = Secret::from_bytes(kind, material.get(..len).unwrap_or(&[]))
                     .ok_or(VaultStatus::WrongKeyKind)?;
-                let id = self.insert(caller, kind, usage, secret)?;
+                let id = self.insert(caller, &[], kind, usage, secret)?;
                 push_u32(out, id);
                 Ok(true)
             }
@@ -616,11 +707,14 @@ impl Vault {
                     push_u32(out, *id);
                     push_u16(out, k.kind as u16);
                     push_u16(out, k.usage.bits());
+                    out.push(k.name.len() as u8);
+                    out.extend_from_slice(&k.name);
                 }
                 Ok(false)
             }
             Request::TransportKey => {
-                out.extend_from_slice(&ctx.keys.transport_public());
+                let t = ctx.transport.ok_or(VaultError::Unavailable)?;
+                out.extend_from_slice(t.public());
                 Ok(false)
             }
             // Handled by the module (they act on the vTPM and the event log, not on keys).
@@ -637,6 +731,8 @@ impl Vault {
         for (id, k) in &self.keys {
             push_u32(out, *id);
             out.push(k.owner.level());
+            out.push(k.name.len() as u8);
+            out.extend_from_slice(&k.name);
             push_u16(out, k.kind as u16);
             push_u16(out, k.usage.bits());
             let secret = k.secret.to_bytes();
@@ -667,6 +763,11 @@ impl Vault {
         for _ in 0..count {
             let id = u32_of(take(4)?)?;
             let owner = Vmpl::new(*take(1)?.first()?)?;
+            let name_len = usize::from(*take(1)?.first()?);
+            let name = take(name_len)?.to_vec();
+            if !name.is_empty() && !valid_key_name(&name) {
+                return None;
+            }
             let kind = KeyKind::from_u16(u16_of(take(2)?)?)?;
             let usage = Usage::from_bits(u16_of(take(2)?)?)?;
             let len = usize::from(u16_of(take(2)?)?);
@@ -675,6 +776,7 @@ impl Vault {
                 id,
                 VaultKey {
                     owner,
+                    name,
                     kind,
                     usage,
                     secret,

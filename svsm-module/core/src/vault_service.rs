@@ -98,10 +98,15 @@ where
                 return self.vault_reply(caller, regs, response);
             }
             Request::AddEvidence { kind, digest } => {
-                if self.extra_evidence.len() >= svsm_abi::attest::MAX_EXTRA_EVIDENCE {
+                let pending = self
+                    .extra_evidence
+                    .iter()
+                    .filter(|(vmpl, _, _)| *vmpl == caller)
+                    .count();
+                if pending >= svsm_abi::attest::MAX_EXTRA_EVIDENCE {
                     return Err(SvsmError::Vault(VaultError::Status(VaultStatus::VaultFull)));
                 }
-                self.extra_evidence.push((kind, *digest));
+                self.extra_evidence.push((caller, kind, *digest));
                 return self.vault_reply(caller, regs, response);
             }
             _ => {}
@@ -118,14 +123,17 @@ where
         let mut ctx = OpContext {
             keys,
             rng: &mut self.rng,
+            instance_id: &self.instance_id,
+            transport: self.transport.as_ref(),
             attested_contexts: &self.attested_contexts,
             pcr_digest: Some(&mut read_pcrs),
         };
         let changed = self.vault.handle(caller, &request, &mut ctx, response)?;
-        if changed {
-            self.persist();
-        }
-        self.vault_reply(caller, regs, response)
+        let persisted = if changed { self.persist() } else { Ok(()) };
+        self.vault_reply(caller, regs, response)?;
+        // The operation took effect and its response is written, but a restart would lose
+        // it: the caller must know (and the manifest says so until a write succeeds).
+        persisted.map_err(|_| SvsmError::Vault(VaultError::Status(VaultStatus::NotPersisted)))
     }
 
     fn vault_reply(

@@ -75,8 +75,11 @@ where
             .unwrap_or(&[]);
         self.memory.write(caller, gpa, out)?;
         // NV changed (keys made persistent, NV written, ...): seal and store the new state.
+        // The TPM response is already the guest's: a failed write cannot be reported through
+        // the TPM protocol without failing a command that took effect, so it is recorded and
+        // every manifest flags it (MANIFEST_FLAG_NOT_PERSISTED) until a write succeeds.
         if self.tpm.as_ref().is_some_and(|t| t.state_changed()) {
-            self.persist();
+            let _ = self.persist();
         }
         Ok(())
     }
