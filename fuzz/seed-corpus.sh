@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds fuzz/corpus/<target>/ from the committed synthetic seeds (fuzz/seeds/) and the real
-# hardware evidence in shared/vectors/snp (reports, HCL blobs, certificates).
+# hardware evidence in the repository's vectors/snp (reports, HCL blobs, certificates).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-vectors=${SVSM_VECTORS:-$here/../../shared/vectors}/snp
+vectors=${SVSM_VECTORS:-$here/../vectors}/snp
 [ -d "$vectors" ] || { echo "seed-corpus: vectors not found at $vectors (set SVSM_VECTORS)" >&2; exit 1; }
 targets=(snp_report cert_table services_manifest attest_request vtpm_buffer guest_message page_info tpm_command dispatcher host_verify vek_extensions vault_request snp_guest_response ovmf_firmware igvm_measure azure_hcl bundle_json image_frame)
 for t in "${targets[@]}"; do

@@ -9,9 +9,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-vectors=${SVSM_VECTORS:-$root/../shared/vectors}/snp
+vectors=${SVSM_VECTORS:-$root/vectors}/snp
 [ -d "$vectors" ] || { echo "bench: vectors not found at $vectors (set SVSM_VECTORS)" >&2; exit 1; }
-export SVSM_VECTORS=${SVSM_VECTORS:-$root/../shared/vectors}
+export SVSM_VECTORS=${SVSM_VECTORS:-$root/vectors}
 runs=${BENCH_RUNS:-30}
 target=${CARGO_TARGET_DIR:-$root/target}
 

@@ -1,7 +1,7 @@
 //! Azure vTPM evidence parsing: the HCL report (header, sizes, report and hash types, the
 //! runtime-claims JSON and its HCLAkPub JWK) and the TPM quote (TPMS_ATTEST, PCR selections, the
 //! PCR-digest check, both signature forms). Every input goes through both parsers. Seeds: the
-//! three real HCL reports and quotes of shared/vectors (fuzz/seeds/azure_hcl).
+//! three real HCL reports and quotes of vectors/snp (fuzz/seeds/azure_hcl).
 #![no_main]
 use host_verifier::azure::claims::RuntimeClaims;
 use host_verifier::azure::hcl::{HclReport, HW_REPORT_SIZE, VAR_DATA_OFFSET};

@@ -1,6 +1,6 @@
 //! VCEK/VLEK certificates (PEM or DER) and AMD's extension values: X.509 parsing, the AMD
 //! extensions (DER INTEGER SPLs, raw or tagged hwID, IA5String names), the TCB binding with both
-//! layouts. Seeds: every VEK and AMD CA certificate of shared/vectors (seed-corpus.sh).
+//! layouts. Seeds: every VEK and AMD CA certificate of vectors/snp (seed-corpus.sh).
 #![no_main]
 use host_verifier::vek::{parse_extension_value, AmdExtension, VekCert};
 use libfuzzer_sys::fuzz_target;

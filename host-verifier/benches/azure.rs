@@ -1,6 +1,6 @@
 //! In-process throughput of a warm Azure CVM appraisal: host-verifier vs `az-snp-vtpm` 0.8.2
 //! (kinvolk/azure-cvm-tooling, the crate trustee's Azure verifier uses) on the same three real
-//! vectors of `shared/vectors/snp` (azure-milan-v2, azure-milan-v3, azure-genoa-v3).
+//! vectors of `vectors/snp` (azure-milan-v2, azure-milan-v3, azure-genoa-v3).
 //!
 //! Warm = the VEK chain is already known good, each appraisal is:
 //! * ours: `Verifier::verify_azure` (one `Verifier` for the whole run, so its VEK cache is hot):
@@ -47,7 +47,7 @@ struct Case {
 fn vectors() -> PathBuf {
     std::env::var_os("SVSM_VECTORS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vectors"))
         .join("snp")
 }
 

@@ -1,5 +1,5 @@
 //! In-process throughput: host-verifier vs the `sev` crate (8.x, RustCrypto backend) verifying
-//! the same real reports (the 5 bare and 3 Azure cases of `shared/vectors/snp`).
+//! the same real reports (the 5 bare and 3 Azure cases of `vectors/snp`).
 //!
 //! * chain cached: the VEK chain is already verified; each report costs parsing and one ECDSA
 //!   verification (ours: the whole appraisal of 33 checks; `sev`: `(&vek, &report).verify()`).
@@ -37,7 +37,7 @@ struct Case {
 fn vectors() -> PathBuf {
     std::env::var_os("SVSM_VECTORS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vectors"))
         .join("snp")
 }
 

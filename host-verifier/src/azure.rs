@@ -1,7 +1,9 @@
 //! Azure confidential-VM evidence: an SEV-SNP report wrapped in the paravisor's "HCL report"
 //! (vTPM NV index 0x01400001), whose REPORT_DATA binds the runtime-claims JSON, whose JWK
 //! `HCLAkPub` is the vTPM attestation key (AK), which signs a TPM2 quote over the PCRs and the
-//! verifier's nonce. Facts: `shared/reference/snp-evidence.md` §12 (checks A1..A7).
+//! verifier's nonce. The layout and binding follow Azure's public tooling (kinvolk
+//! azure-cvm-tooling `az-cvm-vtpm/src/hcl`, `vtpm`) and confidential-containers trustee's
+//! `az_snp_vtpm` verifier; checks A1..A7 below.
 //!
 //! Trust flows ARK → VCEK → SNP report → REPORT_DATA → runtime claims → AK → quote → PCRs. The
 //! SNP report is appraised by the crate's [`Verifier`] exactly as a bare report (EAR submodule

@@ -1,4 +1,4 @@
-//! Every real case in `shared/vectors/snp` verifies, with the facts its README lists.
+//! Every real case in `vectors/snp` verifies, with the facts its README lists.
 
 mod common;
 use common::*;

@@ -1,7 +1,7 @@
 //! vCPU models and their CPUID(1).EAX signatures. The VMSA carries the signature in RDX at reset
 //! (QEMU's `-cpu` model decides it), so the model changes the digest. Families, models and
 //! steppings are QEMU's `builtin_x86_defs` as listed by sev-snp-measure 0.0.13 and the `sev`
-//! crate 8.0.0 (`reference/ovmf-measure.md` §3.5).
+//! crate 8.0.0 (`src/measurement/vcpu_types.rs`).
 
 use crate::error::VcpuTypeError;
 use core::fmt;

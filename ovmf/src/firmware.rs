@@ -1,7 +1,7 @@
 //! The OVMF image as the launch sees it: the footer GUID table at the end of the image (edk2
 //! `OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.asm`) and the SEV metadata block it points to
-//! ("ASEV", edk2 `OvmfPkg/ResetVector/X64/OvmfSevMetadata.asm`). Layouts as restated in
-//! `reference/ovmf-measure.md` §1 and §3.3; everything little-endian, GUIDs in UEFI mixed-endian
+//! ("ASEV", edk2 `OvmfPkg/ResetVector/X64/OvmfSevMetadata.asm`), as QEMU `target/i386/sev.c`
+//! and sev-snp-measure `ovmf.py` read them; everything little-endian, GUIDs in UEFI mixed-endian
 //! byte order.
 //!
 //! Footer table: the last 32 bytes of the image are the reset vector area; the 18 bytes before

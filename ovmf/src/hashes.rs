@@ -1,6 +1,6 @@
 //! The SEV kernel/initrd/cmdline hash table QEMU writes into the SNP_KERNEL_HASHES page for a
 //! measured direct boot (QEMU `target/i386/sev.c` `SevHashTable`/`PaddedSevHashTable`; OVMF
-//! `OvmfPkg/AmdSev/BlobVerifierLib`), as restated in `reference/ovmf-measure.md` §3.6. All three
+//! `OvmfPkg/AmdSev/BlobVerifierLib`; sev-snp-measure `sev_hashes.py`). All three
 //! entries are always present: an absent initrd hashes the empty input, an absent command line
 //! hashes a single NUL; the command line is hashed with its terminating NUL.
 

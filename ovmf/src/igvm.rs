@@ -1,5 +1,6 @@
 //! The launch digest of an IGVM file (COCONUT-SVSM + OVMF, or any SNP IGVM image), as the
-//! `reference/ovmf-measure.md` §4 directive table describes it. The file is parsed by the `igvm`
+//! IGVM specification's directives map to PAGE_INFO in QEMU `backends/igvm.c` and coconut-svsm
+//! `tools/igvmmeasure`. The file is parsed by the `igvm`
 //! crate (microsoft/igvm 0.5); the PAGE_INFO chain is replayed here.
 //!
 //! Three consumers of IGVM files disagree on a few directives, so the caller picks one with

@@ -11,8 +11,10 @@
 //! input, every offset and length is bounds- and overflow-checked, and every malformed table is
 //! a typed error naming the field, never a panic. It trusts the PAGE_INFO layout and page types
 //! of `svsm-abi`, the `sha2` crate for SHA-384/SHA-256, and the `igvm` crate's binary parser for
-//! IGVM files. The facts it follows (layouts, orders, reference digests) are collected in the
-//! steering repository's `reference/ovmf-measure.md`; each structure cites its source and carries
+//! IGVM files. The facts it follows come from public sources, cited where used: the AMD SEV-SNP
+//! Firmware ABI (doc 56860, SNP_LAUNCH_UPDATE and its PAGE_INFO table), QEMU
+//! `target/i386/sev.c`, edk2 `OvmfPkg/ResetVector`, and the two independent calculators it is
+//! tested against (sev-snp-measure 0.0.13, the `sev` crate 8.0.0); each structure carries
 //! compile-time size and offset assertions.
 
 #![forbid(unsafe_code)]

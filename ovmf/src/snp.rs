@@ -1,5 +1,6 @@
 //! The launch digest of the QEMU/KVM `-bios OVMF.fd` SNP launch (`sev-snp-guest`), in the order
-//! the PSP sees the pages (`reference/ovmf-measure.md` §3.2, §3.4; QEMU `target/i386/sev.c`):
+//! the PSP sees the pages (QEMU `target/i386/sev.c` `snp_metadata_desc_to_page_type`, sev-snp-measure `gctx.py`/`guest.py`;
+//! PAGE_INFO: AMD 56860 SNP_LAUNCH_UPDATE):
 //!
 //! 1. the whole firmware file as NORMAL pages, ascending from 4 GiB − size;
 //! 2. the SEV metadata sections in table order (not sorted): SNP_SEC_MEM as ZERO pages

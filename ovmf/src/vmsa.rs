@@ -1,7 +1,8 @@
 //! The reset VMSA page KVM measures for every vCPU at SNP_LAUNCH_FINISH (`-bios` flow). Layout:
 //! AMD APM Vol. 2 Appendix B, Table B-4 "VMSA Layout, State Save Area for SEV-ES" (Linux
-//! `struct sev_es_save_area`); values: `reference/ovmf-measure.md` §3.5 (QEMU/KVM reset state,
-//! with the FPU fields KVM_SEV_INIT2 syncs). Only the fields the reset state sets are named; the
+//! `struct sev_es_save_area`); values: the QEMU/KVM reset state as sev-snp-measure 0.0.13
+//! (`sevsnpmeasure/vmsa.py`) and the `sev` crate 8.0.0 (`src/measurement/vmsa.rs`) build it,
+//! with the FPU fields KVM_SEV_INIT2 syncs. Only the fields the reset state sets are named; the
 //! rest of the page is zero and kept as opaque spans whose comments say what they hold.
 
 use crate::Page;

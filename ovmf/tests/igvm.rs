@@ -1,4 +1,5 @@
-//! The IGVM path: the synthetic cases A, B, C of `reference/ovmf-measure.md` §4.4 (bookworm
+//! The IGVM path: three synthetic cases A, B, C whose digests the igvm 0.5 crate and coconut-svsm's
+//! igvmmeasure both give (bookworm
 //! OVMF.fd as 512 NORMAL pages from 0xFFE00000, then extra directives, then the R2 BSP VMSA as
 //! an SNP VP context at 0xFFFFFFFFF000) in every flavour; the igvm 0.5 crate's own measurement
 //! as an oracle for the `igvm-crate` flavour; each documented difference between the flavours

@@ -1,4 +1,5 @@
-//! The reference digests of `reference/ovmf-measure.md` §2 that have inputs here (Debian
+//! Reference launch digests (computed independently with sev-snp-measure 0.0.13 and the `sev`
+//! crate 8.0.0, which agree) for the images that are installable here (Debian
 //! bookworm OVMF.fd / OVMF_CODE.fd: R1–R6) and every intermediate value, exactly. R7–R13 need
 //! trixie/sid images, which the tests do not download: the kernel-hashes path is covered by the
 //! image-independent intermediates below and by synthetic sid-like images (differential.rs,

@@ -27,10 +27,10 @@ enum Command {
     /// tampered firmware: the appraisal says no and no key is released. Exit code 0 only when
     /// both outcomes are the expected ones.
     Demo,
-    /// Decode every real SEV-SNP report in the shared vectors (parsing only; `host-verifier
+    /// Decode every real SEV-SNP report in the repository's vectors (parsing only; `host-verifier
     /// snp verify` checks them).
     Vectors {
-        /// The shared vectors folder (default: $SVSM_VECTORS or ../shared/vectors).
+        /// The shared vectors folder (default: $SVSM_VECTORS, else the repository's vectors/).
         #[arg(long)]
         vectors: Option<PathBuf>,
         /// Print JSON instead of text.

@@ -1,16 +1,16 @@
-//! Reading the real SEV-SNP evidence in `shared/vectors/snp/` and decoding its reports with
+//! Reading the real SEV-SNP evidence in the repository's `vectors/snp/` and decoding its reports with
 //! `svsm-abi`. Used by `svsm-sim demo` and `svsm-sim inspect`.
 
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use svsm_abi::snp::{AttestationReport, ReportError, SigningKey, REPORT_SIZE};
 
-/// Where the shared vectors live: `$SVSM_VECTORS`, else `../shared/vectors` beside the checkout.
+/// Where the vectors live: `$SVSM_VECTORS`, else the repository's `vectors/`.
 pub fn default_vectors_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SVSM_VECTORS") {
         return PathBuf::from(dir);
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vectors");
     dir.canonicalize().unwrap_or(dir)
 }
 

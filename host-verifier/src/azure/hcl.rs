@@ -1,7 +1,7 @@
 //! The Azure "HCL report" (vTPM NV index 0x01400001): a 32-byte header, the hardware report in a
 //! fixed 1184-byte slot, a 20-byte IGVM request-data header and the variable data (the UTF-8
-//! JSON "runtime claims"), zero-padded to the NV size. Layout: `shared/reference/snp-evidence.md`
-//! §12. Every integer is little-endian. Parsing is bounds-checked and every inconsistent field is
+//! JSON "runtime claims"), zero-padded to the NV size. Layout: kinvolk azure-cvm-tooling
+//! `az-cvm-vtpm/src/hcl/mod.rs` (checked on the three real vectors). Every integer is little-endian. Parsing is bounds-checked and every inconsistent field is
 //! a typed [`HclError`]; the padding after `report_size` is not read.
 
 use sha2::{Digest, Sha256};

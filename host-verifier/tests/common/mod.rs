@@ -1,4 +1,4 @@
-//! Shared helpers: the real vectors of `shared/vectors/snp` and a verify shortcut.
+//! Shared helpers: the real vectors of the repository's `vectors/snp` and a verify shortcut.
 #![allow(dead_code)]
 
 use host_verifier::{Appraisal, CheckId, Error, Evidence, Failure, Outcome, Policy, Verifier};
@@ -9,10 +9,10 @@ pub fn vectors_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SVSM_VECTORS") {
         return PathBuf::from(dir).join("snp");
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/snp");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vectors/snp");
     assert!(
         dir.join("README.md").exists(),
-        "test vectors not found at {} (set SVSM_VECTORS to the shared/vectors folder)",
+        "test vectors not found at {} (set SVSM_VECTORS to a vectors folder)",
         dir.display()
     );
     dir

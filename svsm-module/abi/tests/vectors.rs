@@ -1,4 +1,4 @@
-//! Every ATTESTATION_REPORT in `shared/vectors/snp/` parsed and checked against the facts its
+//! Every ATTESTATION_REPORT in the repository's `vectors/snp/` parsed and checked against the facts its
 //! README lists (real hardware evidence from Milan, Genoa and Turin parts).
 
 use std::path::PathBuf;
@@ -11,10 +11,10 @@ fn vectors_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SVSM_VECTORS") {
         return PathBuf::from(dir).join("snp");
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/snp");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../vectors/snp");
     assert!(
         dir.join("README.md").exists(),
-        "test vectors not found at {} (set SVSM_VECTORS to the shared/vectors folder)",
+        "test vectors not found at {} (set SVSM_VECTORS to a vectors folder)",
         dir.display()
     );
     dir

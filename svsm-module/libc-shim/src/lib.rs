@@ -1,6 +1,7 @@
 //! `libc-shim`: the C library the freestanding SVSM image does not have, written in Rust, for
 //! exactly the 135 libc/POSIX symbols Debian's `libtpms.a` and `libcrypto.a` reference when the
-//! vTPM is linked (see `shared/reference/freestanding-tpm.md` §3).
+//! vTPM is linked (the undefined symbols `nm -u` lists for the two archives; see
+//! `svsm-module/image/README.md`).
 //!
 //! Rules every function here follows:
 //! - What the engine really uses is real: the heap (`malloc` family, over the Rust global

@@ -129,7 +129,8 @@ mod tests {
 
     #[test]
     fn known_answer_vector() {
-        // snp-platform.md §2.1: key 00..1f, seqno 1, MSG_REPORT_REQ with REPORT_DATA 64×0xAA,
+        // Known answer (AES-256-GCM per AMD 56860 "SNP Guest Message" envelope, computed
+        // independently): key 00..1f, seqno 1, MSG_REPORT_REQ with REPORT_DATA 64×0xAA,
         // VMPL 0, KEY_SEL 0.
         let req = ReportRequest::new([0xAA; 64], 0, KeySelect::Default);
         let mut msg = GuestMessage::new_zeroed();

@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn aad_and_iv_match_the_known_answer_inputs() {
-        // snp-platform.md §2.1: seqno 1, type 5, version 1, size 0x60, VMPCK 0.
+        // AMD 56860 message header as AAD: seqno 1, type 5, version 1, size 0x60, VMPCK 0.
         let h = MessageHeader::new(1, 5, 1, 0x60, 0);
         let mut aad = [0u8; 48];
         aad[..8].copy_from_slice(&[0x01, 0x01, 0x60, 0x00, 0x05, 0x01, 0x60, 0x00]);
