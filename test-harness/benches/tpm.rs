@@ -13,7 +13,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use svsm_core::tpm::TpmEngine;
 use svsm_core::tpm2::command::{self as cmd, TPM_RH_ENDORSEMENT, TPM_RH_OWNER};
@@ -94,7 +94,7 @@ impl Tpm for Mssim {
 
 /// swtpm in its own process on a free port pair, state in a temp dir.
 struct Swtpm {
-    child: Child,
+    child: svsm_process::Child,
     dir: std::path::PathBuf,
     port: u16,
 }
@@ -104,25 +104,25 @@ impl Swtpm {
         let dir = std::env::temp_dir().join(format!("svsm-bench-swtpm-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("swtpm dir");
-        let child = Command::new("swtpm")
-            .args(["socket", "--tpm2"])
-            .arg("--server")
-            .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-            .arg("--ctrl")
-            .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-            .args(["--flags", "not-need-init,startup-clear", "--tpmstate"])
-            .arg(format!("dir={}", dir.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("swtpm (apt-get install swtpm; scripts/bootstrap.sh does)");
+        let child = svsm_process::spawn(
+            Command::new("swtpm")
+                .args(["socket", "--tpm2"])
+                .arg("--server")
+                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+                .arg("--ctrl")
+                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+                .args(["--flags", "not-need-init,startup-clear", "--tpmstate"])
+                .arg(format!("dir={}", dir.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("swtpm (apt-get install swtpm; scripts/bootstrap.sh does)");
         Swtpm { child, dir, port }
     }
 }
 impl Drop for Swtpm {
     fn drop(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -30,13 +30,14 @@ use sha2::{Digest, Sha384};
 use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use svsm_abi::svsm::{CallId, CallRegisters};
 use svsm_core::platform::{StateStore, StoreError};
+use svsm_process::Child;
 
 #[path = "image_store.rs"]
 pub mod store_codec;
@@ -87,6 +88,36 @@ pub enum ImageError {
     /// The image did not come up, or stopped, or answered wrongly.
     #[error("image: {0}")]
     Image(String),
+    /// Starting or waiting for QEMU failed.
+    #[error("{0}")]
+    Process(#[from] svsm_process::ProcessError),
+}
+
+/// Prefix of the per-machine temporary directories (QEMU's output and the image log).
+const DIR_PREFIX: &str = "svsm-image-";
+
+fn abstract_listener(name: &str) -> io::Result<UnixListener> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+    UnixListener::bind_addr(&addr)
+}
+
+/// Removes the directories of machines whose process is gone (a process killed with SIGKILL
+/// cannot remove its own).
+fn sweep_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !svsm_process::alive(p)) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Where the module's sealed state lives on the host.
@@ -275,13 +306,17 @@ impl ImageMachine {
             )));
         }
         let n = MACHINES.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("svsm-image-{}-{n}", std::process::id()));
+        sweep_stale_dirs();
+        let name = format!("{DIR_PREFIX}{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(&name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        let calls_path = dir.join("calls.sock");
-        let com2_path = dir.join("com2.sock");
-        let com1 = UnixListener::bind(&calls_path)?;
-        let com2 = UnixListener::bind(&com2_path)?;
+        // Abstract sockets: they vanish with the last process holding them, so nothing is left
+        // in the file system even if this process is killed.
+        let calls_name = format!("{name}-calls");
+        let com2_name = format!("{name}-com2");
+        let com1 = abstract_listener(&calls_name)?;
+        let com2 = abstract_listener(&com2_name)?;
         let log = dir.join("debugcon.log");
         let mut cmd = Command::new(QEMU);
         cmd.args(["-machine", "pc", "-cpu", "max", "-m", "128M", "-kernel"])
@@ -295,7 +330,7 @@ impl ImageMachine {
                 "-nodefaults",
             ])
             .arg("-chardev")
-            .arg(format!("socket,id=calls,path={}", calls_path.display()));
+            .arg(format!("socket,id=calls,path={calls_name},abstract=on"));
         match options.line {
             CallLine::Com1 => cmd.args(["-serial", "chardev:calls"]),
             CallLine::Virtio => cmd.args([
@@ -308,7 +343,7 @@ impl ImageMachine {
             ]),
         };
         cmd.arg("-chardev")
-            .arg(format!("socket,id=com2,path={}", com2_path.display()))
+            .arg(format!("socket,id=com2,path={com2_name},abstract=on"))
             .args(["-serial", "chardev:com2"])
             .arg("-debugcon")
             .arg(format!("file:{}", log.display()))
@@ -320,15 +355,18 @@ impl ImageMachine {
             cmd.args(["-append", append]);
         }
         let start = Instant::now();
-        let mut child = cmd.spawn().map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
+        // QEMU runs in its own process group, dies with the thread that started it, and is
+        // killed and reaped when the machine is dropped (svsm_process).
+        let mut child = svsm_process::spawn(&mut cmd).map_err(|e| match e {
+            svsm_process::ProcessError::Spawn { source, .. }
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
                 ImageError::Missing(format!(
                     "{QEMU} is not installed: run scripts/bootstrap.sh \
                      (apt-get install qemu-system-x86)"
                 ))
-            } else {
-                ImageError::Io(e)
             }
+            other => ImageError::Process(other),
         })?;
         let deadline = start + options.boot_timeout;
         let connected = accept_until(&com1, deadline, &mut child)
@@ -337,7 +375,6 @@ impl ImageMachine {
             Ok(pair) => pair,
             Err(e) => {
                 let _ = child.kill();
-                let _ = child.wait();
                 return Err(e);
             }
         };
@@ -377,7 +414,6 @@ impl ImageMachine {
         };
         if let Err(why) = ready {
             let _ = child.kill();
-            let _ = child.wait();
             return Err(ImageError::Image(format!(
                 "{why}; image log:\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
@@ -407,6 +443,30 @@ impl ImageMachine {
             machine: self.clone(),
             inner: FramedTransport::new(stream, vmpl, DRIVER_BUFFER_GPA, len),
         })
+    }
+
+    /// QEMU's pid (also its process group), while it runs.
+    pub fn qemu_pid(&self) -> Option<u32> {
+        self.child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Child::pid)
+    }
+
+    /// The names of the abstract sockets QEMU's serial lines connect to (for leak checks).
+    pub fn socket_names(&self) -> [String; 2] {
+        let name = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        [format!("{name}-calls"), format!("{name}-com2")]
+    }
+
+    /// The machine's temporary directory (QEMU output, image log); removed on drop.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The image log so far (QEMU's debug console).
@@ -506,7 +566,6 @@ impl ImageMachine {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                let _ = child.wait();
                 *guard = None;
                 return Err(ImageError::Image("QEMU did not exit; killed".into()));
             }
@@ -520,7 +579,6 @@ impl Drop for ImageMachine {
         let mut guard = self.child.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(mut child) = guard.take() {
             let _ = child.kill();
-            let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -746,13 +804,17 @@ pub fn serve_tpm(
     state: Option<PathBuf>,
     guest_port: Option<u16>,
     line: CallLine,
-) -> Result<(), ImageError> {
+    term: &svsm_process::Termination,
+) -> Result<Option<i32>, ImageError> {
     let mut options = ImageOptions::new(image);
     options.line = line;
     if let Some(dir) = state {
         options.state = StateBacking::Dir(dir);
     }
     let machine = ImageMachine::boot(&options)?;
+    if let Some(pid) = machine.qemu_pid() {
+        eprintln!("svsm-sim: QEMU pid {pid} (process group {pid})");
+    }
     let stats = machine.stats()?;
     let status = match stats.state_status {
         0 => format!("fresh vTPM, sealed state epoch {}", stats.state_epoch),
@@ -780,10 +842,11 @@ pub fn serve_tpm(
             ch.port()
         );
     }
-    server.wait();
+    let signal = server.wait_or_signal(term);
     drop(channel);
+    // A clean shutdown: the image seals and stores its state, then QEMU exits.
     match machine.shutdown()? {
-        EXIT_CLEAN => Ok(()),
+        EXIT_CLEAN => Ok(signal),
         code => Err(ImageError::Image(format!(
             "QEMU exited with status {code}, not {EXIT_CLEAN}; image log:\n{}",
             machine.log()

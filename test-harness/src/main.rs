@@ -167,7 +167,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 } else {
                     image::CallLine::Com1
                 };
-                return Ok(image::serve_tpm(port, image, state, guest_port, line)?);
+                let term = svsm_process::Termination::install()?;
+                return Ok(stopped_by(image::serve_tpm(
+                    port, image, state, guest_port, line, &term,
+                )?)?);
             }
             use test_harness::tpm_backend as backend;
             let mut channel = None;
@@ -187,6 +190,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 channel = ch;
                 (server, status)
             };
+            let term = svsm_process::Termination::install()?;
             eprintln!("svsm-sim: {status}");
             eprintln!(
                 "svsm-sim: vTPM ({}) listening on 127.0.0.1:{} (platform {}); TCTI {}",
@@ -202,7 +206,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             if let Some(ch) = &channel {
                 eprintln!("svsm-sim: SVSM call channel on 127.0.0.1:{}", ch.port());
             }
-            server.wait();
+            // Sealed state is written after every change, so stopping here loses nothing.
+            let signal = server.wait_or_signal(&term);
+            drop(channel);
+            stopped_by(signal)?;
         }
         Command::Inspect { report, json } => {
             let s = summarize(&report)?;
@@ -216,12 +223,38 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Ended by SIGINT or SIGTERM: after a clean shutdown, the exit status names the signal.
+#[derive(Debug)]
+struct Stopped(i32);
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stopped by {}: sealed state persisted, child processes stopped",
+            svsm_process::Termination::name(self.0)
+        )
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+fn stopped_by(signal: Option<i32>) -> Result<(), Stopped> {
+    match signal {
+        Some(s) => Err(Stopped(s)),
+        None => Ok(()),
+    }
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("svsm-sim: {e}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<Stopped>() {
+                Some(Stopped(s)) => ExitCode::from(svsm_process::Termination::exit_code(*s)),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -130,6 +130,14 @@ impl MssimServer {
         }
     }
 
+    /// Blocks until a client sends TPM_STOP or `term` records SIGINT/SIGTERM; returns the
+    /// signal in the second case (the server is then stopped).
+    pub fn wait_or_signal(self, term: &svsm_process::Termination) -> Option<i32> {
+        let signal = term.wait_until(|| self.threads.iter().all(JoinHandle::is_finished));
+        self.stop();
+        signal
+    }
+
     /// Stops accepting and returns once the acceptors have ended.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::SeqCst);

@@ -122,7 +122,7 @@ fn pcr_value(yaml: &[u8]) -> Vec<u8> {
 /// `svsm-sim tpm-server --image` as a user runs it: the binary boots the image, serves the
 /// mssim ports and relays guest processes' framed calls (`--guest-port`).
 struct SimServer {
-    child: std::process::Child,
+    child: svsm_process::Child,
     port: u16,
     guest_port: u16,
 }
@@ -135,13 +135,15 @@ impl SimServer {
             "the SVSM image {} does not exist: build it with `make image`",
             image.display()
         );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_svsm-sim"))
-            .args(["tpm-server", "--port", "0", "--guest-port", "0", "--image"])
-            .arg(&image)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn svsm-sim");
-        let stderr = child.stderr.take().unwrap();
+        // Killed with its process group (and so its QEMU) when the test ends or panics.
+        let mut child = svsm_process::spawn(
+            Command::new(env!("CARGO_BIN_EXE_svsm-sim"))
+                .args(["tpm-server", "--port", "0", "--guest-port", "0", "--image"])
+                .arg(&image)
+                .stderr(std::process::Stdio::piped()),
+        )
+        .expect("spawn svsm-sim");
+        let stderr = child.inner_mut().stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
@@ -189,7 +191,11 @@ impl SimServer {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.write_all(&21u32.to_be_bytes()).unwrap();
         drop(s);
-        let status = self.child.wait().unwrap();
+        let status = self
+            .child
+            .wait_timeout(Duration::from_secs(120))
+            .unwrap()
+            .expect("svsm-sim exits after TPM_STOP");
         assert!(status.success(), "svsm-sim exited with {status}");
     }
 }

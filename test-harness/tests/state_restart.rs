@@ -7,8 +7,9 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use svsm_process::Child;
 
 struct Server {
     child: Child,
@@ -18,15 +19,17 @@ struct Server {
 
 impl Server {
     fn start(state: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_svsm-sim"))
-            .args(["tpm-server", "--port", "0", "--state"])
-            .arg(state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        // Killed with its process group when the test ends, passes or panics.
+        let mut child = svsm_process::spawn(
+            Command::new(env!("CARGO_BIN_EXE_svsm-sim"))
+                .args(["tpm-server", "--port", "0", "--state"])
+                .arg(state)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        )
+        .unwrap();
         // First line: where the state came from; second: the ports actually bound.
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut stderr = BufReader::new(child.inner_mut().stderr.take().unwrap());
         let mut status = String::new();
         stderr.read_line(&mut status).unwrap();
         let mut listening = String::new();
@@ -76,13 +79,6 @@ impl Server {
             assert!(Instant::now() < deadline, "server did not stop");
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
