@@ -161,7 +161,10 @@ fn sigterm_stops_svsm_sim_and_its_qemu_and_persists_the_state() {
         &state,
     );
     assert!(
-        again.said.iter().any(|l| l.contains("restored sealed state")),
+        again
+            .said
+            .iter()
+            .any(|l| l.contains("restored sealed state")),
         "{:#?}",
         again.said
     );
