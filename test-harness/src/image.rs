@@ -793,6 +793,12 @@ impl TpmBackend for ImageBackend {
             "power off is not available through the image (reboot the VM)".into(),
         ))
     }
+    /// Not available yet: the image has no reset call for its engine.
+    fn reset(&mut self) -> Result<(), BackendError> {
+        Err(BackendError::Transport(
+            "a TPM reset is not available through the image yet (reboot the VM)".into(),
+        ))
+    }
 }
 
 /// Boots the image and serves its vTPM to TPM clients on the mssim ports (`svsm-sim tpm-server

@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod guest_channel;
 pub mod image;
 pub mod mssim;
+pub mod qemu_tpm;
 pub mod sim;
 pub mod tpm_backend;
 pub mod vectors;

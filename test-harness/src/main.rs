@@ -70,6 +70,12 @@ enum Command {
         /// With --image: carry the calls on a virtio console instead of COM1 (~100x faster).
         #[arg(long, requires = "image")]
         virtio: bool,
+        /// Also be QEMU's TPM emulator backend: serve the swtpm control channel on the UNIX
+        /// socket PATH (QEMU: `-chardev socket,id=chrtpm,path=PATH -tpmdev
+        /// emulator,id=tpm0,chardev=chrtpm -device tpm-crb,tpmdev=tpm0`); every TPM command of
+        /// the guest goes through the full SVSM vTPM protocol path. Simulated machine only.
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["image", "direct"])]
+        qemu_ctrl: Option<PathBuf>,
     },
     /// Decode one ATTESTATION_REPORT (raw 1184 bytes, or an Azure HCL blob) and print its
     /// fields. Decoding is not verification: nothing here checks the signature.
@@ -157,6 +163,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             guest_port,
             image,
             virtio,
+            qemu_ctrl,
         } => {
             if let Some(image) = image {
                 if direct {
@@ -174,6 +181,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             use test_harness::tpm_backend as backend;
             let mut channel = None;
+            let mut qemu = None;
             let (server, status) = if direct {
                 if state.is_some() || guest_port.is_some() {
                     return Err(
@@ -185,10 +193,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 let server = test_harness::mssim::MssimServer::start(port, direct_backend)?;
                 (server, "fresh vTPM, not persisted".to_owned())
             } else {
-                let (server, status, ch) =
-                    backend::start_machine_endpoints(port, state, guest_port)?;
-                channel = ch;
-                (server, status)
+                let e = backend::start_machine_endpoints(port, state, guest_port, qemu_ctrl)?;
+                channel = e.channel;
+                qemu = e.qemu;
+                (e.mssim, e.status)
             };
             let term = svsm_process::Termination::install()?;
             eprintln!("svsm-sim: {status}");
@@ -206,9 +214,16 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             if let Some(ch) = &channel {
                 eprintln!("svsm-sim: SVSM call channel on 127.0.0.1:{}", ch.port());
             }
+            if let Some(q) = &qemu {
+                eprintln!(
+                    "svsm-sim: QEMU TPM emulator control socket {} (-tpmdev emulator)",
+                    q.path().display()
+                );
+            }
             // Sealed state is written after every change, so stopping here loses nothing.
             let signal = server.wait_or_signal(&term);
             drop(channel);
+            drop(qemu);
             stopped_by(signal)?;
         }
         Command::Inspect { report, json } => {

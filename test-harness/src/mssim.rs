@@ -76,6 +76,9 @@ pub trait TpmBackend: Send {
     fn power_on(&mut self) -> Result<(), BackendError>;
     /// Powers the TPM off (state is kept for the next power-on).
     fn power_off(&mut self) -> Result<(), BackendError>;
+    /// A platform reset (QEMU's INIT): volatile state and PCRs are lost, NV is kept, and no
+    /// `TPM2_Startup` is sent: the firmware sends it.
+    fn reset(&mut self) -> Result<(), BackendError>;
 }
 
 type SharedBackend = Arc<Mutex<Box<dyn TpmBackend>>>;

@@ -3,6 +3,7 @@
 
 use crate::guest_channel::GuestChannel;
 use crate::mssim::{BackendError, MssimServer, TpmBackend};
+use crate::qemu_tpm::QemuTpmServer;
 use crate::sim::psp::LaunchConfig;
 use crate::sim::store::{AnyStore, FileStore, SimStore};
 use crate::sim::{SimMachine, SimTransport};
@@ -38,6 +39,9 @@ impl TpmBackend for DirectBackend {
     fn power_off(&mut self) -> Result<(), BackendError> {
         self.0.power_off();
         Ok(())
+    }
+    fn reset(&mut self) -> Result<(), BackendError> {
+        self.0.reset_for_firmware().map_err(engine_error)
     }
 }
 
@@ -95,6 +99,10 @@ impl TpmBackend for SvsmBackend {
     fn power_off(&mut self) -> Result<(), BackendError> {
         self.with_engine(|tpm| tpm.power_off())
     }
+    fn reset(&mut self) -> Result<(), BackendError> {
+        self.with_engine(|tpm| tpm.reset_for_firmware())?
+            .map_err(engine_error)
+    }
 }
 
 /// Starts an endpoint on 127.0.0.1:`port` (0 = any free pair) in front of a fresh simulated
@@ -110,17 +118,31 @@ pub fn start_endpoint_with_state(
     port: u16,
     state_dir: Option<PathBuf>,
 ) -> Result<(MssimServer, String), Box<dyn std::error::Error>> {
-    let (server, status, _) = start_machine_endpoints(port, state_dir, None)?;
-    Ok((server, status))
+    let e = start_machine_endpoints(port, state_dir, None, None)?;
+    Ok((e.mssim, e.status))
+}
+
+/// What `svsm-sim tpm-server` serves for one simulated machine.
+pub struct Endpoints {
+    /// The mssim ports (tpm2-tools, tss-esapi).
+    pub mssim: MssimServer,
+    /// Where the sealed state came from, in words.
+    pub status: String,
+    /// The SVSM call channel for guest processes, if asked for.
+    pub channel: Option<GuestChannel>,
+    /// QEMU's TPM emulator backend, if asked for.
+    pub qemu: Option<QemuTpmServer>,
 }
 
 /// Boots a simulated machine (sealed state in `state_dir`, if given) and serves its vTPM on
-/// the mssim ports and, with `guest_port`, its SVSM call channel for guest processes.
+/// the mssim ports, with `guest_port` its SVSM call channel for guest processes, and with
+/// `qemu_ctrl` QEMU's TPM emulator control socket at that path.
 pub fn start_machine_endpoints(
     port: u16,
     state_dir: Option<PathBuf>,
     guest_port: Option<u16>,
-) -> Result<(MssimServer, String, Option<GuestChannel>), Box<dyn std::error::Error>> {
+    qemu_ctrl: Option<PathBuf>,
+) -> Result<Endpoints, Box<dyn std::error::Error>> {
     let store = match state_dir {
         Some(dir) => AnyStore::File(FileStore::new(dir)?),
         None => AnyStore::Memory(SimStore::new()),
@@ -141,10 +163,19 @@ pub fn start_machine_endpoints(
     let channel = guest_port
         .map(|p| GuestChannel::start(p, machine.clone()))
         .transpose()?;
+    let qemu = qemu_ctrl
+        .map(|path| -> Result<_, Box<dyn std::error::Error>> {
+            Ok(QemuTpmServer::start(
+                &path,
+                Box::new(SvsmBackend::new(&machine)?),
+            )?)
+        })
+        .transpose()?;
     let backend = SvsmBackend::new(&machine)?;
-    Ok((
-        MssimServer::start(port, Box::new(backend))?,
+    Ok(Endpoints {
+        mssim: MssimServer::start(port, Box::new(backend))?,
         status,
         channel,
-    ))
+        qemu,
+    })
 }

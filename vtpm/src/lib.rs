@@ -193,6 +193,18 @@ impl Vtpm {
         self.engine.stop();
     }
 
+    /// A platform reset as firmware sees it: the engine is stopped (volatile state, PCRs and
+    /// sessions are lost; NV, seeds and persistent objects stay) and started again WITHOUT
+    /// `TPM2_Startup`, which the platform firmware sends itself after a reset.
+    pub fn reset_for_firmware(&mut self) -> Result<(), VtpmError> {
+        self.engine.stop();
+        self.engine.start(None).map_err(|e| match e {
+            StartError::Library(rc) => TpmEngineError::Engine(rc),
+            StartError::StateRefused => TpmEngineError::StateCorrupt,
+        })?;
+        Ok(())
+    }
+
     /// Powers the engine on from the NV it holds and sends `TPM2_Startup(STATE)`, falling back
     /// to `TPM2_Startup(CLEAR)` when there is no state saved by `TPM2_Shutdown(STATE)` to
     /// resume. Does nothing when already on (like the TPM simulator's power-on signal).

@@ -38,6 +38,7 @@ pub mod guid;
 pub mod launch;
 pub mod snp;
 pub mod svsm;
+pub mod swtpm;
 pub mod vault;
 pub mod vtpm;
 

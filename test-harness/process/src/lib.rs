@@ -229,6 +229,16 @@ impl Termination {
     }
 }
 
+/// Reads up to `buf.len()` bytes from a UNIX stream socket with one `recvmsg`, returning the
+/// count and the file descriptor another process passed with them (SCM_RIGHTS), if any. How
+/// QEMU hands a TPM emulator its data channel.
+pub fn recv_with_fd(
+    stream: &std::os::unix::net::UnixStream,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<std::os::fd::OwnedFd>)> {
+    sys::recv_with_fd(stream, buf)
+}
+
 /// Whether a process with this pid exists (and is not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

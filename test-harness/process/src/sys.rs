@@ -1,7 +1,12 @@
-//! The one platform hook: what the child does between fork and exec.
+//! The operating-system glue that needs `unsafe`: what the child does between fork and exec, and
+//! taking ownership of a file descriptor another process passed over a UNIX socket.
 
 #![allow(unsafe_code)]
 
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use std::io::{self, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -23,4 +28,32 @@ pub(crate) fn tie_to_parent(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// One `recvmsg` on `stream` into `buf`: the bytes read and the last file descriptor passed with
+/// them (SCM_RIGHTS), owned and close-on-exec; any earlier one in the same message is closed.
+pub(crate) fn recv_with_fd(
+    stream: &UnixStream,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<OwnedFd>)> {
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(io::Error::from)?;
+    let mut fd = None;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for raw in fds {
+                // SAFETY: the kernel installed `raw` in this process for this message
+                // (SCM_RIGHTS); nothing else refers to it, so it is owned exactly once here.
+                fd = Some(unsafe { OwnedFd::from_raw_fd(raw) });
+            }
+        }
+    }
+    Ok((msg.bytes, fd))
 }
