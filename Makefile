@@ -36,6 +36,12 @@ fuzz-smoke:
 demo: bootstrap
 	$(CARGO) run --quiet --release -p test-harness --bin svsm-sim -- demo
 
+## guest: the real Linux guest (Debian cloud kernel + initramfs) under target/guest; `svsm-sim
+## guest run` boots it with QEMU + OVMF on the vTPM (docs/real-guest.md).
+.PHONY: guest
+guest: bootstrap
+	$(CARGO) run --quiet --release -p test-harness --bin svsm-sim -- guest build
+
 ## bench: performance side by side with the peers named in the issues, one run, as ratios.
 ## The verifier comparison needs snpguest 0.11 (installed on first use: several minutes).
 bench: bootstrap

@@ -8,6 +8,7 @@
 
 pub mod demo;
 pub mod evidence;
+pub mod guest;
 pub mod guest_channel;
 pub mod image;
 pub mod mssim;

@@ -77,6 +77,9 @@ enum Command {
         #[arg(long, value_name = "PATH", conflicts_with_all = ["image", "direct"])]
         qemu_ctrl: Option<PathBuf>,
     },
+    /// A real Linux guest on the vTPM (Debian's kernel and OVMF under QEMU): build it, run it.
+    #[command(subcommand)]
+    Guest(GuestCommand),
     /// Decode one ATTESTATION_REPORT (raw 1184 bytes, or an Azure HCL blob) and print its
     /// fields. Decoding is not verification: nothing here checks the signature.
     Inspect {
@@ -86,6 +89,122 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum GuestCommand {
+    /// Build the guest: Debian's cloud kernel and busybox-static (`apt-get download`, cached in
+    /// DIR/debs), tpm2-tools and its libraries from this host, and the task scripts, packed into
+    /// a reproducible initramfs. Prints the files and the initramfs SHA-256.
+    Build {
+        /// Output and cache directory (default: target/guest of the workspace).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// More host binaries to put in the guest's /usr/bin (with their libraries).
+        #[arg(long = "add", value_name = "BINARY")]
+        add: Vec<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Boot the guest with QEMU + OVMF (TCG), its TPM device backed by a simulated SNP machine's
+    /// vTPM (every command through the SVSM vTPM protocol path), run a task, print its output.
+    /// The exit status is the task's.
+    Run {
+        /// The directory `guest build` wrote (built first if needed).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The task: `tpm` (driver bound, tpm2-tools: random, PCRs, EK, AK, quote, event log).
+        #[arg(long, default_value = "tpm")]
+        task: String,
+        /// More kernel command line (e.g. `svsm.nonce=HEX` for the quote).
+        #[arg(long, default_value = "")]
+        append: String,
+        /// Give the guest a TIS TPM instead of CRB.
+        #[arg(long)]
+        tis: bool,
+        /// Keep the machine's sealed state in DIR across runs.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+}
+
+fn guest(cmd: GuestCommand) -> Result<(), Box<dyn std::error::Error>> {
+    use test_harness::guest::{build, default_guest_dir, run_guest, RunOptions, TpmDevice};
+    match cmd {
+        GuestCommand::Build { dir, add, json } => {
+            let image = build(&dir.unwrap_or_else(default_guest_dir), &add)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "kernel": image.kernel,
+                        "initrd": image.initrd,
+                        "kernel_package": image.kernel_package,
+                        "initrd_sha256": image.initrd_sha256,
+                    })
+                );
+            } else {
+                println!(
+                    "kernel  {} ({})",
+                    image.kernel.display(),
+                    image.kernel_package
+                );
+                println!("initrd  {}", image.initrd.display());
+                println!("sha256  {}", image.initrd_sha256);
+            }
+            Ok(())
+        }
+        GuestCommand::Run {
+            dir,
+            task,
+            append,
+            tis,
+            state,
+            timeout,
+        } => {
+            let image = build(&dir.unwrap_or_else(default_guest_dir), &[])?;
+            let store = match state {
+                Some(d) => test_harness::sim::store::AnyStore::File(
+                    test_harness::sim::store::FileStore::new(d)?,
+                ),
+                None => test_harness::sim::store::AnyStore::Memory(Default::default()),
+            };
+            let machine = test_harness::sim::SimMachine::boot(
+                test_harness::sim::psp::LaunchConfig::genoa([0x11; 48]),
+                store,
+                None,
+            )?;
+            let backend = Box::new(test_harness::tpm_backend::SvsmBackend::new(&machine)?);
+            eprintln!(
+                "svsm-sim: booting {} (TCG; 10-20 s) with a {} TPM on the simulated machine's vTPM",
+                image.kernel_package,
+                if tis { "TIS" } else { "CRB" }
+            );
+            let run = run_guest(
+                &image,
+                backend,
+                &RunOptions {
+                    task,
+                    append,
+                    device: if tis { TpmDevice::Tis } else { TpmDevice::Crb },
+                    timeout: std::time::Duration::from_secs(timeout),
+                },
+            )?;
+            print!("{}", run.output);
+            eprintln!("svsm-sim: guest ran {:.1} s", run.elapsed.as_secs_f64());
+            match run.status {
+                Some(0) => Ok(()),
+                Some(code) => Err(format!("the guest task exited with {code}").into()),
+                None => {
+                    Err(format!("the guest reported no result; console:\n{}", run.console).into())
+                }
+            }
+        }
+    }
 }
 
 fn print_summary(s: &ReportSummary) {
@@ -226,6 +345,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             drop(qemu);
             stopped_by(signal)?;
         }
+        Command::Guest(cmd) => guest(cmd)?,
         Command::Inspect { report, json } => {
             let s = summarize(&report)?;
             if json {

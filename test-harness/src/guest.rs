@@ -1,0 +1,524 @@
+//! A real Linux guest for the vTPM: Debian's cloud kernel and a small initramfs (busybox,
+//! tpm2-tools over `/dev/tpmrm0`, the project's guest binaries, task scripts), booted by Debian's
+//! OVMF under QEMU with a `tpm-crb` (or `tpm-tis`) device backed by our vTPM through
+//! [`crate::qemu_tpm`].
+//!
+//! Sources: the kernel and busybox-static come from Debian packages fetched with
+//! `apt-get download` into a cache (a cached package is reused, so a rebuild gives the same
+//! bytes); tpm2-tools, its libraries and the dynamic loader are taken from the host's Debian
+//! installation (`scripts/bootstrap.sh` installs them), found with `ldd`. The initramfs is a
+//! newc cpio written in path order with every timestamp, owner and inode fixed, gzip-compressed
+//! with a zero mtime: the same inputs give the same bytes, and the builder prints its SHA-256 so
+//! reference values can be computed from it.
+//!
+//! The guest's `/init` mounts proc, sysfs, devtmpfs and securityfs, runs the task named by
+//! `svsm.task=` on the kernel command line with its output on the second serial port, prints
+//! `SVSM-GUEST-RESULT: <exit status>` there and powers off. Tasks may emit files as
+//! `FILE <name> <hex>` lines, which [`GuestRun::file`] decodes.
+
+use crate::mssim::TpmBackend;
+use crate::qemu_tpm::QemuTpmServer;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Debian's OVMF (`-bios`).
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+/// The line `/init` prints last on the result port.
+pub const RESULT_MARKER: &str = "SVSM-GUEST-RESULT: ";
+
+/// Why the guest could not be built or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GuestError {
+    /// A tool or package is missing; the message says how to get it.
+    #[error("{0}")]
+    Missing(String),
+    /// A command failed.
+    #[error("{command}: {detail}")]
+    Command {
+        /// The command.
+        command: String,
+        /// Its stderr or status.
+        detail: String,
+    },
+    /// Local I/O.
+    #[error("I/O: {0}")]
+    Io(#[from] io::Error),
+    /// Starting or stopping QEMU.
+    #[error("{0}")]
+    Process(#[from] svsm_process::ProcessError),
+    /// The guest did not finish or did not report.
+    #[error("guest: {0}")]
+    Guest(String),
+}
+
+fn run(cmd: &mut Command) -> Result<Vec<u8>, GuestError> {
+    let name = format!("{cmd:?}");
+    let out = cmd.output().map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            GuestError::Missing(format!("{name}: not installed (run scripts/bootstrap.sh)"))
+        } else {
+            GuestError::Io(e)
+        }
+    })?;
+    if !out.status.success() {
+        return Err(GuestError::Command {
+            command: name,
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+/// The versioned kernel package `linux-image-cloud-amd64` depends on.
+fn kernel_package() -> Result<String, GuestError> {
+    let out = run(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]))?;
+    String::from_utf8_lossy(&out)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Depends: ")
+                .filter(|p| p.starts_with("linux-image-"))
+                .map(str::to_owned)
+        })
+        .ok_or_else(|| {
+            GuestError::Missing(
+                "apt-cache knows no linux-image-cloud-amd64 (run apt-get update)".into(),
+            )
+        })
+}
+
+/// The cached `.deb` of `package`, downloaded with `apt-get download` when absent.
+fn fetch(cache: &Path, package_prefix: &str, package: Option<&str>) -> Result<PathBuf, GuestError> {
+    let cached = |cache: &Path| -> io::Result<Option<PathBuf>> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(cache)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(package_prefix) && n.ends_with(".deb"))
+            })
+            .collect();
+        found.sort();
+        Ok(found.pop())
+    };
+    std::fs::create_dir_all(cache)?;
+    if let Some(deb) = cached(cache)? {
+        return Ok(deb);
+    }
+    let package = match package {
+        Some(p) => p.to_owned(),
+        None => kernel_package()?,
+    };
+    let download = || {
+        run(Command::new("apt-get")
+            .args(["download", "-q", &package])
+            .current_dir(cache))
+    };
+    if download().is_err() {
+        // Stale or missing package lists on a fresh machine.
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        download()?;
+    }
+    cached(cache)?.ok_or_else(|| GuestError::Missing(format!("apt-get download {package}")))
+}
+
+/// Extracts a `.deb` once into `dir`.
+fn extract(deb: &Path, dir: &Path) -> Result<(), GuestError> {
+    if dir.join(".extracted").exists() {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(dir))?;
+    std::fs::write(dir.join(".extracted"), b"")?;
+    Ok(())
+}
+
+/// One initramfs entry.
+#[derive(Clone, Debug)]
+enum Entry {
+    Dir,
+    File { mode: u32, data: Vec<u8> },
+    Symlink(String),
+}
+
+/// What the initramfs holds, by path (no leading slash), in archive order.
+#[derive(Default)]
+struct Tree(BTreeMap<String, Entry>);
+
+impl Tree {
+    fn dirs_of(&mut self, path: &str) {
+        let mut at = String::new();
+        for part in path
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map(|(_, d)| d)
+            .unwrap_or(&[])
+        {
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(part);
+            self.0.entry(at.clone()).or_insert(Entry::Dir);
+        }
+    }
+    fn file(&mut self, path: &str, mode: u32, data: Vec<u8>) {
+        self.dirs_of(path);
+        self.0.insert(path.to_owned(), Entry::File { mode, data });
+    }
+    fn symlink(&mut self, path: &str, target: &str) {
+        self.dirs_of(path);
+        self.0
+            .insert(path.to_owned(), Entry::Symlink(target.to_owned()));
+    }
+    fn dir(&mut self, path: &str) {
+        self.dirs_of(path);
+        self.0.entry(path.to_owned()).or_insert(Entry::Dir);
+    }
+    /// A host file (symlinks followed) at the same path.
+    fn host_file(&mut self, host: &Path) -> Result<(), GuestError> {
+        let data = std::fs::read(host)?;
+        let path = host.to_string_lossy().trim_start_matches('/').to_owned();
+        self.file(&path, 0o755, data);
+        Ok(())
+    }
+
+    /// newc cpio, then gzip with a zero mtime.
+    fn write(&self) -> Result<Vec<u8>, GuestError> {
+        let mut cpio = Vec::new();
+        for (ino, (path, entry)) in (1u32..).zip(&self.0) {
+            let builder = cpio::newc::Builder::new(path)
+                .ino(ino)
+                .uid(0)
+                .gid(0)
+                .mtime(0)
+                .nlink(1);
+            match entry {
+                Entry::Dir => {
+                    let w = builder.mode(0o040_755).write(&mut cpio, 0);
+                    w.finish()?;
+                }
+                Entry::File { mode, data } => {
+                    let len = u32::try_from(data.len())
+                        .map_err(|_| GuestError::Guest(format!("{path} is over 4 GiB")))?;
+                    let mut w = builder.mode(0o100_000 | mode).write(&mut cpio, len);
+                    w.write_all(data)?;
+                    w.finish()?;
+                }
+                Entry::Symlink(target) => {
+                    let len = u32::try_from(target.len())
+                        .map_err(|_| GuestError::Guest(format!("{path}: long link")))?;
+                    let mut w = builder.mode(0o120_777).write(&mut cpio, len);
+                    w.write_all(target.as_bytes())?;
+                    w.finish()?;
+                }
+            }
+        }
+        cpio::newc::trailer(&mut cpio)?;
+        let mut gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(Vec::new(), flate2::Compression::best());
+        gz.write_all(&cpio)?;
+        Ok(gz.finish()?)
+    }
+}
+
+/// The libraries `ldd` says `binary` needs (resolved paths), and the dynamic loader.
+fn ldd(binary: &Path) -> Result<Vec<PathBuf>, GuestError> {
+    let out = run(Command::new("ldd").arg(binary))?;
+    Ok(String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            match l.split_once(" => ") {
+                Some((_, rest)) => rest.split_whitespace().next().map(PathBuf::from),
+                None => l
+                    .split_whitespace()
+                    .next()
+                    .filter(|p| p.starts_with('/'))
+                    .map(PathBuf::from),
+            }
+        })
+        .collect())
+}
+
+const INIT: &str = r#"#!/bin/sh
+# svsm-vhsm test guest: mount, run the task the command line names, report, power off.
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t securityfs securityfs /sys/kernel/security
+task=$(sed -n 's/.*svsm\.task=\([A-Za-z0-9_-]*\).*/\1/p' /proc/cmdline)
+out=/dev/ttyS1
+if [ -x "/etc/svsm/$task" ]; then
+  "/etc/svsm/$task" >"$out" 2>&1
+  rc=$?
+else
+  echo "no task '$task'" >"$out"
+  rc=2
+fi
+echo "SVSM-GUEST-RESULT: $rc" >"$out"
+sync
+poweroff -f
+"#;
+
+/// `tpm`: the standard driver is bound, and tpm2-tools work over the kernel's resource manager.
+const TASK_TPM: &str = r#"#!/bin/sh
+set -e
+export TPM2TOOLS_TCTI=device:/dev/tpmrm0
+emit() { echo "FILE $1 $(od -An -v -tx1 "$2" | tr -d ' \n')"; }
+echo "driver $(basename "$(readlink /sys/class/tpm/tpm0/device/driver)")"
+echo "tpm2 version $(cat /sys/class/tpm/tpm0/tpm_version_major)"
+tpm2 getrandom --hex 16; echo
+tpm2 pcrread sha256:0,1,2,3,4,5,6,7,8,9
+tpm2 createek -c /tmp/ek.ctx -G ecc -u /tmp/ek.pub
+tpm2 createak -C /tmp/ek.ctx -c /tmp/ak.ctx -G ecc -g sha256 -s ecdsa -u /tmp/ak.pub -n /tmp/ak.name
+nonce=$(sed -n 's/.*svsm\.nonce=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
+tpm2 quote -c /tmp/ak.ctx -l sha256:0,1,2,3,4,5,6,7,9 -q "$nonce" -g sha256 \
+  -m /tmp/quote.msg -s /tmp/quote.sig -o /tmp/quote.pcrs
+emit ak.pub /tmp/ak.pub
+emit quote.msg /tmp/quote.msg
+emit quote.sig /tmp/quote.sig
+emit quote.pcrs /tmp/quote.pcrs
+emit eventlog /sys/kernel/security/tpm0/binary_bios_measurements
+"#;
+
+/// A built guest.
+#[derive(Clone, Debug)]
+pub struct GuestImage {
+    /// The kernel (EFI stub bzImage).
+    pub kernel: PathBuf,
+    /// The initramfs (gzip'd newc cpio).
+    pub initrd: PathBuf,
+    /// The kernel package it came from.
+    pub kernel_package: String,
+    /// SHA-256 of the initramfs, hex.
+    pub initrd_sha256: String,
+}
+
+/// Where `make guest` puts its output and its package cache.
+pub fn default_guest_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guest")
+}
+
+/// Builds (or reuses) the guest under `dir`; `extra` are host binaries to put in `/usr/bin`.
+pub fn build(dir: &Path, extra: &[PathBuf]) -> Result<GuestImage, GuestError> {
+    let cache = dir.join("debs");
+    let kernel_deb = fetch(&cache, "linux-image-6.", None)?;
+    let busybox_deb = fetch(&cache, "busybox-static_", Some("busybox-static"))?;
+    let kx = dir.join("extract/kernel");
+    let bx = dir.join("extract/busybox");
+    extract(&kernel_deb, &kx)?;
+    extract(&busybox_deb, &bx)?;
+    let vmlinuz = std::fs::read_dir(kx.join("boot"))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        })
+        .ok_or_else(|| GuestError::Guest(format!("no vmlinuz in {}", kernel_deb.display())))?;
+
+    let mut tree = Tree::default();
+    for d in [
+        "dev", "proc", "sys", "tmp", "run", "root", "etc/svsm", "usr/bin",
+    ] {
+        tree.dir(d);
+    }
+    let busybox = bx.join("bin/busybox");
+    tree.file("bin/busybox", 0o755, std::fs::read(&busybox)?);
+    let applets = run(Command::new(&busybox).arg("--list-full"))?;
+    for applet in String::from_utf8_lossy(&applets).lines() {
+        let applet = applet.trim();
+        // Every applet but busybox itself (that link would loop).
+        if applet.is_empty() || applet.ends_with("/busybox") {
+            continue;
+        }
+        let depth = applet.matches('/').count();
+        tree.symlink(applet, &format!("{}bin/busybox", "../".repeat(depth)));
+    }
+    let tpm2 = Path::new("/usr/bin/tpm2");
+    if !tpm2.exists() {
+        return Err(GuestError::Missing(
+            "/usr/bin/tpm2 (apt-get install tpm2-tools; scripts/bootstrap.sh does)".into(),
+        ));
+    }
+    let tcti = Path::new("/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0");
+    let mut host = vec![tpm2.to_owned(), tcti.to_owned()];
+    host.extend(extra.iter().cloned());
+    let mut libs = Vec::new();
+    for h in &host {
+        libs.extend(ldd(h)?);
+    }
+    host.extend(libs);
+    host.sort();
+    host.dedup();
+    for h in &host {
+        tree.host_file(h)?;
+    }
+    for e in extra {
+        if let Some(name) = e.file_name().and_then(|n| n.to_str()) {
+            tree.file(&format!("usr/bin/{name}"), 0o755, std::fs::read(e)?);
+        }
+    }
+    tree.file("init", 0o755, INIT.as_bytes().to_vec());
+    tree.file("etc/svsm/tpm", 0o755, TASK_TPM.as_bytes().to_vec());
+    let initrd = tree.write()?;
+    let initrd_sha256 = hex::encode(Sha256::digest(&initrd));
+    std::fs::create_dir_all(dir)?;
+    let kernel = dir.join("vmlinuz");
+    std::fs::copy(&vmlinuz, &kernel)?;
+    let initrd_path = dir.join("initrd.img");
+    std::fs::write(&initrd_path, &initrd)?;
+    Ok(GuestImage {
+        kernel,
+        initrd: initrd_path,
+        kernel_package: kernel_deb
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        initrd_sha256,
+    })
+}
+
+/// The TPM device QEMU gives the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TpmDevice {
+    /// `tpm-crb` (Linux `tpm_crb`).
+    Crb,
+    /// `tpm-tis` (Linux `tpm_tis`).
+    Tis,
+}
+
+/// How to boot the guest.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The task (`svsm.task=`).
+    pub task: String,
+    /// More kernel command line (e.g. `svsm.nonce=HEX`).
+    pub append: String,
+    /// CRB or TIS.
+    pub device: TpmDevice,
+    /// Give up after this long.
+    pub timeout: Duration,
+}
+
+/// What a guest run left behind.
+#[derive(Debug)]
+pub struct GuestRun {
+    /// The task's exit status as the guest reported it (`None`: no report).
+    pub status: Option<i32>,
+    /// The task's output (second serial port).
+    pub output: String,
+    /// The kernel console (first serial port).
+    pub console: String,
+    /// Boot to power-off.
+    pub elapsed: Duration,
+}
+
+impl GuestRun {
+    /// A file the task emitted as `FILE name hex`.
+    pub fn file(&self, name: &str) -> Option<Vec<u8>> {
+        self.output.lines().find_map(|l| {
+            let rest = l
+                .strip_prefix("FILE ")?
+                .strip_prefix(name)?
+                .strip_prefix(' ')?;
+            hex::decode(rest.trim()).ok()
+        })
+    }
+}
+
+/// Boots `image` with QEMU + OVMF, the TPM device backed by `backend`, and waits for the task.
+pub fn run_guest(
+    image: &GuestImage,
+    backend: Box<dyn TpmBackend>,
+    options: &RunOptions,
+) -> Result<GuestRun, GuestError> {
+    let dir = std::env::temp_dir().join(format!(
+        "svsm-guest-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let result = run_in(&dir, image, backend, options);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run_in(
+    dir: &Path,
+    image: &GuestImage,
+    backend: Box<dyn TpmBackend>,
+    options: &RunOptions,
+) -> Result<GuestRun, GuestError> {
+    let ctrl = dir.join("tpm-ctrl.sock");
+    let server = QemuTpmServer::start(&ctrl, backend)?;
+    let console = dir.join("console.txt");
+    let output = dir.join("output.txt");
+    let device = match options.device {
+        TpmDevice::Crb => "tpm-crb,tpmdev=tpm0",
+        TpmDevice::Tis => "tpm-tis,tpmdev=tpm0",
+    };
+    let append = format!(
+        "console=ttyS0 rootfstype=ramfs panic=-1 svsm.task={} {}",
+        options.task, options.append
+    );
+    let start = Instant::now();
+    let mut qemu = svsm_process::spawn(
+        Command::new("qemu-system-x86_64")
+            .args(["-machine", "q35", "-accel", "tcg", "-m", "512"])
+            .args(["-display", "none", "-nodefaults", "-no-reboot"])
+            .args(["-bios", OVMF])
+            .arg("-chardev")
+            .arg(format!("socket,id=chrtpm,path={}", ctrl.display()))
+            .args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"])
+            .args(["-device", device])
+            .arg("-kernel")
+            .arg(&image.kernel)
+            .arg("-initrd")
+            .arg(&image.initrd)
+            .arg("-append")
+            .arg(&append)
+            .arg("-serial")
+            .arg(format!("file:{}", console.display()))
+            .arg("-serial")
+            .arg(format!("file:{}", output.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )?;
+    let exited = qemu.wait_timeout(options.timeout)?;
+    if exited.is_none() {
+        qemu.kill()?;
+    }
+    drop(server);
+    let elapsed = start.elapsed();
+    let console = std::fs::read_to_string(&console).unwrap_or_default();
+    let output = std::fs::read_to_string(&output).unwrap_or_default();
+    let status = output
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(RESULT_MARKER)?.parse().ok());
+    if exited.is_none() && status.is_none() {
+        return Err(GuestError::Guest(format!(
+            "no result after {:?}; console:\n{console}",
+            options.timeout
+        )));
+    }
+    Ok(GuestRun {
+        status,
+        output,
+        console,
+        elapsed,
+    })
+}
