@@ -37,13 +37,12 @@ pub mod hcl;
 pub mod quote;
 
 use crate::appraisal::{self, Appraisal, Verdict};
-use crate::bundle_verify::tpm::alg_name;
 use crate::check::{CheckResult, NamedCheck, Outcome, TrustClaimName};
 use crate::error::Error;
 use crate::verifier::{Evidence, Verifier};
 use claims::{AkError, AttestationKey, ClaimsError, RuntimeClaims, AK_KID};
 use hcl::{HclHashType, HclReport};
-use quote::{rsassa_block, AttestError, QuoteAttest, SignatureFormatError, TPM_ALG_SHA256};
+use quote::{rsassa_block, AttestError, QuoteAttest, SignatureFormatError};
 use rsa::traits::PublicKeyParts;
 use rsa::Pkcs1v15Sign;
 use serde::Serialize;
@@ -91,6 +90,10 @@ pub struct AzureEvidence<'a> {
 pub enum VtpmCheckId {
     /// A1: the embedded SNP report's appraisal (submodule `cpu`) is affirming.
     SnpReport,
+    /// A1: the embedded report was requested at VMPL0 (the paravisor, which binds the runtime
+    /// claims): a guest at VMPL1+ can have the PSP sign any REPORT_DATA, e.g. claims naming an
+    /// AK it holds itself. Required whatever the policy says, as for evidence bundles.
+    ReportVmpl,
     /// A2: REPORT_DATA[0..32] = SHA-256(runtime claims as stored), REPORT_DATA[32..64] zero.
     ReportDataBinding,
     /// A3: the runtime claims are JSON with exactly one JWK "HCLAkPub", an RSA key ≥ 2048 bits.
@@ -109,8 +112,9 @@ pub enum VtpmCheckId {
 
 impl VtpmCheckId {
     /// Every check, in report order.
-    pub const ALL: [VtpmCheckId; 8] = [
+    pub const ALL: [VtpmCheckId; 9] = [
         VtpmCheckId::SnpReport,
+        VtpmCheckId::ReportVmpl,
         VtpmCheckId::ReportDataBinding,
         VtpmCheckId::AttestationKey,
         VtpmCheckId::Quote,
@@ -124,6 +128,7 @@ impl VtpmCheckId {
     pub const fn name(self) -> &'static str {
         match self {
             VtpmCheckId::SnpReport => "vtpm.snp_report",
+            VtpmCheckId::ReportVmpl => "vtpm.report_vmpl",
             VtpmCheckId::ReportDataBinding => "vtpm.report_data_binding",
             VtpmCheckId::AttestationKey => "vtpm.attestation_key",
             VtpmCheckId::Quote => "vtpm.quote",
@@ -169,6 +174,9 @@ pub enum VtpmFailure {
     /// The SNP appraisal (submodule `cpu`) is contraindicated.
     #[error("the SNP report appraisal (submodule cpu) is contraindicated: {} failed", .0.join(", "))]
     SnpContraindicated(Vec<String>),
+    /// The embedded report was requested by a guest at a VMPL above 0.
+    #[error("the SNP report is from VMPL {0}, not VMPL0: a guest, not the paravisor, chose its REPORT_DATA")]
+    NotVmpl0(u32),
     /// REPORT_DATA binds with a hash this verifier does not check.
     #[error("report_data_hash_type {} is not supported; only SHA-256 bindings are checked", .0.name())]
     HashTypeUnsupported(HclHashType),
@@ -212,12 +220,10 @@ pub enum VtpmFailure {
         /// The nonce, hex.
         expected: String,
     },
-    /// A non-empty selection of a bank other than SHA-256.
-    #[error("quote selects PCRs of the {} bank; only SHA-256 values are supplied and checked", alg_name(*.0))]
-    PcrBank(u16),
-    /// The quote selects no PCR.
-    #[error("quote selects no PCR")]
-    PcrSelectionEmpty,
+    /// The quote's PCR selection is not one SHA-256 selection (the rule the bundle appraisal
+    /// applies too: one non-empty SHA-256 selection, no other bank).
+    #[error("{0}")]
+    Selection(crate::bundle_verify::tpm::SelectionError),
     /// A selected PCR has no supplied value.
     #[error("quote selects PCR {pcr} but only PCR0..PCR{} were supplied", .supplied.saturating_sub(1))]
     PcrMissing {
@@ -600,6 +606,14 @@ pub fn appraise_vtpm(
         )
     });
 
+    checks.push(match cpu.report.vmpl {
+        0 => pass(
+            VtpmCheckId::ReportVmpl,
+            "requested at VMPL0 (the paravisor)".to_owned(),
+        ),
+        v => fail(VtpmCheckId::ReportVmpl, VtpmFailure::NotVmpl0(v)),
+    });
+
     // A2
     let var_digest = hcl.var_data_sha256();
     checks.push(binding_check(hcl, &var_digest));
@@ -809,16 +823,7 @@ pub fn check_pcr_digest(
     q: &QuoteAttest<'_>,
     pcrs: &[[u8; PCR_SIZE]],
 ) -> Result<(Vec<usize>, String), VtpmFailure> {
-    let mut selected: Vec<usize> = Vec::new();
-    for sel in q.pcr_select.iter().filter(|s| !s.is_empty()) {
-        if sel.hash != TPM_ALG_SHA256 {
-            return Err(VtpmFailure::PcrBank(sel.hash));
-        }
-        selected.extend(sel.pcrs());
-    }
-    if selected.is_empty() {
-        return Err(VtpmFailure::PcrSelectionEmpty);
-    }
+    let selected = q.sha256_selection().map_err(VtpmFailure::Selection)?;
     let mut h = Sha256::new();
     for &i in &selected {
         let v = pcrs.get(i).ok_or(VtpmFailure::PcrMissing {

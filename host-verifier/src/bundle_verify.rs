@@ -62,8 +62,8 @@ use svsm_abi::eventlog::{EventLog, EventLogError, EV_NO_ACTION, MAX_LOG};
 use svsm_abi::snp::certs::{CertKind, CertTable, CertTableError};
 use svsm_abi::snp::{AttestationReport, ReportError, SigningKey};
 use tpm::{
-    AkPublic, AttestError, EcdsaSignature, PublicError, QuoteAttest, SignatureError,
-    TPM_ALG_SHA256, TPM_ALG_SHA384,
+    AkPublic, AttestError, EcdsaSignature, PublicError, QuoteAttest, SelectionError,
+    SignatureError, SignerError, TPM_ALG_SHA256, TPM_ALG_SHA384, TPM_RH_ENDORSEMENT,
 };
 
 /// EAR submodule of the SNP report.
@@ -342,15 +342,13 @@ pub enum BundleFailure {
         /// The nonce, hex.
         expected: String,
     },
-    /// A non-empty selection of a bank other than SHA-256.
-    #[error("quote selects PCRs of the {} bank; only SHA-256 values are supplied", tpm::alg_name(*.0))]
-    PcrBank(u16),
-    /// The SHA-256 bank is selected twice.
-    #[error("quote selects the SHA-256 bank more than once")]
-    PcrBankTwice,
-    /// The quote selects no PCR.
-    #[error("quote selects no PCR")]
-    PcrSelectionEmpty,
+    /// The quote's PCR selection is not one SHA-256 selection (the rule the Azure appraisal
+    /// applies too).
+    #[error("{0}")]
+    Selection(SelectionError),
+    /// The quote's qualifiedSigner is not the manifest AK's Qualified Name.
+    #[error("{0}")]
+    QuoteSigner(SignerError),
     /// A selected PCR has no supplied value.
     #[error("quote selects PCR {pcr} but the bundle has {supplied} PCR values")]
     PcrMissing {
@@ -1056,10 +1054,24 @@ impl<'a> Run<'a> {
                 key.key
                     .verify(&b.quote_attest, &sig)
                     .map_err(|_| BundleFailure::SignatureInvalid)?;
-                Ok(
-                    "ECDSA P-256 over SHA-256(TPMS_ATTEST) verifies with the manifest's AK"
-                        .to_owned(),
-                )
+                // A restricted key signs only TPM-generated data, and the TPM writes the
+                // signer's own Qualified Name into the quote: it must be the manifest's AK (a
+                // primary of the endorsement hierarchy).
+                let q = quote
+                    .as_ref()
+                    .ok_or(BundleFailure::Prerequisite(BundleCheckId::VtpmQuote))?;
+                let ak_public = manifest
+                    .as_ref()
+                    .map(|m| m.ak_public)
+                    .ok_or(BundleFailure::Prerequisite(BundleCheckId::SvsmManifest))?;
+                let qn = q
+                    .check_signer(TPM_RH_ENDORSEMENT, key.name_alg, ak_public)
+                    .map_err(BundleFailure::QuoteSigner)?;
+                Ok(format!(
+                    "ECDSA P-256 over SHA-256(TPMS_ATTEST) verifies with the manifest's AK, and \
+                     qualifiedSigner is that AK's Qualified Name {}",
+                    hex::encode(qn)
+                ))
             });
         self.push(BundleCheckId::VtpmQuoteSignature, signature);
 
@@ -1288,19 +1300,7 @@ impl<'a> Run<'a> {
     /// The quote's SHA-256 selection (ascending) when pcrDigest is the digest of the bundle's
     /// values for it.
     fn pcr_digest(&self, q: &QuoteAttest<'_>) -> Result<Vec<usize>, BundleFailure> {
-        let mut selection = None;
-        for sel in q.pcr_select.iter().filter(|s| !s.is_empty()) {
-            if sel.hash != TPM_ALG_SHA256 {
-                return Err(BundleFailure::PcrBank(sel.hash));
-            }
-            if selection.replace(sel).is_some() {
-                return Err(BundleFailure::PcrBankTwice);
-            }
-        }
-        let pcrs: Vec<usize> = selection
-            .ok_or(BundleFailure::PcrSelectionEmpty)?
-            .pcrs()
-            .collect();
+        let pcrs = q.sha256_selection().map_err(BundleFailure::Selection)?;
         if q.pcr_digest.len() != 32 {
             return Err(BundleFailure::PcrDigestLength(q.pcr_digest.len()));
         }

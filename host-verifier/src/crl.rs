@@ -48,14 +48,17 @@ pub(crate) fn check(
             rfc3339(now)
         )));
     }
-    if let Some(next) = t.next_update.as_ref().map(time_secs) {
-        if next < now {
-            return Err(Failure::CrlStale(format!(
-                "nextUpdate {} is before the appraisal time {}",
-                rfc3339(next),
-                rfc3339(now)
-            )));
-        }
+    // Without nextUpdate a list would be current forever: whoever supplies the CRL could keep
+    // replaying one from before a revocation.
+    let next = t.next_update.as_ref().map(time_secs).ok_or_else(|| {
+        Failure::CrlStale("the CRL has no nextUpdate, so it would never expire".into())
+    })?;
+    if next < now {
+        return Err(Failure::CrlStale(format!(
+            "nextUpdate {} is before the appraisal time {}",
+            rfc3339(next),
+            rfc3339(now)
+        )));
     }
     let ca = anchors.intermediate(intermediate);
     let serial = &ca.cert.cert.tbs_certificate.serial_number;

@@ -367,6 +367,17 @@ fn negatives() -> Vec<Neg> {
             cpu: vec![CheckId::ReportSignature],
         },
         Neg {
+            // Accepted (as far as the vTPM checks go) before VMPL0 was required.
+            name: "report requested at VMPL1",
+            case: "azure-milan-v3",
+            mutate: |a| a.hcl[0x20 + 0x30] = 1,
+            vtpm: vec![
+                ck(V::SnpReport, |f| matches!(f, F::SnpContraindicated(_))),
+                ck(V::ReportVmpl, |f| matches!(f, F::NotVmpl0(1))),
+            ],
+            cpu: vec![CheckId::ReportSignature],
+        },
+        Neg {
             name: "REPORT_DATA[40] non-zero",
             case: "azure-genoa-v3",
             mutate: |a| a.hcl[REPORT_DATA_AT + 40] = 0x5A,
@@ -563,7 +574,38 @@ fn negatives() -> Vec<Neg> {
             },
             vtpm: vec![
                 ck(V::QuoteSignature, |f| matches!(f, F::SignatureInvalid)),
-                ck(V::PcrDigest, |f| matches!(f, F::PcrBank(TPM_ALG_SHA1))),
+                ck(V::PcrDigest, |f| {
+                    matches!(
+                        f,
+                        F::Selection(host_verifier::bundle_verify::tpm::SelectionError::Bank(
+                            TPM_ALG_SHA1
+                        ))
+                    )
+                }),
+            ],
+            cpu: vec![],
+        },
+        Neg {
+            // The bundle appraisal's rule, shared: one SHA-256 selection. (Accepted before.)
+            name: "PCR selection of the SHA-256 bank twice",
+            case: "azure-milan-v3",
+            mutate: |a| {
+                let (_, _, hash) = quote_offsets(&a.quote);
+                let count = hash - 4;
+                a.quote[count + 3] = 2;
+                let len = 3 + a.quote[hash + 2] as usize;
+                let sel = a.quote[hash..hash + len].to_vec();
+                let at = hash + len;
+                a.quote.splice(at..at, sel);
+            },
+            vtpm: vec![
+                ck(V::QuoteSignature, |f| matches!(f, F::SignatureInvalid)),
+                ck(V::PcrDigest, |f| {
+                    matches!(
+                        f,
+                        F::Selection(host_verifier::bundle_verify::tpm::SelectionError::BankTwice)
+                    )
+                }),
             ],
             cpu: vec![],
         },

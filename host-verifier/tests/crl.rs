@@ -141,7 +141,7 @@ fn current_crl_without_the_ask_passes() {
 fn crl_revoking_the_ask_fails() {
     let r = appraise_crl(&crl(
         JUNE_2026 - DAY,
-        None,
+        Some(JUNE_2026 + DAY),
         &[ASVK_SERIAL, ASK_SERIAL],
         None,
     ));
@@ -179,6 +179,17 @@ fn crl_with_wrong_pss_salt_fails() {
                 ..
             })
         ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn crl_without_next_update_fails() {
+    // A CRL without nextUpdate would be current forever: a revocation could be withheld by
+    // replaying an old list indefinitely.
+    let r = appraise_crl(&crl(JUNE_2026 - DAY, None, &[], None));
+    assert!(
+        matches!(r.failure(), Some(Failure::CrlStale(why)) if why.contains("no nextUpdate")),
         "{r:?}"
     );
 }

@@ -536,6 +536,51 @@ fn quote_signature_swapped_alone() {
     assert_eq!(reason(&a, C::VtpmQuoteSignature), &F::SignatureInvalid);
 }
 
+/// The manifest's AK replaced by a P-256 key the forger holds (the report re-signed over the
+/// new manifest: an insider case), and the machine's own quote re-signed with that key: the
+/// signature verifies with "the AK", but qualifiedSigner still names the machine's real AK.
+#[test]
+fn insider_quote_re_signed_by_another_key() {
+    use p256::ecdsa::signature::Signer as _;
+    let mut b = a();
+    let key = p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap();
+    let point = key.verifying_key().to_encoded_point(false);
+    let range = ak_range(&b.manifest);
+    let ak = &mut b.manifest[range];
+    // TPMT_PUBLIC (ECC P-256) ends with unique.x and unique.y, each a TPM2B of 32 bytes.
+    let n = ak.len();
+    assert_eq!(
+        (&ak[n - 68..n - 66], &ak[n - 34..n - 32]),
+        (&[0, 32][..], &[0, 32][..])
+    );
+    ak[n - 66..n - 34].copy_from_slice(point.x().unwrap());
+    ak[n - 32..].copy_from_slice(point.y().unwrap());
+    resign(&mut b);
+    let sig: p256::ecdsa::Signature = key.sign(&b.quote_attest);
+    let (r, s) = sig.split_bytes();
+    b.quote_signature = [
+        &[0x00, 0x18, 0x00, 0x0B, 0x00, 0x20][..],
+        &r,
+        &[0x00, 0x20],
+        &s,
+    ]
+    .concat();
+    let a = appraise(&b);
+    expect(
+        &a,
+        &[
+            C::VtpmQuoteSignature,
+            C::VtpmQuoteNonce,
+            C::VtpmPcrDigest,
+            C::VtpmLogReplay,
+        ],
+    );
+    assert!(matches!(
+        reason(&a, C::VtpmQuoteSignature),
+        F::QuoteSigner(host_verifier::bundle_verify::tpm::SignerError::Mismatch { .. })
+    ));
+}
+
 #[test]
 fn pcrs_swapped_with_another_machines() {
     let mut b = a();

@@ -1,12 +1,16 @@
 //! The TPM 2.0 structures of an evidence bundle's quote (TPM 2.0 Library Part 2, big-endian
 //! marshalling): the quote's `TPMS_ATTEST`, the AK's ECDSA `TPMT_SIGNATURE`, and the AK's
 //! `TPMT_PUBLIC` as the vTPM manifest carries it (an ECC NIST P-256 restricted signing key).
+//! Two rules on a parsed quote are shared by the bundle and the Azure appraisals: which PCRs it
+//! attests ([`QuoteAttest::sha256_selection`]: the SHA-256 bank, selected once) and who signed
+//! it ([`QuoteAttest::check_signer`]: qualifiedSigner is the AK's Qualified Name, Part 1 §16).
 //!
 //! Every read is bounds-checked, every variable-size field has a hard upper bound, and every
 //! anomaly is a typed error; nothing here panics on any input.
 
 use p256::ecdsa::VerifyingKey;
 use p256::EncodedPoint;
+use sha2::{Digest, Sha256, Sha384, Sha512};
 
 /// `TPM_GENERATED_VALUE`: the magic of every TPM-produced attestation.
 pub const TPM_GENERATED_VALUE: u32 = 0xFF54_4347;
@@ -28,6 +32,9 @@ pub const TPM_ALG_ECDSA: u16 = 0x0018;
 pub const TPM_ALG_ECC: u16 = 0x0023;
 /// `TPM_ECC_NIST_P256`.
 pub const TPM_ECC_NIST_P256: u16 = 0x0003;
+/// `TPM_RH_ENDORSEMENT`: the endorsement hierarchy. The vTPM's AK (and Azure's) is a primary
+/// key made there with `TPM2_CreatePrimary`, so its Qualified Name is rooted in this handle.
+pub const TPM_RH_ENDORSEMENT: u32 = 0x4000_000B;
 
 /// Largest `TPMS_ATTEST` accepted (a quote with the largest fields below is 347 bytes).
 pub const MAX_ATTEST: usize = 512;
@@ -222,6 +229,71 @@ pub enum PublicError {
     /// Bytes follow the structure.
     #[error("{0} bytes follow the AK TPMT_PUBLIC structure")]
     TrailingBytes(usize),
+}
+
+/// Why a quote's PCR selection is not one SHA-256 selection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SelectionError {
+    /// A non-empty selection of a bank other than SHA-256.
+    #[error("quote selects PCRs of the {} bank; only SHA-256 values are supplied", alg_name(*.0))]
+    Bank(u16),
+    /// The SHA-256 bank is selected more than once (non-empty both times).
+    #[error("quote selects the SHA-256 bank more than once")]
+    BankTwice,
+    /// No PCR is selected.
+    #[error("quote selects no PCR")]
+    Empty,
+}
+
+/// Why a quote's qualifiedSigner is not the expected signer's Qualified Name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignerError {
+    /// The AK's nameAlg is not a hash this verifier computes Names with.
+    #[error("AK nameAlg is {}, expected SHA-256, SHA-384 or SHA-512", alg_name(*.0))]
+    NameAlg(u16),
+    /// qualifiedSigner differs from the AK's Qualified Name: another key signed the quote, or
+    /// the AK is not the endorsement-hierarchy primary the evidence says it is.
+    #[error("quote qualifiedSigner is {found}, but the AK's Qualified Name is {expected}")]
+    Mismatch {
+        /// qualifiedSigner, hex.
+        found: String,
+        /// nameAlg ‖ H(hierarchy ‖ Name(AK)), hex.
+        expected: String,
+    },
+}
+
+/// `nameAlg ‖ H_nameAlg(parts…)` for SHA-256/384/512; `None` for any other algorithm.
+fn tagged_digest(name_alg: u16, parts: &[&[u8]]) -> Option<Vec<u8>> {
+    fn run<D: Digest>(tag: u16, parts: &[&[u8]]) -> Vec<u8> {
+        let mut h = D::new();
+        for p in parts {
+            h.update(p);
+        }
+        [&tag.to_be_bytes()[..], &h.finalize()].concat()
+    }
+    match name_alg {
+        TPM_ALG_SHA256 => Some(run::<Sha256>(name_alg, parts)),
+        TPM_ALG_SHA384 => Some(run::<Sha384>(name_alg, parts)),
+        TPM_ALG_SHA512 => Some(run::<Sha512>(name_alg, parts)),
+        _ => None,
+    }
+}
+
+/// The Name of an object (TPM 2.0 Part 1 §16): `nameAlg` (u16 big-endian) ‖
+/// `H_nameAlg(TPMT_PUBLIC as marshalled)`. `None` unless nameAlg is SHA-256, SHA-384 or SHA-512.
+pub fn object_name(name_alg: u16, public: &[u8]) -> Option<Vec<u8>> {
+    tagged_digest(name_alg, &[public])
+}
+
+/// The Qualified Name of a primary object of `hierarchy` (Part 1 §16.6): `nameAlg` ‖
+/// `H_nameAlg(QN(parent) ‖ Name)`, where a hierarchy's Qualified Name is its handle (u32
+/// big-endian). This, not the Name, is what `TPM2_Quote` writes into qualifiedSigner. `None`
+/// unless nameAlg is SHA-256, SHA-384 or SHA-512.
+pub fn primary_qualified_name(hierarchy: u32, name_alg: u16, public: &[u8]) -> Option<Vec<u8>> {
+    let name = object_name(name_alg, public)?;
+    tagged_digest(name_alg, &[&hierarchy.to_be_bytes(), &name])
 }
 
 /// One `TPMS_PCR_SELECTION`: a bank and a bitmap (bit `j` of byte `i` selects PCR `8*i + j`).
@@ -426,6 +498,46 @@ impl<'a> QuoteAttest<'a> {
             pcr_select,
             pcr_digest,
         })
+    }
+}
+
+impl QuoteAttest<'_> {
+    /// The PCRs the quote attests, ascending (the order the TPM hashes them in): every
+    /// non-empty selection must be of the SHA-256 bank, that bank selected once, and at least
+    /// one PCR selected. Empty selections of any bank are ignored.
+    pub fn sha256_selection(&self) -> Result<Vec<usize>, SelectionError> {
+        let mut selection = None;
+        for sel in self.pcr_select.iter().filter(|s| !s.is_empty()) {
+            if sel.hash != TPM_ALG_SHA256 {
+                return Err(SelectionError::Bank(sel.hash));
+            }
+            if selection.replace(sel).is_some() {
+                return Err(SelectionError::BankTwice);
+            }
+        }
+        Ok(selection.ok_or(SelectionError::Empty)?.pcrs().collect())
+    }
+
+    /// Checks that qualifiedSigner is the Qualified Name of the primary key of `hierarchy`
+    /// whose `TPMT_PUBLIC` (as marshalled, no TPM2B size) is `public`, with `name_alg`; returns
+    /// that Qualified Name. A restricted signing key signs only what the TPM generated, and the
+    /// TPM writes the signing key's own Qualified Name here, so a quote that names another key
+    /// was not produced by the TPM for this AK.
+    pub fn check_signer(
+        &self,
+        hierarchy: u32,
+        name_alg: u16,
+        public: &[u8],
+    ) -> Result<Vec<u8>, SignerError> {
+        let expected = primary_qualified_name(hierarchy, name_alg, public)
+            .ok_or(SignerError::NameAlg(name_alg))?;
+        if self.qualified_signer != expected.as_slice() {
+            return Err(SignerError::Mismatch {
+                found: hex::encode(self.qualified_signer),
+                expected: hex::encode(&expected),
+            });
+        }
+        Ok(expected)
     }
 }
 
