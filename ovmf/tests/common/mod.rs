@@ -2,7 +2,7 @@
 //! synthetic OVMF images with any footer table and SEV metadata.
 #![allow(dead_code)]
 
-/// bookworm `ovmf` 2022.11-6+deb12u2 (reference §1).
+/// bookworm `ovmf` 2022.11-6+deb12u2.
 pub const OVMF_FD: &str = "/usr/share/ovmf/OVMF.fd";
 pub const OVMF_FD_SHA256: &str = "7b456907dd0786d415999e801a1ac4637b8ed4d7cf5378cfc6edbe5e574dd773";
 pub const OVMF_CODE_FD: &str = "/usr/share/OVMF/OVMF_CODE.fd";
@@ -65,7 +65,7 @@ pub const CPUID: u32 = 3;
 pub const CAA: u32 = 4;
 pub const KERNEL_HASHES: u32 = 0x10;
 
-/// sid `OVMF.amdsev.fd`'s section list, in its table order (reference §1).
+/// sid `OVMF.amdsev.fd`'s section list, in its table order.
 pub const SID_SECTIONS: &[(u32, u32, u32)] = &[
     (0x800000, 0x9000, SEC_MEM),
     (0x80A000, 0x3000, SEC_MEM),

@@ -1,6 +1,6 @@
 //! The vTPM engine as the image runs it: `vtpm::Vtpm` (libtpms + libcrypto, linked statically)
 //! behind a guard that enforces the entropy rule. libtpms and OpenSSL do not reliably report a
-//! failed seed (manufacture and some commands still succeed; reference §3), so the guard checks
+//! failed seed (manufacture and some commands still succeed, observed on this engine), so the guard checks
 //! the libc shim's latched [`libc_shim::entropy::failed`] flag around every engine call: once
 //! any entropy read has failed, the engine is not made, and a running engine answers nothing
 //! more (the response of the command during which it failed is wiped, not returned).

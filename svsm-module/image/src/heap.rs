@@ -1,13 +1,15 @@
 //! The heap: a linked-list allocator over one RAM range after the image, behind a spin lock,
-//! counting bytes in use and the high-water mark. On a panic or fatal error the whole range is
-//! wiped ([`wipe`]): it holds the TPM seeds, the vault keys and the key hierarchy.
+//! counting bytes in use and the high-water mark. Every freed block is zeroed before the
+//! allocator takes it back (`libc_shim::wipe::WipeOnFree`), and on a panic or fatal error the
+//! whole range is wiped ([`wipe`]): it holds the TPM seeds, the vault keys and the key hierarchy.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use libc_shim::wipe::WipeOnFree;
 use linked_list_allocator::Heap;
 use spin::Mutex;
 
-/// Heap size. Measured peak 5.1 MiB: the engine (libtpms + OpenSSL) 0.5 MiB (reference §5), the
+/// Heap size. Measured peak 5.1 MiB: the engine (libtpms + OpenSSL) 0.5 MiB, the
 /// emulated guest memory 4 MiB, the frame buffers 0.75 MiB; the rest is headroom for the vault.
 pub const HEAP_SIZE: usize = 16 * 1024 * 1024;
 
@@ -22,14 +24,14 @@ pub struct ImageHeap {
 }
 
 #[global_allocator]
-static HEAP: ImageHeap = ImageHeap {
+static HEAP: WipeOnFree<ImageHeap> = WipeOnFree(ImageHeap {
     heap: Mutex::new(Heap::empty()),
     in_use: AtomicUsize::new(0),
     peak: AtomicUsize::new(0),
     failures: AtomicU64::new(0),
     start: AtomicUsize::new(0),
     size: AtomicUsize::new(0),
-};
+});
 
 /// Hands the range `[start, start + size)` to the allocator.
 ///
@@ -37,10 +39,10 @@ static HEAP: ImageHeap = ImageHeap {
 /// The range must be mapped, writable RAM used by nothing else, for the rest of the run; call
 /// once.
 pub unsafe fn init(start: usize, size: usize) {
-    HEAP.start.store(start, Ordering::SeqCst);
-    HEAP.size.store(size, Ordering::SeqCst);
+    HEAP.0.start.store(start, Ordering::SeqCst);
+    HEAP.0.size.store(size, Ordering::SeqCst);
     // SAFETY: per the caller's contract.
-    unsafe { HEAP.heap.lock().init(start as *mut u8, size) };
+    unsafe { HEAP.0.heap.lock().init(start as *mut u8, size) };
 }
 
 // SAFETY: allocation is delegated to `linked_list_allocator::Heap` under a lock, which returns
@@ -85,18 +87,18 @@ pub struct Stats {
 /// The current statistics.
 pub fn stats() -> Stats {
     Stats {
-        in_use: HEAP.in_use.load(Ordering::Relaxed),
-        peak: HEAP.peak.load(Ordering::Relaxed),
-        size: HEAP.size.load(Ordering::Relaxed),
-        failures: HEAP.failures.load(Ordering::Relaxed),
+        in_use: HEAP.0.in_use.load(Ordering::Relaxed),
+        peak: HEAP.0.peak.load(Ordering::Relaxed),
+        size: HEAP.0.size.load(Ordering::Relaxed),
+        failures: HEAP.0.failures.load(Ordering::Relaxed),
     }
 }
 
 /// Zeroes the whole heap range (on the way out after a panic or fatal error: nothing may use
 /// the heap afterwards).
 pub fn wipe() {
-    let start = HEAP.start.load(Ordering::SeqCst);
-    let size = HEAP.size.load(Ordering::SeqCst);
+    let start = HEAP.0.start.load(Ordering::SeqCst);
+    let size = HEAP.0.size.load(Ordering::SeqCst);
     if start == 0 || size == 0 {
         return;
     }

@@ -11,7 +11,7 @@
 //! - on failure the output buffer is wiped and the caller gets an error (`getrandom` returns -1
 //!   with `EIO`). OpenSSL then has no seed, and the image, which checks [`failed`] after every
 //!   engine call, stops the TPM (a TPM that failed to seed must not run, although libtpms
-//!   itself reports success for manufacture and some commands; reference §3).
+//!   itself reports success for manufacture and some commands, as observed on this engine).
 //!
 //! A CPU without RDRAND has no entropy source here: every read fails.
 

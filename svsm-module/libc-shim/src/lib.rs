@@ -42,6 +42,7 @@ pub mod stdio;
 pub mod string;
 pub mod thread;
 pub mod time;
+pub mod wipe;
 
 use core::sync::atomic::{AtomicPtr, Ordering};
 
