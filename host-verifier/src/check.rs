@@ -51,8 +51,10 @@ pub enum CheckId {
     PolicyVmpl,
     /// MEASUREMENT is in the allowlist.
     PolicyMeasurement,
-    /// Reported, committed and current TCB at least the per-component minimum.
+    /// Reported, committed, current and launch TCB at least the per-component minimum.
     PolicyTcbMinimum,
+    /// REPORTED_TCB equals CURRENT_TCB (the firmware the guest runs on is the one it reports).
+    PolicyTcbCurrent,
     /// CHIP_ID is in the allowlist.
     PolicyChipId,
     /// The signer kind (VCEK / VLEK) is allowed; a VLEK's cspID is allowed.
@@ -77,7 +79,7 @@ pub enum CheckId {
 
 impl CheckId {
     /// Every check, in report order.
-    pub const ALL: [CheckId; 33] = [
+    pub const ALL: [CheckId; 34] = [
         CheckId::ReportVersion,
         CheckId::ReportReserved,
         CheckId::ReportSignatureAlgo,
@@ -101,6 +103,7 @@ impl CheckId {
         CheckId::PolicyVmpl,
         CheckId::PolicyMeasurement,
         CheckId::PolicyTcbMinimum,
+        CheckId::PolicyTcbCurrent,
         CheckId::PolicyChipId,
         CheckId::PolicySigningKey,
         CheckId::PolicyFamilyId,
@@ -139,6 +142,7 @@ impl CheckId {
             CheckId::PolicyVmpl => "policy.vmpl",
             CheckId::PolicyMeasurement => "policy.measurement",
             CheckId::PolicyTcbMinimum => "policy.tcb_minimum",
+            CheckId::PolicyTcbCurrent => "policy.tcb_current",
             CheckId::PolicyChipId => "policy.chip_id",
             CheckId::PolicySigningKey => "policy.signing_key",
             CheckId::PolicyFamilyId => "policy.family_id",
@@ -174,6 +178,7 @@ impl CheckId {
             | CheckId::VekExtensions
             | CheckId::VekTcb
             | CheckId::PolicyTcbMinimum
+            | CheckId::PolicyTcbCurrent
             | CheckId::PolicyProduct => TrustClaimName::Hardware,
             CheckId::ReportGuestPolicy
             | CheckId::PolicyMigrationAgent
@@ -580,6 +585,22 @@ pub enum Failure {
         found: u8,
         /// Minimum.
         min: u8,
+    },
+    /// The report is older than the policy's minimum version.
+    #[error("report version {found} is below the policy's minimum {min}")]
+    ReportVersionBelowMinimum {
+        /// The report's version.
+        found: u32,
+        /// The policy's minimum.
+        min: u32,
+    },
+    /// REPORTED_TCB is not CURRENT_TCB and the policy requires them equal.
+    #[error("REPORTED_TCB {reported:#018x} is not CURRENT_TCB {current:#018x}")]
+    TcbNotCurrent {
+        /// REPORTED_TCB, raw.
+        reported: u64,
+        /// CURRENT_TCB, raw.
+        current: u64,
     },
     /// CHIP_ID not allowed (or masked while an allowlist is set).
     #[error("CHIP_ID {0} is not in the allowlist")]

@@ -86,6 +86,10 @@ pub struct Policy {
     pub author_key_digests: Option<Vec<[u8; 48]>>,
     /// Allowed products.
     pub products: Option<Vec<Product>>,
+    /// The oldest ATTESTATION_REPORT version accepted (`None`: not checked).
+    pub min_report_version: Option<u32>,
+    /// Require REPORTED_TCB == CURRENT_TCB.
+    pub require_current_tcb: bool,
 }
 
 impl Default for Policy {
@@ -113,6 +117,8 @@ impl Default for Policy {
             id_key_digests: None,
             author_key_digests: None,
             products: None,
+            min_report_version: None,
+            require_current_tcb: false,
         }
     }
 }
@@ -138,6 +144,8 @@ struct PolicyFile {
     platform_info_required: Option<Vec<String>>,
     platform_info_forbidden: Option<Vec<String>>,
     min_guest_svn: Option<u32>,
+    min_report_version: Option<u32>,
+    require_current_tcb: Option<bool>,
     id_key_digests: Option<Vec<String>>,
     author_key_digests: Option<Vec<String>>,
     products: Option<Vec<String>>,
@@ -325,6 +333,13 @@ impl Policy {
             platform_info_required: bits("platform_info_required", f.platform_info_required)?,
             platform_info_forbidden: bits("platform_info_forbidden", f.platform_info_forbidden)?,
             min_guest_svn: f.min_guest_svn,
+            min_report_version: match f.min_report_version {
+                Some(v) if !(2..=5).contains(&v) => {
+                    return Err(field_err("min_report_version", "must be 2..=5"))
+                }
+                v => v,
+            },
+            require_current_tcb: f.require_current_tcb.unwrap_or(false),
             id_key_digests: hex_list::<48>("id_key_digests", f.id_key_digests)?,
             author_key_digests: hex_list::<48>("author_key_digests", f.author_key_digests)?,
             products: f

@@ -295,13 +295,24 @@ impl Verifier {
         let mut checks: Vec<CheckResult> = Vec::with_capacity(CheckId::ALL.len());
 
         // --- report structure ---
-        checks.push(pass(
-            CheckId::ReportVersion,
-            match report.version() {
-                ReportVersion::V4 => "version 4, read with the version 3 layout".to_string(),
-                v => format!("version {}", v.number()),
-            },
-        ));
+        let version = match report.version() {
+            ReportVersion::V4 => "version 4, read with the version 3 layout".to_string(),
+            v => format!("version {}", v.number()),
+        };
+        checks.push(match self.policy.min_report_version {
+            None => na(
+                CheckId::ReportVersion,
+                format!("{version}; no min_report_version in the policy"),
+            ),
+            Some(min) if report.version().number() < min => fail(
+                CheckId::ReportVersion,
+                Failure::ReportVersionBelowMinimum {
+                    found: report.version().number(),
+                    min,
+                },
+            ),
+            Some(min) => pass(CheckId::ReportVersion, format!("{version} ≥ minimum {min}")),
+        });
         checks.push(match report.check_reserved() {
             Ok(()) => pass(CheckId::ReportReserved, "every reserved field is zero"),
             Err(e) => fail(CheckId::ReportReserved, Failure::Reserved(e)),
@@ -872,6 +883,26 @@ impl Verifier {
         });
 
         checks.push(self.tcb_minimum(report, product));
+        let (reported, current) = (raw.reported_tcb.raw(), raw.current_tcb.raw());
+        checks.push(if !self.policy.require_current_tcb {
+            na(
+                CheckId::PolicyTcbCurrent,
+                format!(
+                    "not required by the policy (REPORTED_TCB {reported:#018x}, CURRENT_TCB \
+                     {current:#018x})"
+                ),
+            )
+        } else if reported == current {
+            pass(
+                CheckId::PolicyTcbCurrent,
+                format!("REPORTED_TCB = CURRENT_TCB = {current:#018x}"),
+            )
+        } else {
+            fail(
+                CheckId::PolicyTcbCurrent,
+                Failure::TcbNotCurrent { reported, current },
+            )
+        });
 
         checks.push(match &p.chip_ids {
             None => na(CheckId::PolicyChipId, not_set("chip_ids allowlist")),
@@ -1073,6 +1104,7 @@ impl Verifier {
             (TcbField::Reported, raw.reported_tcb),
             (TcbField::Committed, raw.committed_tcb),
             (TcbField::Current, raw.current_tcb),
+            (TcbField::Launch, raw.launch_tcb),
         ] {
             let c = tcb.decode(layout);
             let comps = [
@@ -1103,7 +1135,7 @@ impl Verifier {
         pass(
             id,
             format!(
-                "reported, committed and current TCB at least the {} minimum",
+                "reported, committed, current and launch TCB at least the {} minimum",
                 product.kds_name()
             ),
         )

@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use host_verifier::check::TrustClaimName;
-use host_verifier::{CheckId, Outcome, Policy, Verdict, Verifier};
+use host_verifier::{CheckId, Failure, Outcome, Policy, Verdict, Verifier};
 use svsm_abi::snp::{Product, SigningKey};
 
 struct Facts {
@@ -169,8 +169,14 @@ fn every_vector_verifies_with_its_readme_facts() {
             a.render_text()
         );
         assert_eq!(a.checks.len(), CheckId::ALL.len());
+        // Checks the default policy does not ask for say so, instead of passing.
+        for id in [CheckId::ReportVersion, CheckId::PolicyTcbCurrent] {
+            assert!(
+                matches!(a.check(id).unwrap().outcome, Outcome::NotApplicable(_)),
+                "{name}: {id}"
+            );
+        }
         for id in [
-            CheckId::ReportVersion,
             CheckId::ReportReserved,
             CheckId::ReportSignatureAlgo,
             CheckId::ReportKeyInfo,
@@ -408,4 +414,61 @@ fn missing_vek_names_the_kds_url() {
         }
         e => panic!("{e}"),
     }
+}
+
+#[test]
+fn minimum_report_version_current_tcb_and_launch_tcb_are_real_checks() {
+    use host_verifier::check::TcbField;
+    // A minimum report version: milan-v2 is a version-2 report.
+    let p = policy("min_report_version = 3");
+    let v2 = case("milan-v2");
+    let a = verify(p.clone(), &v2.report, &v2.vek, v2.at).unwrap();
+    assert_eq!(
+        failure(&a, CheckId::ReportVersion),
+        Failure::ReportVersionBelowMinimum { found: 2, min: 3 }
+    );
+    let v3 = case("milan-v3");
+    assert!(passed(
+        &verify(p, &v3.report, &v3.vek, v3.at).unwrap(),
+        CheckId::ReportVersion
+    ));
+    assert!(Policy::from_toml("min_report_version = 9").is_err());
+
+    // REPORTED == CURRENT: the VLEK vector reports an older TCB than it runs.
+    let p = policy("require_current_tcb = true");
+    let vlek = case("milan-v3-vlek");
+    let a = verify(p.clone(), &vlek.report, &vlek.vek, vlek.at).unwrap();
+    assert_eq!(
+        failure(&a, CheckId::PolicyTcbCurrent),
+        Failure::TcbNotCurrent {
+            reported: 0xD918_0000_0000_0004,
+            current: 0xDC18_0000_0000_0004
+        }
+    );
+    let genoa = case("genoa-v3");
+    assert!(passed(
+        &verify(p, &genoa.report, &genoa.vek, genoa.at).unwrap(),
+        CheckId::PolicyTcbCurrent
+    ));
+
+    // LAUNCH_TCB is held to the minimum too: milan-v3 with its launch microcode lowered
+    // (the signature then fails as well; the policy check still says which TCB is low).
+    let mut low = v3.report.clone();
+    low[0x1F0 + 7] = 200;
+    let a = verify(
+        policy("[min_tcb.default]\nmicrocode = 219"),
+        &low,
+        &v3.vek,
+        v3.at,
+    )
+    .unwrap();
+    assert!(matches!(
+        failure(&a, CheckId::PolicyTcbMinimum),
+        Failure::TcbBelowMinimum {
+            field: TcbField::Launch,
+            found: 200,
+            min: 219,
+            ..
+        }
+    ));
 }
