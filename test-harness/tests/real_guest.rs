@@ -67,6 +67,55 @@ fn boot(device: TpmDevice, nonce: &str) -> test_harness::guest::GuestRun {
     .unwrap()
 }
 
+/// SHA-256 replay of a TCG crypto-agile log with svsm-abi's parser (EV_NO_ACTION not extended).
+fn replay_sha256(log: &[u8]) -> [[u8; 32]; 24] {
+    use sha2::Digest;
+    let parsed = svsm_abi::eventlog::EventLog::parse(log).expect("the real OVMF log parses");
+    assert!(parsed.has_sha256);
+    let mut pcrs = [[0u8; 32]; 24];
+    for e in parsed.events() {
+        if e.event_type == svsm_abi::eventlog::EV_NO_ACTION {
+            continue;
+        }
+        let p = &mut pcrs[e.pcr as usize];
+        *p = sha2::Sha256::new()
+            .chain_update(*p)
+            .chain_update(e.sha256.unwrap())
+            .finalize()
+            .into();
+    }
+    assert!(parsed.len() > 10, "{} events", parsed.len());
+    pcrs
+}
+
+/// `N : 0xHEX` lines of `tpm2 pcrread` output (the sha256 bank).
+fn pcrread_values(out: &str) -> std::collections::BTreeMap<usize, [u8; 32]> {
+    out.lines()
+        .filter_map(|l| {
+            let (i, v) = l.trim().split_once(" : 0x")?;
+            Some((
+                i.trim().parse().ok()?,
+                hex::decode(v.trim()).ok()?.try_into().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// The sha256 PCR values at the end of `tpm2_eventlog` output.
+fn eventlog_pcrs(yaml: &str) -> std::collections::BTreeMap<usize, [u8; 32]> {
+    let bank = yaml.split("sha256:").last().unwrap_or_default();
+    pcrread_values(&bank.replace(": 0x", " : 0x"))
+        .into_iter()
+        .chain(bank.lines().filter_map(|l| {
+            let (i, v) = l.trim().split_once(": 0x")?;
+            Some((
+                i.trim().parse().ok()?,
+                hex::decode(v.trim()).ok()?.try_into().ok()?,
+            ))
+        }))
+        .collect()
+}
+
 #[test]
 fn linux_binds_tpm_crb_and_tpm_tis_to_our_vtpm_and_quotes_verify() {
     let _t = turn();
@@ -107,9 +156,37 @@ fn linux_binds_tpm_crb_and_tpm_tis_to_our_vtpm_and_quotes_verify() {
         );
         let wrong = checkquote(&dir, &hex::encode([0u8; 16]));
         assert!(!wrong.status.success(), "a wrong nonce must fail");
-        // OVMF wrote a real TCG event log and Linux exposes it.
+        // OVMF wrote a real TCG event log and Linux exposes it: svsm-abi's parser reads it, its
+        // SHA-256 replay gives the PCR values the vTPM reported inside the guest, and
+        // tpm2_eventlog (an independent parser) agrees.
         let log = run.file("eventlog").unwrap();
-        assert!(log.len() > 1000, "event log of {} bytes", log.len());
+        let replayed = replay_sha256(&log);
+        let reported = pcrread_values(&run.output);
+        for pcr in [0usize, 1, 2, 3, 4, 5, 6, 7, 9] {
+            assert_eq!(
+                replayed[pcr], reported[&pcr],
+                "PCR {pcr}: replay of the real OVMF log vs the vTPM"
+            );
+        }
+        std::fs::write(dir.join("eventlog.bin"), &log).unwrap();
+        let oracle = Command::new("tpm2_eventlog")
+            .arg(dir.join("eventlog.bin"))
+            .output()
+            .unwrap();
+        assert!(
+            oracle.status.success(),
+            "{}",
+            String::from_utf8_lossy(&oracle.stderr)
+        );
+        let theirs = eventlog_pcrs(&String::from_utf8_lossy(&oracle.stdout));
+        for (pcr, value) in &theirs {
+            assert_eq!(&replayed[*pcr], value, "PCR {pcr}: tpm2_eventlog disagrees");
+        }
+        assert!(
+            theirs.len() >= 8,
+            "tpm2_eventlog listed {} PCRs",
+            theirs.len()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
