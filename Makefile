@@ -24,6 +24,7 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit:
+	$(CARGO) build -p guest-driver --features std --bin svsm-vault
 	$(CARGO) test --workspace
 
 nostd:

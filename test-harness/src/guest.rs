@@ -18,11 +18,15 @@
 
 use crate::mssim::TpmBackend;
 use crate::qemu_tpm::QemuTpmServer;
+use crate::sim::SimMachine;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Debian's OVMF (`-bios`).
@@ -290,6 +294,25 @@ emit quote.pcrs /tmp/quote.pcrs
 emit eventlog /sys/kernel/security/tpm0/binary_bios_measurements
 "#;
 
+/// `vault`: svsm-vault inside the guest, over the call channel on the third serial port.
+const TASK_VAULT: &str = r#"#!/bin/sh
+set -e
+stty -F /dev/ttyS2 raw -echo
+v() { svsm-vault --device /dev/ttyS2 --buffer-pages 4 "$@"; }
+echo "a message signed inside VMPL0" > /tmp/msg
+v create --kind p384
+v sign --key 1 --in /tmp/msg --out /tmp/sig
+v verify --key 1 --in /tmp/msg --sig /tmp/sig
+echo "wrong" > /tmp/other
+if v verify --key 1 --in /tmp/other --sig /tmp/sig; then echo "BAD: a wrong message verified"; exit 1; fi
+v create --kind aes
+v encrypt --key 2 --in /tmp/msg --out /tmp/enc --aad guest
+v decrypt --key 2 --in /tmp/enc --out /tmp/dec --aad guest
+cmp /tmp/msg /tmp/dec
+echo "vault round trips ok"
+v list
+"#;
+
 /// A built guest.
 #[derive(Clone, Debug)]
 pub struct GuestImage {
@@ -371,6 +394,7 @@ pub fn build(dir: &Path, extra: &[PathBuf]) -> Result<GuestImage, GuestError> {
     }
     tree.file("init", 0o755, INIT.as_bytes().to_vec());
     tree.file("etc/svsm/tpm", 0o755, TASK_TPM.as_bytes().to_vec());
+    tree.file("etc/svsm/vault", 0o755, TASK_VAULT.as_bytes().to_vec());
     let initrd = tree.write()?;
     let initrd_sha256 = hex::encode(Sha256::digest(&initrd));
     std::fs::create_dir_all(dir)?;
@@ -438,9 +462,13 @@ impl GuestRun {
 }
 
 /// Boots `image` with QEMU + OVMF, the TPM device backed by `backend`, and waits for the task.
+/// With `calls`, the guest's third serial port (`/dev/ttyS2`) carries framed SVSM calls into
+/// that machine (a stand-in for VMGEXIT: QEMU here has no SEV-SNP), so `svsm-vault --device
+/// /dev/ttyS2` reaches its vault.
 pub fn run_guest(
     image: &GuestImage,
     backend: Box<dyn TpmBackend>,
+    calls: Option<&SimMachine>,
     options: &RunOptions,
 ) -> Result<GuestRun, GuestError> {
     let dir = std::env::temp_dir().join(format!(
@@ -450,7 +478,7 @@ pub fn run_guest(
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let result = run_in(&dir, image, backend, options);
+    let result = run_in(&dir, image, backend, calls, options);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -459,10 +487,33 @@ fn run_in(
     dir: &Path,
     image: &GuestImage,
     backend: Box<dyn TpmBackend>,
+    calls: Option<&SimMachine>,
     options: &RunOptions,
 ) -> Result<GuestRun, GuestError> {
     let ctrl = dir.join("tpm-ctrl.sock");
     let server = QemuTpmServer::start(&ctrl, backend)?;
+    let calls_path = dir.join("calls.sock");
+    let stop = Arc::new(AtomicBool::new(false));
+    let channel = match calls {
+        Some(machine) => {
+            let listener = UnixListener::bind(&calls_path)?;
+            listener.set_nonblocking(true)?;
+            let (machine, stop) = (machine.clone(), stop.clone());
+            Some(std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let _ = stream.set_nonblocking(false);
+                            let _ = crate::guest_channel::serve(stream, &machine);
+                            return;
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            }))
+        }
+        None => None,
+    };
     let console = dir.join("console.txt");
     let output = dir.join("output.txt");
     let device = match options.device {
@@ -493,6 +544,16 @@ fn run_in(
             .arg(format!("file:{}", console.display()))
             .arg("-serial")
             .arg(format!("file:{}", output.display()))
+            .args(if calls.is_some() {
+                vec![
+                    "-chardev".to_owned(),
+                    format!("socket,id=calls,path={}", calls_path.display()),
+                    "-serial".to_owned(),
+                    "chardev:calls".to_owned(),
+                ]
+            } else {
+                vec![]
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
@@ -502,6 +563,10 @@ fn run_in(
         qemu.kill()?;
     }
     drop(server);
+    stop.store(true, Ordering::SeqCst);
+    if let Some(t) = channel {
+        let _ = t.join();
+    }
     let elapsed = start.elapsed();
     let console = std::fs::read_to_string(&console).unwrap_or_default();
     let output = std::fs::read_to_string(&output).unwrap_or_default();

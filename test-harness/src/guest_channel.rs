@@ -5,7 +5,7 @@
 
 use crate::sim::SimMachine;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -69,7 +69,9 @@ fn bad(what: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
 
-fn serve(mut stream: TcpStream, machine: &SimMachine) -> io::Result<()> {
+/// Serves framed calls from `stream` into `machine` until the peer closes it (any byte stream:
+/// a TCP connection, or the serial line QEMU connects for a guest).
+pub fn serve<S: Read + Write>(mut stream: S, machine: &SimMachine) -> io::Result<()> {
     loop {
         let mut head = [0u8; 8];
         if let Err(e) = stream.read_exact(&mut head) {

@@ -114,7 +114,9 @@ enum GuestCommand {
         /// The directory `guest build` wrote (built first if needed).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
-        /// The task: `tpm` (driver bound, tpm2-tools: random, PCRs, EK, AK, quote, event log).
+        /// The task: `tpm` (driver bound, tpm2-tools: random, PCRs, EK, AK, quote, event log),
+        /// `vault` (svsm-vault over the call channel: sign/verify, encrypt/decrypt); `vault`
+        /// needs the guest built with `guest build --add target/.../svsm-vault`.
         #[arg(long, default_value = "tpm")]
         task: String,
         /// More kernel command line (e.g. `svsm.nonce=HEX` for the quote).
@@ -187,6 +189,7 @@ fn guest(cmd: GuestCommand) -> Result<(), Box<dyn std::error::Error>> {
             let run = run_guest(
                 &image,
                 backend,
+                Some(&machine),
                 &RunOptions {
                     task,
                     append,

@@ -21,10 +21,28 @@ fn turn() -> MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// guest-driver's `svsm-vault`, built next to this test (`make test` builds it first).
+fn svsm_vault() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("svsm-vault");
+    assert!(
+        bin.is_file(),
+        "{} is missing: cargo build -p guest-driver --features std --bin svsm-vault \
+         (make test does)",
+        bin.display()
+    );
+    bin
+}
+
 fn image() -> &'static GuestImage {
     static IMAGE: OnceLock<GuestImage> = OnceLock::new();
     IMAGE.get_or_init(|| {
-        let image = build(&default_guest_dir(), &[]).unwrap_or_else(|e| panic!("guest build: {e}"));
+        let image = build(&default_guest_dir(), &[svsm_vault()])
+            .unwrap_or_else(|e| panic!("guest build: {e}"));
         eprintln!(
             "guest: {} + initramfs sha256 {}",
             image.kernel_package, image.initrd_sha256
@@ -57,6 +75,7 @@ fn boot(device: TpmDevice, nonce: &str) -> test_harness::guest::GuestRun {
     run_guest(
         image(),
         backend,
+        None,
         &RunOptions {
             task: "tpm".into(),
             append: format!("svsm.nonce={nonce}"),
@@ -195,7 +214,7 @@ fn linux_binds_tpm_crb_and_tpm_tis_to_our_vtpm_and_quotes_verify() {
 fn the_guest_build_is_reproducible() {
     let _t = turn();
     let first = image().clone();
-    let again = build(&default_guest_dir(), &[]).unwrap();
+    let again = build(&default_guest_dir(), &[svsm_vault()]).unwrap();
     assert_eq!(again.initrd_sha256, first.initrd_sha256);
     assert_eq!(again.kernel_package, first.kernel_package);
     let bytes = std::fs::read(&again.initrd).unwrap();
@@ -204,4 +223,44 @@ fn the_guest_build_is_reproducible() {
         hex::encode(sha2::Sha256::digest(&bytes)),
         first.initrd_sha256
     );
+}
+
+#[test]
+fn svsm_vault_inside_the_guest_reaches_the_vault_over_the_call_channel() {
+    let _t = turn();
+    let machine = SimMachine::new(LaunchConfig::genoa([0x47; 48])).unwrap();
+    let backend = Box::new(SvsmBackend::new(&machine).unwrap());
+    let run = run_guest(
+        image(),
+        backend,
+        Some(&machine),
+        &RunOptions {
+            task: "vault".into(),
+            append: String::new(),
+            device: TpmDevice::Crb,
+            timeout: Duration::from_secs(240),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        run.status,
+        Some(0),
+        "task output:\n{}\nconsole:\n{}",
+        run.output,
+        run.console
+    );
+    assert!(run.output.contains("signature verifies"), "{}", run.output);
+    assert!(
+        run.output.contains("vault round trips ok"),
+        "{}",
+        run.output
+    );
+    // The keys the guest made live in the machine's vault, owned by VMPL1; nothing of them
+    // left VMPL0 (the guest saw only public keys, signatures and ciphertext).
+    let mut v = guest_driver::vault::VaultClient::probe(
+        machine.transport(svsm_core::platform::Vmpl::new(1).unwrap()),
+    )
+    .unwrap();
+    assert_eq!(v.list().unwrap().len(), 2);
+    eprintln!("vault task: {:.1} s", run.elapsed.as_secs_f64());
 }
