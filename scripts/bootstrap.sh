@@ -20,8 +20,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: the TPM engine (libtpms) and OpenSSL to link it, pkg-config to find them,
 # tpm2-tss + tpm2-tools as real TPM clients, swtpm as the benchmark peer, Debian's OVMF images
-# for the launch-measurement reference digests.
-apt_packages=(pkg-config libssl-dev libtpms-dev libtss2-dev tpm2-tools swtpm ovmf qemu-system-x86)
+# for the launch-measurement reference digests, PostgreSQL for the tests' throwaway clusters.
+apt_packages=(pkg-config libssl-dev libtpms-dev libtss2-dev tpm2-tools swtpm ovmf qemu-system-x86 postgresql)
 missing=()
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${apt_packages[@]}" 2>/dev/null || true)
 for p in "${apt_packages[@]}"; do
@@ -30,7 +30,17 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq
+  # Packages must not start services (PostgreSQL's cluster): the tests start their own and
+  # nothing may outlive a run. policy-rc.d answering 101 tells invoke-rc.d "not allowed".
+  policy=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+    as_root chmod 755 "$policy"
+    made_policy=1
+  fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ "$made_policy" -eq 1 ]; then as_root rm -f "$policy"; fi
 fi
 
 # The launch-measurement peer (ovmf differential test, make bench), pinned to the version the

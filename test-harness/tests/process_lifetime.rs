@@ -93,6 +93,18 @@ fn start(extra: &[&str], state: &std::path::Path) -> Server {
     }
 }
 
+/// `svsm-sim tpm-server --image ... --virtio` on `state`.
+fn start_image(state: &std::path::Path) -> Server {
+    start(
+        &[
+            "--image",
+            default_image_path().to_str().unwrap(),
+            "--virtio",
+        ],
+        state,
+    )
+}
+
 fn state_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("svsm-lifetime-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -112,14 +124,7 @@ fn image_sockets(pid: u32) -> Vec<String> {
 fn sigterm_stops_svsm_sim_and_its_qemu_and_persists_the_state() {
     let _t = turn();
     let state = state_dir("term");
-    let mut s = start(
-        &[
-            "--image",
-            default_image_path().to_str().unwrap(),
-            "--virtio",
-        ],
-        &state,
-    );
+    let mut s = start_image(&state);
     let (sim, qemu) = (s.child.pid(), s.qemu.expect("QEMU pid reported"));
     assert!(alive(qemu));
     assert_eq!(image_sockets(sim).len(), 2, "the two serial-line sockets");
@@ -152,14 +157,7 @@ fn sigterm_stops_svsm_sim_and_its_qemu_and_persists_the_state() {
         "temporary directory removed"
     );
     // The state the clean shutdown stored opens on the next start.
-    let mut again = start(
-        &[
-            "--image",
-            default_image_path().to_str().unwrap(),
-            "--virtio",
-        ],
-        &state,
-    );
+    let mut again = start_image(&state);
     assert!(
         again
             .said
@@ -176,14 +174,7 @@ fn sigterm_stops_svsm_sim_and_its_qemu_and_persists_the_state() {
 fn sigkill_of_svsm_sim_takes_its_qemu_with_it() {
     let _t = turn();
     let state = state_dir("kill");
-    let mut s = start(
-        &[
-            "--image",
-            default_image_path().to_str().unwrap(),
-            "--virtio",
-        ],
-        &state,
-    );
+    let mut s = start_image(&state);
     let (sim, qemu) = (s.child.pid(), s.qemu.expect("QEMU pid reported"));
     let status = s.child.kill().unwrap();
     assert_eq!(status.signal(), Some(9));
@@ -219,6 +210,95 @@ fn sigint_stops_the_simulated_machine_with_its_own_status() {
         .expect("svsm-sim exits on SIGINT");
     assert_eq!(status.code(), Some(130));
     let _ = std::fs::remove_dir_all(&state);
+}
+
+/// A throwaway PostgreSQL cluster on a UNIX socket in `dir` (no TCP), run as the `postgres`
+/// user (PostgreSQL refuses root); returns the server's guard once it accepts connections.
+fn postgres(dir: &std::path::Path) -> svsm_process::Child {
+    use std::os::unix::process::CommandExt;
+    let user = nix::unistd::User::from_name("postgres")
+        .unwrap()
+        .expect("the postgres user (apt-get install postgresql; scripts/bootstrap.sh does)");
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries (scripts/bootstrap.sh installs postgresql)")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .find(|b| b.join("postgres").is_file())
+        .unwrap();
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    nix::unistd::chown(dir, Some(user.uid), Some(user.gid)).unwrap();
+    nix::unistd::chown(&data, Some(user.uid), Some(user.gid)).unwrap();
+    let init = Command::new(bin.join("initdb"))
+        .args(["-A", "trust", "-U", "svsm", "-D"])
+        .arg(&data)
+        .uid(user.uid.as_raw())
+        .gid(user.gid.as_raw())
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let mut cmd = Command::new(bin.join("postgres"));
+    cmd.arg("-D")
+        .arg(&data)
+        .arg("-k")
+        .arg(dir)
+        .args(["-c", "listen_addresses="])
+        .uid(user.uid.as_raw())
+        .gid(user.gid.as_raw())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let server = svsm_process::spawn(&mut cmd).unwrap();
+    let socket = dir.join(".s.PGSQL.5432");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "PostgreSQL did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// Pids of processes whose command line mentions `needle`.
+fn pids_with(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
+#[test]
+fn a_test_that_panics_with_qemu_and_postgresql_running_leaves_neither() {
+    let _t = turn();
+    let dir = std::env::temp_dir().join(format!("svsm-lifetime-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let pg_dir = dir.clone();
+    let result = std::thread::spawn(move || {
+        let machine = ImageMachine::boot(&ImageOptions::new(default_image_path())).unwrap();
+        let pg = postgres(&pg_dir);
+        tx.send((machine.qemu_pid().unwrap(), pg.pid())).unwrap();
+        panic!("a failing assertion while QEMU and PostgreSQL run");
+    })
+    .join();
+    assert!(result.is_err());
+    let (qemu, pg) = rx.recv().unwrap();
+    assert!(gone_within(qemu, Duration::from_secs(10)), "QEMU");
+    assert!(gone_within(pg, Duration::from_secs(10)), "postgres");
+    // Its worker processes too (they carry the data directory in no argument, but the cluster
+    // directory appears in the postmaster's only).
+    let needle = dir.join("data").display().to_string();
+    assert!(pids_with(&needle).is_empty(), "postgres processes left");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -69,21 +69,35 @@ fn checkquote(dir: &std::path::Path, nonce: &str) -> std::process::Output {
         .unwrap()
 }
 
-fn boot(device: TpmDevice, nonce: &str) -> test_harness::guest::GuestRun {
+/// Boots the guest on a fresh simulated machine and runs `task`; the task must succeed.
+fn boot(
+    task: &str,
+    device: TpmDevice,
+    append: &str,
+    calls: bool,
+) -> (test_harness::guest::GuestRun, SimMachine) {
     let machine = SimMachine::new(LaunchConfig::genoa([0x46; 48])).unwrap();
     let backend = Box::new(SvsmBackend::new(&machine).unwrap());
-    run_guest(
+    let run = run_guest(
         image(),
         backend,
-        None,
+        calls.then_some(&machine),
         &RunOptions {
-            task: "tpm".into(),
-            append: format!("svsm.nonce={nonce}"),
+            task: task.into(),
+            append: append.into(),
             device,
             timeout: Duration::from_secs(240),
         },
     )
-    .unwrap()
+    .unwrap();
+    assert_eq!(
+        run.status,
+        Some(0),
+        "task output:\n{}\nconsole:\n{}",
+        run.output,
+        run.console
+    );
+    (run, machine)
 }
 
 /// SHA-256 replay of a TCG crypto-agile log with svsm-abi's parser (EV_NO_ACTION not extended).
@@ -140,14 +154,7 @@ fn linux_binds_tpm_crb_and_tpm_tis_to_our_vtpm_and_quotes_verify() {
     let _t = turn();
     for (device, driver) in [(TpmDevice::Crb, "tpm_crb"), (TpmDevice::Tis, "tpm_tis")] {
         let nonce = hex::encode(rand::random::<[u8; 16]>());
-        let run = boot(device, &nonce);
-        assert_eq!(
-            run.status,
-            Some(0),
-            "task output:\n{}\nconsole:\n{}",
-            run.output,
-            run.console
-        );
+        let (run, _) = boot("tpm", device, &format!("svsm.nonce={nonce}"), false);
         eprintln!(
             "{driver}: boot to power-off {:.1} s",
             run.elapsed.as_secs_f64()
@@ -228,27 +235,7 @@ fn the_guest_build_is_reproducible() {
 #[test]
 fn svsm_vault_inside_the_guest_reaches_the_vault_over_the_call_channel() {
     let _t = turn();
-    let machine = SimMachine::new(LaunchConfig::genoa([0x47; 48])).unwrap();
-    let backend = Box::new(SvsmBackend::new(&machine).unwrap());
-    let run = run_guest(
-        image(),
-        backend,
-        Some(&machine),
-        &RunOptions {
-            task: "vault".into(),
-            append: String::new(),
-            device: TpmDevice::Crb,
-            timeout: Duration::from_secs(240),
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        run.status,
-        Some(0),
-        "task output:\n{}\nconsole:\n{}",
-        run.output,
-        run.console
-    );
+    let (run, machine) = boot("vault", TpmDevice::Crb, "", true);
     assert!(run.output.contains("signature verifies"), "{}", run.output);
     assert!(
         run.output.contains("vault round trips ok"),
