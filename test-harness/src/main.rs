@@ -30,7 +30,7 @@ enum Command {
     /// Decode every real SEV-SNP report in the repository's vectors (parsing only; `host-verifier
     /// snp verify` checks them).
     Vectors {
-        /// The shared vectors folder (default: $SVSM_VECTORS, else the repository's vectors/).
+        /// The vectors folder (default: $SVSM_VECTORS, else the repository's vectors/).
         #[arg(long)]
         vectors: Option<PathBuf>,
         /// Print JSON instead of text.

@@ -1,5 +1,5 @@
 //! Reading the real SEV-SNP evidence in the repository's `vectors/snp/` and decoding its reports with
-//! `svsm-abi`. Used by `svsm-sim demo` and `svsm-sim inspect`.
+//! `svsm-abi`. Used by `svsm-sim vectors` and `svsm-sim inspect`.
 
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -36,6 +36,9 @@ pub enum InspectError {
     /// An HCL blob too short to hold a report.
     #[error("{0}: not an Azure HCL report (too short or no HCLA signature)")]
     NotHcl(PathBuf),
+    /// A vectors folder without a single report.
+    #[error("{0}: no */report.bin or azure-*/hcl-report.bin (set SVSM_VECTORS or --vectors)")]
+    NoReports(PathBuf),
 }
 
 /// The decoded facts of one report, as printed by the demo.
@@ -130,7 +133,8 @@ pub fn summarize(path: &Path) -> Result<ReportSummary, InspectError> {
     })
 }
 
-/// Every report in a vectors folder: `snp/*/report.bin` and `snp/azure-*/hcl-report.bin`.
+/// Every report in a vectors folder: `snp/*/report.bin` and `snp/azure-*/hcl-report.bin`; an
+/// error when there is none.
 pub fn vector_reports(vectors: &Path) -> Result<Vec<PathBuf>, InspectError> {
     let snp = vectors.join("snp");
     let entries = std::fs::read_dir(&snp).map_err(|source| InspectError::Io {
@@ -145,6 +149,9 @@ pub fn vector_reports(vectors: &Path) -> Result<Vec<PathBuf>, InspectError> {
                 found.push(p);
             }
         }
+    }
+    if found.is_empty() {
+        return Err(InspectError::NoReports(snp));
     }
     found.sort();
     Ok(found)

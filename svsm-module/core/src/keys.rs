@@ -1,4 +1,4 @@
-//! The key hierarchy (design.md "Key hierarchy"): one root key from the PSP, everything else
+//! The key hierarchy (docs/design.md, "Keys"): one root key from the PSP, everything else
 //! derived from it with HKDF-SHA384 and fixed labels.
 //!
 //! root = MSG_KEY_REQ(root VCEK, VMPL 0, fields MEASUREMENT | POLICY | TCB_VERSION, TCB pinned
