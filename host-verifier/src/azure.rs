@@ -100,7 +100,8 @@ pub enum VtpmCheckId {
     AttestationKey,
     /// A4: the quote is a well-formed TPMS_ATTEST of type TPM_ST_ATTEST_QUOTE.
     Quote,
-    /// A4: the quote's RSASSA-PKCS1-v1_5 / SHA-256 signature verifies with the AK.
+    /// A4: the quote's RSASSA-PKCS1-v1_5 / SHA-256 signature verifies with the AK, and its
+    /// qualifiedSigner is the AK's Qualified Name (the paravisor's AK template).
     QuoteSignature,
     /// A5: the quote's extraData equals the verifier's nonce.
     Nonce,
@@ -209,6 +210,10 @@ pub enum VtpmFailure {
     /// The signature does not verify with the AK.
     #[error("quote signature (RSASSA-PKCS1-v1_5, SHA-256) does not verify with HCLAkPub")]
     SignatureInvalid,
+    /// The quote verifies with the AK but its qualifiedSigner names another key: the TPM did
+    /// not make it for this AK (the same rule as for evidence bundles).
+    #[error("{0}")]
+    QuoteSigner(crate::bundle_verify::tpm::SignerError),
     /// The verifier supplied an empty nonce: the quote could be a replay.
     #[error("the expected nonce is empty; a quote cannot be shown fresh without one")]
     NonceEmpty,
@@ -662,7 +667,7 @@ pub fn appraise_vtpm(
             VtpmCheckId::QuoteSignature,
             VtpmFailure::Prerequisite(VtpmCheckId::AttestationKey),
         ),
-        Some(k) => signature_check(k, ev.quote, ev.signature),
+        Some(k) => signature_check(k, ev.quote, parsed.as_ref().ok(), ev.signature),
     });
 
     // A5
@@ -797,22 +802,43 @@ fn binding_check(hcl: &HclReport<'_>, var_digest: &[u8; 32]) -> VtpmCheckResult 
     )
 }
 
-fn signature_check(ak: &AttestationKey, quote: &[u8], sig: &[u8]) -> VtpmCheckResult {
+fn signature_check(
+    ak: &AttestationKey,
+    quote: &[u8],
+    parsed: Option<&QuoteAttest<'_>>,
+    sig: &[u8],
+) -> VtpmCheckResult {
+    use crate::bundle_verify::tpm::{TPM_ALG_SHA256, TPM_RH_ENDORSEMENT};
     let id = VtpmCheckId::QuoteSignature;
     let block = match rsassa_block(sig, ak.key.size()) {
         Ok(b) => b,
         Err(e) => return fail(id, VtpmFailure::SignatureFormat(e)),
     };
     let digest = Sha256::digest(quote);
-    match ak.key.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, block) {
-        Ok(()) => pass(
+    if ak
+        .key
+        .verify(Pkcs1v15Sign::new::<Sha256>(), &digest, block)
+        .is_err()
+    {
+        return fail(id, VtpmFailure::SignatureInvalid);
+    }
+    // A restricted key signs only what the TPM generated, and the TPM writes the signer's own
+    // Qualified Name into the quote: it must be HCLAkPub's, as the paravisor's template makes it.
+    let Some(q) = parsed else {
+        return fail(id, VtpmFailure::Prerequisite(VtpmCheckId::Quote));
+    };
+    match q.check_signer(TPM_RH_ENDORSEMENT, TPM_ALG_SHA256, &ak.tpmt_public()) {
+        Ok(qn) => pass(
             id,
             format!(
-                "RSASSA-PKCS1-v1_5 over SHA-256(quote, {} bytes) verifies with HCLAkPub",
-                quote.len()
+                "RSASSA-PKCS1-v1_5 over SHA-256(quote, {} bytes) verifies with HCLAkPub, and \
+                 qualifiedSigner is its Qualified Name {} (paravisor AK template, endorsement \
+                 hierarchy)",
+                quote.len(),
+                hex::encode(qn)
             ),
         ),
-        Err(_) => fail(id, VtpmFailure::SignatureInvalid),
+        Err(e) => fail(id, VtpmFailure::QuoteSigner(e)),
     }
 }
 

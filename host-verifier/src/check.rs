@@ -51,8 +51,10 @@ pub enum CheckId {
     PolicyVmpl,
     /// MEASUREMENT is in the allowlist.
     PolicyMeasurement,
-    /// Reported, committed, current and launch TCB at least the per-component minimum.
+    /// Reported, committed and current TCB at least the per-component minimum.
     PolicyTcbMinimum,
+    /// LAUNCH_TCB (the TCB the guest was launched on) at least the per-component minimum.
+    PolicyLaunchTcbMinimum,
     /// REPORTED_TCB equals CURRENT_TCB (the firmware the guest runs on is the one it reports).
     PolicyTcbCurrent,
     /// CHIP_ID is in the allowlist.
@@ -79,7 +81,7 @@ pub enum CheckId {
 
 impl CheckId {
     /// Every check, in report order.
-    pub const ALL: [CheckId; 34] = [
+    pub const ALL: [CheckId; 35] = [
         CheckId::ReportVersion,
         CheckId::ReportReserved,
         CheckId::ReportSignatureAlgo,
@@ -103,6 +105,7 @@ impl CheckId {
         CheckId::PolicyVmpl,
         CheckId::PolicyMeasurement,
         CheckId::PolicyTcbMinimum,
+        CheckId::PolicyLaunchTcbMinimum,
         CheckId::PolicyTcbCurrent,
         CheckId::PolicyChipId,
         CheckId::PolicySigningKey,
@@ -142,6 +145,7 @@ impl CheckId {
             CheckId::PolicyVmpl => "policy.vmpl",
             CheckId::PolicyMeasurement => "policy.measurement",
             CheckId::PolicyTcbMinimum => "policy.tcb_minimum",
+            CheckId::PolicyLaunchTcbMinimum => "policy.launch_tcb_minimum",
             CheckId::PolicyTcbCurrent => "policy.tcb_current",
             CheckId::PolicyChipId => "policy.chip_id",
             CheckId::PolicySigningKey => "policy.signing_key",
@@ -178,6 +182,7 @@ impl CheckId {
             | CheckId::VekExtensions
             | CheckId::VekTcb
             | CheckId::PolicyTcbMinimum
+            | CheckId::PolicyLaunchTcbMinimum
             | CheckId::PolicyTcbCurrent
             | CheckId::PolicyProduct => TrustClaimName::Hardware,
             CheckId::ReportGuestPolicy
@@ -478,6 +483,10 @@ pub enum Failure {
     /// The CRL's thisUpdate is after the appraisal time, or nextUpdate before it.
     #[error("CRL is not current: {0}")]
     CrlStale(String),
+    /// The CRL has no nextUpdate: it would be current forever, so whoever supplies it could
+    /// keep replaying a list from before a revocation.
+    #[error("CRL has no nextUpdate, so it never expires; refused")]
+    CrlNoNextUpdate,
     /// The CRL revokes a certificate of the chain.
     #[error("{role} (serial {serial}) is revoked by the CRL")]
     Revoked {

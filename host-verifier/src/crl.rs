@@ -50,9 +50,11 @@ pub(crate) fn check(
     }
     // Without nextUpdate a list would be current forever: whoever supplies the CRL could keep
     // replaying one from before a revocation.
-    let next = t.next_update.as_ref().map(time_secs).ok_or_else(|| {
-        Failure::CrlStale("the CRL has no nextUpdate, so it would never expire".into())
-    })?;
+    let next = t
+        .next_update
+        .as_ref()
+        .map(time_secs)
+        .ok_or(Failure::CrlNoNextUpdate)?;
     if next < now {
         return Err(Failure::CrlStale(format!(
             "nextUpdate {} is before the appraisal time {}",

@@ -60,6 +60,10 @@ pub struct Policy {
     pub min_tcb_default: Option<MinTcb>,
     /// Minimum TCB per product.
     pub min_tcb_product: Vec<(Product, MinTcb)>,
+    /// Minimum LAUNCH_TCB for every product without its own entry.
+    pub min_launch_tcb_default: Option<MinTcb>,
+    /// Minimum LAUNCH_TCB per product.
+    pub min_launch_tcb_product: Vec<(Product, MinTcb)>,
     /// Allowed CHIP_IDs (an 8-byte Turin id is stored zero-extended).
     pub chip_ids: Option<Vec<[u8; 64]>>,
     /// Allowed signer kinds (default VCEK and VLEK).
@@ -88,8 +92,8 @@ pub struct Policy {
     pub products: Option<Vec<Product>>,
     /// The oldest ATTESTATION_REPORT version accepted (`None`: not checked).
     pub min_report_version: Option<u32>,
-    /// Require REPORTED_TCB == CURRENT_TCB.
-    pub require_current_tcb: bool,
+    /// Require REPORTED_TCB == CURRENT_TCB (default false).
+    pub require_reported_equals_current: bool,
 }
 
 impl Default for Policy {
@@ -104,6 +108,8 @@ impl Default for Policy {
             measurements: None,
             min_tcb_default: None,
             min_tcb_product: Vec::new(),
+            min_launch_tcb_default: None,
+            min_launch_tcb_product: Vec::new(),
             chip_ids: None,
             signing_keys: vec![SigningKey::Vcek, SigningKey::Vlek],
             vlek_csp_ids: None,
@@ -118,7 +124,7 @@ impl Default for Policy {
             author_key_digests: None,
             products: None,
             min_report_version: None,
-            require_current_tcb: false,
+            require_reported_equals_current: false,
         }
     }
 }
@@ -134,6 +140,7 @@ struct PolicyFile {
     vmpl: Option<u32>,
     measurements: Option<Vec<String>>,
     min_tcb: Option<BTreeMap<String, MinTcb>>,
+    min_launch_tcb: Option<BTreeMap<String, MinTcb>>,
     chip_ids: Option<Vec<String>>,
     signing_keys: Option<Vec<String>>,
     vlek_csp_ids: Option<Vec<String>>,
@@ -145,7 +152,7 @@ struct PolicyFile {
     platform_info_forbidden: Option<Vec<String>>,
     min_guest_svn: Option<u32>,
     min_report_version: Option<u32>,
-    require_current_tcb: Option<bool>,
+    require_reported_equals_current: Option<bool>,
     id_key_digests: Option<Vec<String>>,
     author_key_digests: Option<Vec<String>>,
     products: Option<Vec<String>>,
@@ -246,27 +253,53 @@ fn product(field: &str, name: &str) -> Result<Product, PolicyError> {
     })
 }
 
+/// A table of minimum TCBs keyed by `default` or a product name: the default, and the
+/// per-product entries (an `fmc` minimum only for Turin).
+type TcbTables = (Option<MinTcb>, Vec<(Product, MinTcb)>);
+
+fn tcb_tables(
+    field: &str,
+    tables: Option<BTreeMap<String, MinTcb>>,
+) -> Result<TcbTables, PolicyError> {
+    let mut default = None;
+    let mut per_product = Vec::new();
+    for (key, tcb) in tables.unwrap_or_default() {
+        if key == "default" {
+            default = Some(tcb);
+            continue;
+        }
+        let p = product(field, &key)?;
+        if tcb.fmc.is_some() && p != Product::Turin {
+            return Err(field_err(
+                &format!("{field}.{key}.fmc"),
+                "only Turin has an FMC SPL",
+            ));
+        }
+        per_product.push((p, tcb));
+    }
+    Ok((default, per_product))
+}
+
+fn min_for(
+    default: Option<MinTcb>,
+    per_product: &[(Product, MinTcb)],
+    p: Product,
+) -> Option<MinTcb> {
+    per_product
+        .iter()
+        .find(|(q, _)| *q == p)
+        .map(|(_, t)| *t)
+        .or(default)
+}
+
 impl Policy {
     /// Parses and validates a TOML policy.
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
         let f: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Toml(e.to_string()))?;
         let d = Policy::default();
-        let mut min_tcb_default = None;
-        let mut min_tcb_product = Vec::new();
-        for (key, tcb) in f.min_tcb.unwrap_or_default() {
-            if key == "default" {
-                min_tcb_default = Some(tcb);
-                continue;
-            }
-            let p = product("min_tcb", &key)?;
-            if tcb.fmc.is_some() && p != Product::Turin {
-                return Err(field_err(
-                    &format!("min_tcb.{key}.fmc"),
-                    "only Turin has an FMC SPL",
-                ));
-            }
-            min_tcb_product.push((p, tcb));
-        }
+        let (min_tcb_default, min_tcb_product) = tcb_tables("min_tcb", f.min_tcb)?;
+        let (min_launch_tcb_default, min_launch_tcb_product) =
+            tcb_tables("min_launch_tcb", f.min_launch_tcb)?;
         let signing_keys = match f.signing_keys {
             None => d.signing_keys,
             Some(list) => list
@@ -314,6 +347,8 @@ impl Policy {
             measurements: hex_list::<48>("measurements", f.measurements)?,
             min_tcb_default,
             min_tcb_product,
+            min_launch_tcb_default,
+            min_launch_tcb_product,
             chip_ids,
             signing_keys,
             vlek_csp_ids: f.vlek_csp_ids,
@@ -339,7 +374,9 @@ impl Policy {
                 }
                 v => v,
             },
-            require_current_tcb: f.require_current_tcb.unwrap_or(false),
+            require_reported_equals_current: f
+                .require_reported_equals_current
+                .unwrap_or(d.require_reported_equals_current),
             id_key_digests: hex_list::<48>("id_key_digests", f.id_key_digests)?,
             author_key_digests: hex_list::<48>("author_key_digests", f.author_key_digests)?,
             products: f
@@ -351,11 +388,16 @@ impl Policy {
 
     /// The minimum TCB that applies to a product.
     pub fn min_tcb_for(&self, product: Product) -> Option<MinTcb> {
-        self.min_tcb_product
-            .iter()
-            .find(|(p, _)| *p == product)
-            .map(|(_, t)| *t)
-            .or(self.min_tcb_default)
+        min_for(self.min_tcb_default, &self.min_tcb_product, product)
+    }
+
+    /// The minimum LAUNCH_TCB that applies to a product.
+    pub fn min_launch_tcb_for(&self, product: Product) -> Option<MinTcb> {
+        min_for(
+            self.min_launch_tcb_default,
+            &self.min_launch_tcb_product,
+            product,
+        )
     }
 }
 
@@ -384,6 +426,9 @@ mod tests {
         assert!(Policy::from_toml("[min_tcb.Milan]\nfmc = 1").is_err());
         assert!(Policy::from_toml("[min_tcb.Siena]\nsnp = 1").is_err());
         assert!(Policy::from_toml("[min_tcb.default]\nsnpp = 1").is_err());
+        assert!(Policy::from_toml("[min_launch_tcb.Genoa]\nfmc = 1").is_err());
+        assert!(Policy::from_toml("[min_launch_tcb.Siena]\nsnp = 1").is_err());
+        assert!(Policy::from_toml("require_reported_equals_current = 1").is_err());
         assert!(Policy::from_toml("platform_info_required = [\"smtt\"]").is_err());
         assert!(Policy::from_toml("signing_keys = [\"none\"]").is_err());
         assert!(Policy::from_toml("min_abi = \"1\"").is_err());

@@ -882,9 +882,10 @@ impl Verifier {
             ),
         });
 
-        checks.push(self.tcb_minimum(report, product));
+        checks.push(self.tcb_minimum(CheckId::PolicyTcbMinimum, report, product));
+        checks.push(self.tcb_minimum(CheckId::PolicyLaunchTcbMinimum, report, product));
         let (reported, current) = (raw.reported_tcb.raw(), raw.current_tcb.raw());
-        checks.push(if !self.policy.require_current_tcb {
+        checks.push(if !self.policy.require_reported_equals_current {
             na(
                 CheckId::PolicyTcbCurrent,
                 format!(
@@ -1081,31 +1082,51 @@ impl Verifier {
         });
     }
 
-    fn tcb_minimum(&self, report: &AttestationReport<'_>, product: Option<Product>) -> CheckResult {
-        let id = CheckId::PolicyTcbMinimum;
-        let any_min =
-            self.policy.min_tcb_default.is_some() || !self.policy.min_tcb_product.is_empty();
+    /// `policy.tcb_minimum` (REPORTED, COMMITTED, CURRENT against `min_tcb`) or
+    /// `policy.launch_tcb_minimum` (LAUNCH against `min_launch_tcb`), each TCB decoded with the
+    /// product's layout (Turin: `[fmc, bl, tee, snp, r, r, r, ucode]`).
+    fn tcb_minimum(
+        &self,
+        id: CheckId,
+        report: &AttestationReport<'_>,
+        product: Option<Product>,
+    ) -> CheckResult {
+        let p = &self.policy;
+        let raw = report.raw();
+        let (key, any_min, min, fields) = if id == CheckId::PolicyLaunchTcbMinimum {
+            (
+                "min_launch_tcb",
+                p.min_launch_tcb_default.is_some() || !p.min_launch_tcb_product.is_empty(),
+                product.and_then(|pr| p.min_launch_tcb_for(pr)),
+                vec![(TcbField::Launch, raw.launch_tcb)],
+            )
+        } else {
+            (
+                "min_tcb",
+                p.min_tcb_default.is_some() || !p.min_tcb_product.is_empty(),
+                product.and_then(|pr| p.min_tcb_for(pr)),
+                vec![
+                    (TcbField::Reported, raw.reported_tcb),
+                    (TcbField::Committed, raw.committed_tcb),
+                    (TcbField::Current, raw.current_tcb),
+                ],
+            )
+        };
         let Some(product) = product else {
             return if any_min {
                 fail(id, Failure::Prerequisite(CheckId::Product))
             } else {
-                na(id, "no min_tcb in the policy")
+                na(id, format!("no {key} in the policy"))
             };
         };
-        let Some(min) = self.policy.min_tcb_for(product) else {
+        let Some(min) = min else {
             return na(
                 id,
-                format!("no min_tcb in the policy for {}", product.kds_name()),
+                format!("no {key} in the policy for {}", product.kds_name()),
             );
         };
         let layout = product.tcb_layout();
-        let raw = report.raw();
-        for (field, tcb) in [
-            (TcbField::Reported, raw.reported_tcb),
-            (TcbField::Committed, raw.committed_tcb),
-            (TcbField::Current, raw.current_tcb),
-            (TcbField::Launch, raw.launch_tcb),
-        ] {
+        for (field, tcb) in &fields {
             let c = tcb.decode(layout);
             let comps = [
                 (SplName::Fmc, min.fmc, c.fmc),
@@ -1120,7 +1141,7 @@ impl Verifier {
                         return fail(
                             id,
                             Failure::TcbBelowMinimum {
-                                field,
+                                field: *field,
                                 spl,
                                 found,
                                 min,
@@ -1135,7 +1156,12 @@ impl Verifier {
         pass(
             id,
             format!(
-                "reported, committed, current and launch TCB at least the {} minimum",
+                "{} at least the {} {key}",
+                if id == CheckId::PolicyLaunchTcbMinimum {
+                    "LAUNCH_TCB"
+                } else {
+                    "REPORTED, COMMITTED and CURRENT TCB"
+                },
                 product.kds_name()
             ),
         )

@@ -425,6 +425,14 @@ fn negatives() -> Vec<Neg> {
             cpu: vec![],
         },
         Neg {
+            // The signature breaks first; a_quote_signed_by_the_ak_must_name_the_ak re-signs.
+            name: "quote qualifiedSigner byte flipped",
+            case: "azure-genoa-v3",
+            mutate: |a| a.quote[8 + 33] ^= 1,
+            vtpm: vec![ck(V::QuoteSignature, |f| matches!(f, F::SignatureInvalid))],
+            cpu: vec![],
+        },
+        Neg {
             name: "quote extraData byte flipped",
             case: "azure-genoa-v3",
             mutate: |a| {
@@ -717,6 +725,77 @@ fn mutations_fail_their_own_checks() {
             "{name}"
         );
     }
+}
+
+/// HCLAkPub's modulus in the runtime claims replaced by `key`'s (same length), and the quote
+/// re-signed with `key`: the quote verifies with "HCLAkPub", which is now `key`.
+fn with_own_ak(a: &mut Az, key: &rsa::RsaPrivateKey) {
+    use rsa::traits::PublicKeyParts;
+    use sha2::{Digest, Sha256};
+    let ak = find(&a.hcl, b"\"kid\":\"HCLAkPub\"");
+    let n_at = ak + find(&a.hcl[ak..], b"\"n\":\"") + 5;
+    let n = base64::engine::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        key.n().to_bytes_be(),
+    );
+    assert_eq!(a.hcl[n_at + n.len()], b'"', "same modulus length");
+    a.hcl[n_at..n_at + n.len()].copy_from_slice(n.as_bytes());
+    let digest = Sha256::digest(&a.quote);
+    a.sig = key
+        .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest)
+        .unwrap();
+}
+
+#[test]
+fn a_quote_signed_by_the_ak_must_name_the_ak() {
+    use host_verifier::azure::claims::RuntimeClaims;
+    use host_verifier::bundle_verify::tpm::{
+        primary_qualified_name, SignerError, TPM_ALG_SHA256, TPM_RH_ENDORSEMENT,
+    };
+    // Every real quote names its HCLAkPub as the paravisor's template makes it.
+    for f in &FACTS {
+        let r = run(&az(f.case)).unwrap();
+        let detail = &r.vtpm.check(VtpmCheckId::QuoteSignature).unwrap().detail;
+        assert!(
+            detail.contains("qualifiedSigner is its Qualified Name"),
+            "{detail}"
+        );
+    }
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+    // The real quote (naming the real HCLAkPub) signed by another key that the claims call
+    // HCLAkPub. (The binding breaks too: the claims changed under REPORT_DATA.)
+    let mut a = az("azure-milan-v3");
+    with_own_ak(&mut a, &key);
+    let r = run(&a).unwrap();
+    assert_eq!(
+        failed_vtpm(&r),
+        BTreeSet::from([VtpmCheckId::ReportDataBinding, VtpmCheckId::QuoteSignature]),
+        "{}",
+        r.render_text()
+    );
+    assert!(matches!(
+        vtpm_failure(&r, VtpmCheckId::QuoteSignature),
+        VtpmFailure::QuoteSigner(SignerError::Mismatch { found, .. })
+            if found == r.vtpm.quote.as_ref().unwrap().qualified_signer
+    ));
+    // The same with qualifiedSigner naming that key: the signature check passes.
+    let mut a = az("azure-milan-v3");
+    with_own_ak(&mut a, &key);
+    let ak = RuntimeClaims::parse(var_data(&a.hcl))
+        .unwrap()
+        .attestation_key()
+        .unwrap();
+    let qn = primary_qualified_name(TPM_RH_ENDORSEMENT, TPM_ALG_SHA256, &ak.tpmt_public()).unwrap();
+    assert_eq!(be16(&a.quote, 6), qn.len());
+    a.quote[8..8 + qn.len()].copy_from_slice(&qn);
+    with_own_ak(&mut a, &key);
+    let r = run(&a).unwrap();
+    assert_eq!(
+        failed_vtpm(&r),
+        BTreeSet::from([VtpmCheckId::ReportDataBinding]),
+        "{}",
+        r.render_text()
+    );
 }
 
 #[test]

@@ -170,7 +170,11 @@ fn every_vector_verifies_with_its_readme_facts() {
         );
         assert_eq!(a.checks.len(), CheckId::ALL.len());
         // Checks the default policy does not ask for say so, instead of passing.
-        for id in [CheckId::ReportVersion, CheckId::PolicyTcbCurrent] {
+        for id in [
+            CheckId::ReportVersion,
+            CheckId::PolicyLaunchTcbMinimum,
+            CheckId::PolicyTcbCurrent,
+        ] {
             assert!(
                 matches!(a.check(id).unwrap().outcome, Outcome::NotApplicable(_)),
                 "{name}: {id}"
@@ -322,6 +326,7 @@ fn example_policy_accepts_milan_v3_and_genoa_v3() {
             CheckId::PolicyVmpl,
             CheckId::PolicyMeasurement,
             CheckId::PolicyTcbMinimum,
+            CheckId::PolicyLaunchTcbMinimum,
             CheckId::PolicySigningKey,
             CheckId::PolicyFamilyId,
             CheckId::PolicyImageId,
@@ -418,7 +423,7 @@ fn missing_vek_names_the_kds_url() {
 
 #[test]
 fn minimum_report_version_current_tcb_and_launch_tcb_are_real_checks() {
-    use host_verifier::check::TcbField;
+    use host_verifier::check::{SplName, TcbField};
     // A minimum report version: milan-v2 is a version-2 report.
     let p = policy("min_report_version = 3");
     let v2 = case("milan-v2");
@@ -435,7 +440,7 @@ fn minimum_report_version_current_tcb_and_launch_tcb_are_real_checks() {
     assert!(Policy::from_toml("min_report_version = 9").is_err());
 
     // REPORTED == CURRENT: the VLEK vector reports an older TCB than it runs.
-    let p = policy("require_current_tcb = true");
+    let p = policy("require_reported_equals_current = true");
     let vlek = case("milan-v3-vlek");
     let a = verify(p.clone(), &vlek.report, &vlek.vek, vlek.at).unwrap();
     assert_eq!(
@@ -451,24 +456,60 @@ fn minimum_report_version_current_tcb_and_launch_tcb_are_real_checks() {
         CheckId::PolicyTcbCurrent
     ));
 
-    // LAUNCH_TCB is held to the minimum too: milan-v3 with its launch microcode lowered
-    // (the signature then fails as well; the policy check still says which TCB is low).
+    // LAUNCH_TCB has its own minimum, min_launch_tcb: milan-v3 with its launch microcode
+    // lowered (the signature then fails as well; the policy check still says which TCB is
+    // low). min_tcb does not look at LAUNCH_TCB.
     let mut low = v3.report.clone();
     low[0x1F0 + 7] = 200;
     let a = verify(
-        policy("[min_tcb.default]\nmicrocode = 219"),
+        policy("[min_launch_tcb.default]\nmicrocode = 219\n[min_tcb.default]\nmicrocode = 219"),
         &low,
         &v3.vek,
         v3.at,
     )
     .unwrap();
-    assert!(matches!(
-        failure(&a, CheckId::PolicyTcbMinimum),
+    assert_eq!(
+        failure(&a, CheckId::PolicyLaunchTcbMinimum),
         Failure::TcbBelowMinimum {
             field: TcbField::Launch,
+            spl: SplName::Microcode,
             found: 200,
             min: 219,
-            ..
         }
+    );
+    assert!(passed(&a, CheckId::PolicyTcbMinimum));
+    // Turin's layout: LAUNCH_TCB 0x5100000004010101 is fmc 1, bl 1, tee 1, snp 4, ucode 81
+    // (read with the Milan/Genoa layout, snp would be byte 6 = 0 and fmc would not exist).
+    let turin = case("turin-v5");
+    let at_least = |toml: &str| {
+        verify(policy(toml), &turin.report, &turin.vek, turin.at)
+            .unwrap()
+            .check(CheckId::PolicyLaunchTcbMinimum)
+            .unwrap()
+            .clone()
+    };
+    let ok = at_least("[min_launch_tcb.Turin]\nfmc = 1\nsnp = 4\nmicrocode = 81");
+    assert_eq!(ok.outcome, Outcome::Pass, "{ok:?}");
+    assert_eq!(
+        at_least("[min_launch_tcb.Turin]\nfmc = 2").failure(),
+        Some(&Failure::TcbBelowMinimum {
+            field: TcbField::Launch,
+            spl: SplName::Fmc,
+            found: 1,
+            min: 2,
+        })
+    );
+    // A per-product table for another product leaves Turin unconstrained: not applicable.
+    assert!(matches!(
+        at_least("[min_launch_tcb.Genoa]\nsnp = 99").outcome,
+        Outcome::NotApplicable(_)
     ));
+    // Every TCB is a claim of the EAR, decoded with the product's layout.
+    let a = verify(Policy::default(), &turin.report, &turin.vek, turin.at).unwrap();
+    let claims = &a.to_ear_json(1_800_000_000).unwrap()["submods"]["snp"]["ear_attester_claims"];
+    for tcb in ["current_tcb", "reported_tcb", "committed_tcb", "launch_tcb"] {
+        assert_eq!(claims[tcb]["fmc"], 1, "{tcb}");
+        assert_eq!(claims[tcb]["snp"], 4, "{tcb}");
+        assert_eq!(claims[tcb]["microcode"], 81, "{tcb}");
+    }
 }

@@ -100,6 +100,45 @@ pub struct AttestationKey {
     pub exponent: u64,
 }
 
+/// `TPMA_OBJECT` of the paravisor's AK template: fixedTPM, fixedParent, sensitiveDataOrigin,
+/// userWithAuth, noDA, restricted, sign.
+pub const AK_TEMPLATE_ATTRIBUTES: u32 = 0x0005_0472;
+
+impl AttestationKey {
+    /// The AK's `TPMT_PUBLIC` (TPM 2.0 Part 2, marshalled, no TPM2B size) as the paravisor's
+    /// vTPM holds it. Azure publishes only the JWK, so the rest is the paravisor's fixed AK
+    /// template (OpenHCL's `ak_pub_template`, a primary of the endorsement hierarchy): type
+    /// RSA, nameAlg SHA-256, attributes [`AK_TEMPLATE_ATTRIBUTES`], empty authPolicy, no
+    /// symmetric algorithm, scheme RSASSA with SHA-256, keyBits, exponent 0 (the TPM's encoding
+    /// of 65537) and the modulus. The quotes of every Azure vector name exactly this key. An
+    /// exponent no TPM can hold (more than 32 bits) gives a structure no TPM quote names.
+    pub fn tpmt_public(&self) -> Vec<u8> {
+        use crate::bundle_verify::tpm::{TPM_ALG_NULL, TPM_ALG_RSA, TPM_ALG_SHA256};
+        let modulus = self.key.n().to_bytes_be();
+        let exponent = match self.exponent {
+            65_537 => 0,
+            e => u32::try_from(e).unwrap_or(u32::MAX),
+        };
+        let mut out = Vec::with_capacity(24 + modulus.len());
+        out.extend_from_slice(&TPM_ALG_RSA.to_be_bytes());
+        out.extend_from_slice(&TPM_ALG_SHA256.to_be_bytes());
+        out.extend_from_slice(&AK_TEMPLATE_ATTRIBUTES.to_be_bytes());
+        out.extend_from_slice(&0u16.to_be_bytes()); // authPolicy: empty
+        out.extend_from_slice(&TPM_ALG_NULL.to_be_bytes()); // symmetric
+        out.extend_from_slice(&crate::azure::quote::TPM_ALG_RSASSA.to_be_bytes());
+        out.extend_from_slice(&TPM_ALG_SHA256.to_be_bytes());
+        out.extend_from_slice(&u16::try_from(self.bits).unwrap_or(u16::MAX).to_be_bytes());
+        out.extend_from_slice(&exponent.to_be_bytes());
+        out.extend_from_slice(
+            &u16::try_from(modulus.len())
+                .unwrap_or(u16::MAX)
+                .to_be_bytes(),
+        );
+        out.extend_from_slice(&modulus);
+        out
+    }
+}
+
 fn b64(component: &'static str, s: &str) -> Result<Vec<u8>, AkError> {
     URL_SAFE_NO_PAD.decode(s).map_err(|e| AkError::Base64 {
         component,

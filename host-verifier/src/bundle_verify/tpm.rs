@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 pub const TPM_GENERATED_VALUE: u32 = 0xFF54_4347;
 /// `TPM_ST_ATTEST_QUOTE`.
 pub const TPM_ST_ATTEST_QUOTE: u16 = 0x8018;
+/// `TPM_ALG_RSA`.
+pub const TPM_ALG_RSA: u16 = 0x0001;
 /// `TPM_ALG_SHA1`.
 pub const TPM_ALG_SHA1: u16 = 0x0004;
 /// `TPM_ALG_SHA256`.
@@ -75,7 +77,7 @@ pub fn alg_name(alg: u16) -> String {
         TPM_ALG_NULL => "NULL".into(),
         TPM_ALG_ECDSA => "ECDSA".into(),
         TPM_ALG_ECC => "ECC".into(),
-        0x0001 => "RSA".into(),
+        TPM_ALG_RSA => "RSA".into(),
         0x0014 => "RSASSA".into(),
         0x0016 => "RSAPSS".into(),
         other => format!("alg {other:#06x}"),
@@ -722,6 +724,116 @@ mod tests {
         assert_eq!(
             QuoteAttest::parse(&vec![0; MAX_ATTEST + 1]),
             Err(AttestError::TooLarge(MAX_ATTEST + 1))
+        );
+    }
+
+    /// `attest()` with its selection list replaced by `sels` (bank, bitmap).
+    fn attest_selecting(sels: &[(u16, &[u8])]) -> Vec<u8> {
+        let a = attest();
+        let count_at = 4 + 2 + 4 + 5 + 17 + 8;
+        let mut out = a[..count_at].to_vec();
+        out.extend_from_slice(&(sels.len() as u32).to_be_bytes());
+        for (hash, bits) in sels {
+            out.extend_from_slice(&hash.to_be_bytes());
+            out.push(bits.len() as u8);
+            out.extend_from_slice(bits);
+        }
+        out.extend_from_slice(&a[count_at + 4 + 6..]);
+        out
+    }
+
+    #[test]
+    fn one_sha256_selection_is_the_only_one_accepted() {
+        let sel = |s: &[(u16, &[u8])]| {
+            QuoteAttest::parse(&attest_selecting(s))
+                .unwrap()
+                .sha256_selection()
+        };
+        assert_eq!(
+            sel(&[(TPM_ALG_SHA256, &[0x11, 0, 0x80])]),
+            Ok(vec![0, 4, 23])
+        );
+        // Empty selections of any bank are ignored.
+        assert_eq!(
+            sel(&[(TPM_ALG_SHA1, &[0, 0, 0]), (TPM_ALG_SHA256, &[1])]),
+            Ok(vec![0])
+        );
+        assert_eq!(
+            sel(&[(TPM_ALG_SHA256, &[0]), (TPM_ALG_SHA256, &[2])]),
+            Ok(vec![1])
+        );
+        // PCR0-7 and PCR8-23 in two SHA-256 selections hash like one selection of 0-23.
+        assert_eq!(
+            sel(&[
+                (TPM_ALG_SHA256, &[0xFF, 0, 0]),
+                (TPM_ALG_SHA256, &[0, 0xFF, 0xFF])
+            ]),
+            Err(SelectionError::BankTwice)
+        );
+        assert_eq!(
+            sel(&[(TPM_ALG_SHA256, &[1]), (TPM_ALG_SHA384, &[1])]),
+            Err(SelectionError::Bank(TPM_ALG_SHA384))
+        );
+        assert_eq!(sel(&[]), Err(SelectionError::Empty));
+        assert_eq!(
+            sel(&[(TPM_ALG_SHA256, &[0, 0])]),
+            Err(SelectionError::Empty)
+        );
+    }
+
+    #[test]
+    fn names_and_qualified_names() {
+        let public = b"a TPMT_PUBLIC";
+        let name = object_name(TPM_ALG_SHA256, public).unwrap();
+        assert_eq!(name[..2], [0x00, 0x0B]);
+        assert_eq!(name[2..], Sha256::digest(public)[..]);
+        assert_eq!(object_name(TPM_ALG_SHA384, public).unwrap().len(), 2 + 48);
+        assert_eq!(object_name(TPM_ALG_SHA512, public).unwrap().len(), 2 + 64);
+        assert_eq!(object_name(TPM_ALG_SHA1, public), None);
+        let qn = primary_qualified_name(TPM_RH_ENDORSEMENT, TPM_ALG_SHA256, public).unwrap();
+        let mut h = Sha256::new();
+        h.update(0x4000_000Bu32.to_be_bytes());
+        h.update(&name);
+        assert_eq!(qn, [&[0x00, 0x0B][..], &h.finalize()].concat());
+
+        let mut a = attest();
+        a[6..8].copy_from_slice(&34u16.to_be_bytes());
+        let tail = a.split_off(10);
+        a.truncate(8);
+        a.extend_from_slice(&qn);
+        a.extend_from_slice(&tail);
+        let q = QuoteAttest::parse(&a).unwrap();
+        assert_eq!(
+            q.check_signer(TPM_RH_ENDORSEMENT, TPM_ALG_SHA256, public),
+            Ok(qn.clone())
+        );
+        // Another key, another hierarchy, or the Name instead of the Qualified Name: refused.
+        for (hierarchy, key) in [
+            (TPM_RH_ENDORSEMENT, &b"another TPMT_PUBLIC"[..]),
+            (0x4000_0001, &public[..]),
+        ] {
+            assert!(matches!(
+                q.check_signer(hierarchy, TPM_ALG_SHA256, key),
+                Err(SignerError::Mismatch { found, .. }) if found == hex::encode(&qn)
+            ));
+        }
+        let mut by_name = attest();
+        by_name[6..8].copy_from_slice(&34u16.to_be_bytes());
+        let tail = by_name.split_off(10);
+        by_name.truncate(8);
+        by_name.extend_from_slice(&name);
+        by_name.extend_from_slice(&tail);
+        assert!(matches!(
+            QuoteAttest::parse(&by_name).unwrap().check_signer(
+                TPM_RH_ENDORSEMENT,
+                TPM_ALG_SHA256,
+                public
+            ),
+            Err(SignerError::Mismatch { .. })
+        ));
+        assert_eq!(
+            q.check_signer(TPM_RH_ENDORSEMENT, TPM_ALG_SHA1, public),
+            Err(SignerError::NameAlg(TPM_ALG_SHA1))
         );
     }
 

@@ -65,12 +65,22 @@ impl core::fmt::Debug for TpmState {
     }
 }
 
-impl Drop for TpmState {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.permanent);
-        zeroize::Zeroize::zeroize(&mut self.volatile);
+impl zeroize::Zeroize for TpmState {
+    /// Zeroes both blobs (their whole capacity) and empties them.
+    fn zeroize(&mut self) {
+        self.permanent.zeroize();
+        self.volatile.zeroize();
     }
 }
+
+impl Drop for TpmState {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(self);
+    }
+}
+
+/// The `Drop` above wipes both blobs: every `TpmState` (and every clone) is zeroed when dropped.
+impl zeroize::ZeroizeOnDrop for TpmState {}
 
 /// A TPM 2.0 engine.
 pub trait TpmEngine {
@@ -89,4 +99,25 @@ pub trait TpmEngine {
 
     /// Exports the current state and clears [`TpmEngine::state_changed`].
     fn export_state(&mut self) -> Result<TpmState, TpmEngineError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    /// Compiles only for types that promise to wipe themselves when dropped.
+    fn assert_zeroize_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+
+    #[test]
+    fn tpm_state_is_wiped_on_drop() {
+        assert_zeroize_on_drop::<TpmState>();
+        let mut s = TpmState {
+            permanent: vec![0xAA; 64],
+            volatile: vec![0x55; 16],
+        };
+        zeroize::Zeroize::zeroize(&mut s);
+        assert!(s.permanent.is_empty() && s.volatile.is_empty());
+        assert_eq!(s, TpmState::default());
+    }
 }

@@ -99,5 +99,19 @@ mod tests {
         }
         assert_eq!(a.0.freed.load(Ordering::SeqCst), 3);
         assert_eq!(a.0.dirty.load(Ordering::SeqCst), 0);
+
+        // The image's allocator before the wrapper (the inner one alone): the key is still in
+        // the block when it is given back, and the check sees it.
+        let bare = Checking {
+            freed: AtomicUsize::new(0),
+            dirty: AtomicUsize::new(0),
+        };
+        // SAFETY: as above.
+        unsafe {
+            let p = bare.alloc(layout);
+            p.write_bytes(0xA5, 48);
+            bare.dealloc(p, layout);
+        }
+        assert_eq!(bare.dirty.load(Ordering::SeqCst), 1);
     }
 }
