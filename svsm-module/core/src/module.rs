@@ -290,7 +290,11 @@ where
             .map(|t| t.export_state())
             .transpose()
             .map_err(PersistError::Export)?;
-        let mut payload = zeroize::Zeroizing::new(Vec::new());
+        // Sized up front: a growing Vec would free outgrown copies of secrets unwiped.
+        let permanent = state.as_ref().map_or(0, |t| t.permanent.len());
+        let mut payload = zeroize::Zeroizing::new(Vec::with_capacity(
+            4 + permanent + Vault::serialized_len_bound(self.vault.len()),
+        ));
         encode_payload(state.as_ref(), &self.vault, &mut payload);
         let mut iv = [0u8; 12];
         self.rng.fill(&mut iv).map_err(|_| PersistError::Entropy)?;

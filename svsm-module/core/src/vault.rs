@@ -724,6 +724,12 @@ impl Vault {
         }
     }
 
+    /// An upper bound of [`Vault::serialize`]'s output for `keys` keys.
+    pub const fn serialized_len_bound(keys: usize) -> usize {
+        // next id, count; per key: id, owner, name, kind, usage, length, secret (48 at most).
+        8 + keys * (4 + 1 + 1 + MAX_KEY_NAME + 2 + 2 + 2 + 48)
+    }
+
     /// Serializes every key (secret; sealed before it leaves VMPL0).
     pub fn serialize(&self, out: &mut Vec<u8>) {
         push_u32(out, self.next_id);
