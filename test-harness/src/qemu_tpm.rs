@@ -291,7 +291,7 @@ fn control(state: &SharedState, cmd: CtrlCommand) -> Vec<u8> {
 
 fn error_response(rc: u32) -> [u8; HEADER] {
     let mut r = [0u8; HEADER];
-    let [a, b] = 0x8001u16.to_be_bytes();
+    let [a, b] = svsm_core::tpm2::command::TPM_ST_NO_SESSIONS.to_be_bytes();
     let [c, d, e, f] = (HEADER as u32).to_be_bytes();
     let [g, h, i, j] = rc.to_be_bytes();
     r.copy_from_slice(&[a, b, c, d, e, f, g, h, i, j]);
