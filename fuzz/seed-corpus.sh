@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds fuzz/corpus/<target>/ from the committed synthetic seeds (fuzz/seeds/) and the real
-# hardware evidence in the repository's vectors/snp (reports, HCL blobs, certificates).
+# hardware evidence in the repository's vectors/snp (reports, HCL blobs, certificates), and the
+# real IMA list in svsm-abi's test data.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 vectors=${SVSM_VECTORS:-$here/../vectors}/snp
 [ -d "$vectors" ] || { echo "seed-corpus: vectors not found at $vectors (set SVSM_VECTORS)" >&2; exit 1; }
-targets=(snp_report cert_table services_manifest attest_request vtpm_buffer guest_message page_info tpm_command dispatcher host_verify vek_extensions vault_request snp_guest_response ovmf_firmware igvm_measure azure_hcl bundle_json image_frame swtpm_ctrl)
+targets=(snp_report cert_table services_manifest attest_request vtpm_buffer guest_message page_info tpm_command dispatcher host_verify vek_extensions vault_request snp_guest_response ovmf_firmware igvm_measure azure_hcl bundle_json image_frame swtpm_ctrl ima_log)
 for t in "${targets[@]}"; do
   mkdir -p "$here/corpus/$t"
   if [ -d "$here/seeds/$t" ]; then cp "$here/seeds/$t"/* "$here/corpus/$t/"; fi
@@ -46,3 +47,8 @@ for fd in /usr/share/ovmf/OVMF.fd /usr/share/OVMF/OVMF_CODE.fd; do
   [ -f "$fd" ] || continue
   { printf '\x13\x01'; tail -c 16384 "$fd"; } > "$here/corpus/ovmf_firmware/debian-$(basename "$fd")-tail.bin"
 done
+# ima_log: the real IMA list of Debian's 6.1 kernel on the vTPM, whole and as its first entry
+# alone (the boot_aggregate, 106 bytes).
+ima=$here/../svsm-module/abi/tests/data/qemu-ovmf-linux6.1/ima-binary_runtime_measurements.bin
+cp "$ima" "$here/corpus/ima_log/debian-6.1-ima.bin"
+head -c 106 "$ima" > "$here/corpus/ima_log/debian-6.1-ima-boot-aggregate.bin"

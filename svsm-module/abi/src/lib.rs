@@ -3,8 +3,9 @@
 //! attestation protocol requests and the services manifest, the vTPM `TPM_SEND_COMMAND`
 //! buffers, the AMD SEV-SNP ATTESTATION_REPORT (versions 2 through 5) with its TCB, policy,
 //! platform-info and signature fields, the SNP guest-request payloads (MSG_REPORT_REQ/RSP,
-//! MSG_KEY_REQ/RSP), the extended-report certificate table, and the launch-digest PAGE_INFO
-//! record.
+//! MSG_KEY_REQ/RSP), the extended-report certificate table, the launch-digest PAGE_INFO
+//! record, the TCG crypto-agile event log, Linux IMA's binary measurement list, and QEMU's TPM
+//! emulator control messages.
 //!
 //! It trusts nothing it is given: every parser takes `&[u8]` from an untrusted party (a guest,
 //! a host, a hypervisor, a file) and returns either a typed view or a typed error that names the
@@ -13,8 +14,9 @@
 //! Each structure cites the table of the specification it follows and carries compile-time
 //! size and offset assertions.
 //!
-//! The error enums are exhaustive on purpose: the module core maps every variant to an SVSM
-//! result code without a catch-all arm, so a new variant must be mapped where it is consumed.
+//! The error enums of what the module consumes are exhaustive on purpose: the module core maps
+//! every variant to an SVSM result code without a catch-all arm, so a new variant must be mapped
+//! where it is consumed. Host-only formats (IMA) have `#[non_exhaustive]` errors.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -35,6 +37,7 @@ pub mod attest;
 pub mod eventlog;
 pub mod frame;
 pub mod guid;
+pub mod ima;
 pub mod launch;
 pub mod snp;
 pub mod svsm;
