@@ -5,14 +5,17 @@
 //! QEMU/KVM `-bios` launch ([`snp`]: firmware pages, metadata sections, the kernel/initrd/cmdline
 //! hashes page, one VMSA per vCPU); and the same chain for an IGVM file such as a COCONUT-SVSM +
 //! OVMF image ([`igvm`]), with the known differences between QEMU and the measuring tools chosen
-//! explicitly by [`IgvmFlavor`].
+//! explicitly by [`IgvmFlavor`]. Beside the SNP digest it computes the SHA-256 PCR values of a
+//! non-SEV QEMU + OVMF + Linux EFI-stub direct boot from the kernel, initrd and command line
+//! ([`direct_boot`]).
 //!
 //! It trusts nothing in the files it reads: firmware and IGVM bytes are parsed as untrusted
 //! input, every offset and length is bounds- and overflow-checked, and every malformed table is
 //! a typed error naming the field, never a panic. It trusts the PAGE_INFO layout and page types
-//! of `svsm-abi`, the `sha2` crate for SHA-384/SHA-256, and the `igvm` crate's binary parser for
-//! IGVM files. The facts it follows come from public sources, cited where used: the AMD SEV-SNP
-//! Firmware ABI (doc 56860, SNP_LAUNCH_UPDATE and its PAGE_INFO table), QEMU
+//! of `svsm-abi`, the `sha2` crate for SHA-384/SHA-256, the `igvm` crate's binary parser for
+//! IGVM files, and the `object` and `authenticode` crates for an EFI kernel's PE headers and
+//! Authenticode digest. The facts it follows come from public sources, cited where used: the
+//! AMD SEV-SNP Firmware ABI (doc 56860, SNP_LAUNCH_UPDATE and its PAGE_INFO table), QEMU
 //! `target/i386/sev.c`, edk2 `OvmfPkg/ResetVector`, and the two independent calculators it is
 //! tested against (sev-snp-measure 0.0.13, the `sev` crate 8.0.0); each structure carries
 //! compile-time size and offset assertions.
@@ -38,6 +41,7 @@ macro_rules! assert_layout {
 
 pub mod cpu;
 pub mod digest;
+pub mod direct_boot;
 pub mod error;
 pub mod firmware;
 pub mod hashes;
@@ -48,6 +52,9 @@ pub mod vmsa;
 
 pub use cpu::VcpuType;
 pub use digest::{LaunchDigest, Measurement};
+pub use direct_boot::{
+    expected_pcrs, kernel_digest, load_options_digest, DirectBoot, DirectBootError,
+};
 pub use error::{DigestHexError, FirmwareError, IgvmError, MeasureError, VcpuTypeError};
 pub use firmware::{Firmware, Section, SectionKind};
 pub use hashes::SevHashes;

@@ -1,5 +1,6 @@
 //! `snp-measure`: the expected SEV-SNP launch measurement of an OVMF (`-bios`) or IGVM launch,
-//! with the command line of `sev-snp-measure` for the common case. See docs/snp-measure.md.
+//! with the command line of `sev-snp-measure` for the common case; and, as the `guest-pcrs`
+//! subcommand, the PCR values of a non-SEV QEMU + OVMF direct boot. See docs/snp-measure.md.
 
 #![forbid(unsafe_code)]
 #![deny(
@@ -9,7 +10,8 @@
     clippy::indexing_slicing
 )]
 
-use clap::{ArgGroup, Parser, ValueEnum};
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+use ovmf::direct_boot::{DirectBoot, DirectBootError, MODEL, NOT_COMPUTED};
 use ovmf::hashes::sha256;
 use ovmf::policy::measurement_section;
 use ovmf::{
@@ -28,6 +30,7 @@ Examples:
   snp-measure --mode snp:ovmf-hash --ovmf OVMF.fd          # firmware-only chain state
   snp-measure --ovmf OVMF.fd --snp-ovmf-hash <HEX> --vcpus 4 --vcpu-type EPYC-v4
   snp-measure --igvm coconut-qemu.igvm --igvm-flavor qemu --policy-out measurement.toml
+  snp-measure guest-pcrs --kernel vmlinuz --initrd initrd.img --cmdline 'console=ttyS0' --memory 512M
 
 --guest-features must equal the SEV_FEATURES the host writes (KVM debug_swap, QEMU
 properties): 0x1 is SNP only, 0x21 adds DebugSwap (recent KVM's default). A mismatch is the
@@ -100,9 +103,14 @@ fn parse_vcpus(s: &str) -> Result<u32, String> {
 /// Prints 96 hex digits; --json prints the digest with its inputs.
 #[derive(Debug, Parser)]
 #[command(name = "snp-measure", version, about, after_help = AFTER_HELP)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 #[command(group(ArgGroup::new("input").required(true).args(["ovmf", "igvm"])))]
 #[command(group(ArgGroup::new("cpu").args(["vcpu_type", "vcpu_sig", "vcpu_family"])))]
 struct Cli {
+    /// Another computation than the launch digest.
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// OVMF firmware image loaded with -bios (e.g. /usr/share/ovmf/OVMF.fd).
     #[arg(long, value_name = "PATH", help_heading = "Firmware launch")]
     ovmf: Option<PathBuf>,
@@ -206,6 +214,75 @@ struct Cli {
     policy_out: Option<PathBuf>,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// SHA-256 PCR values (2, 3, 4, 5, 6, 7, 9) of a non-SEV direct boot: QEMU 7.2 -machine q35
+    /// -kernel/-initrd/-append with Debian bookworm's OVMF.fd (Secure Boot off) and a Linux 6.1
+    /// EFI-stub kernel. Prints `--pcr INDEX=HEX` lines for `host-verifier bundle verify`.
+    #[command(after_help = GUEST_PCRS_HELP)]
+    GuestPcrs(GuestPcrsArgs),
+}
+
+const GUEST_PCRS_HELP: &str = "\
+Example:
+  snp-measure guest-pcrs --kernel vmlinuz --initrd initrd.img --memory 512M \\
+      --cmdline 'console=ttyS0 rootfstype=ramfs panic=-1'
+
+Not computed: PCR 0 (firmware volumes) and PCR 1 (boot variables); a note saying so goes to
+stderr, so stdout can be passed to host-verifier as it is. Not modelled (refused): vga= on the
+command line, Secure Boot on, an empty initrd, memory that is not a whole number of MiB.
+
+Exit status: 0 on success, 1 when an input is refused (the message names the field), 2 on
+usage errors.";
+
+#[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("cmdline_source").required(true).args(["cmdline", "cmdline_file"])))]
+struct GuestPcrsArgs {
+    /// The kernel given to QEMU's -kernel (an EFI-stub bzImage).
+    #[arg(long, value_name = "PATH")]
+    kernel: PathBuf,
+
+    /// The initrd given to -initrd.
+    #[arg(long, value_name = "PATH")]
+    initrd: Option<PathBuf>,
+
+    /// The command line exactly as given to -append (may be empty).
+    #[arg(long, value_name = "STRING", allow_hyphen_values = true)]
+    cmdline: Option<String>,
+
+    /// A file holding the -append string byte for byte (a trailing newline is part of it).
+    #[arg(long, value_name = "FILE")]
+    cmdline_file: Option<PathBuf>,
+
+    /// The guest memory, as -m: a number of MiB, or with a K, M, G or T suffix (e.g. 512M).
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    memory: u64,
+
+    /// Print JSON (`{"pcrs": {"4": "hex", ...}, "not_computed": [0, 1], "model": ...}`).
+    #[arg(long)]
+    json: bool,
+}
+
+/// QEMU's -m syntax: a number with an optional B, K, M, G or T suffix; a bare number is MiB.
+fn parse_memory(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, suffix) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 512M"))?;
+    let shift = match suffix.to_ascii_uppercase().as_str() {
+        "B" => 0,
+        "K" | "KIB" => 10,
+        "" | "M" | "MIB" => 20,
+        "G" | "GIB" => 30,
+        "T" | "TIB" => 40,
+        _ => return Err(format!("{s:?}: unknown size suffix {suffix:?}")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     #[error("cannot read {}: {source}", path.display())]
@@ -233,6 +310,10 @@ enum CliError {
     Unused(&'static str),
     #[error("--mode applies to --ovmf only")]
     ModeWithIgvm,
+    #[error("{} is not UTF-8 text (the command line must be printable ASCII)", path.display())]
+    CmdlineText { path: PathBuf },
+    #[error("{0}")]
+    DirectBoot(#[from] DirectBootError),
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -465,8 +546,94 @@ fn run(cli: &Cli) -> Result<(Measurement, Report, Vec<String>), CliError> {
     ))
 }
 
+#[derive(Serialize)]
+struct PcrReport {
+    pcrs: std::collections::BTreeMap<String, String>,
+    not_computed: [usize; 2],
+    model: &'static str,
+    /// Every extend, per PCR in order (compare with `tpm2_eventlog`).
+    events: Vec<EventReport>,
+    kernel: FileInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    initrd: Option<FileInfo>,
+    cmdline: String,
+    memory_bytes: u64,
+    tool: String,
+}
+
+#[derive(Serialize)]
+struct EventReport {
+    pcr: usize,
+    event: String,
+    digest: String,
+}
+
+fn guest_pcrs(args: &GuestPcrsArgs) -> Result<(), CliError> {
+    let kernel = read(&args.kernel)?;
+    let initrd = args.initrd.as_deref().map(read).transpose()?;
+    let cmdline = match (&args.cmdline, &args.cmdline_file) {
+        (Some(c), _) => c.clone(),
+        (None, Some(path)) => String::from_utf8(read(path)?)
+            .map_err(|_| CliError::CmdlineText { path: path.clone() })?,
+        (None, None) => String::new(),
+    };
+    let boot = DirectBoot {
+        kernel: &kernel,
+        initrd: initrd.as_deref(),
+        cmdline: &cmdline,
+        memory_bytes: args.memory,
+    };
+    let events = ovmf::direct_boot::direct_boot_events(&boot)?;
+    let pcrs = ovmf::direct_boot::replay(&events);
+    if args.json {
+        let report = PcrReport {
+            pcrs: pcrs
+                .iter()
+                .map(|(i, v)| (i.to_string(), hex::encode(v)))
+                .collect(),
+            not_computed: NOT_COMPUTED,
+            model: MODEL,
+            events: events
+                .iter()
+                .map(|e| EventReport {
+                    pcr: e.pcr,
+                    event: e.event.label(),
+                    digest: hex::encode(e.digest),
+                })
+                .collect(),
+            kernel: FileInfo::new(&args.kernel, &kernel, true),
+            initrd: args
+                .initrd
+                .as_deref()
+                .zip(initrd.as_deref())
+                .map(|(p, b)| FileInfo::new(p, b, true)),
+            cmdline,
+            memory_bytes: args.memory,
+            tool: format!("snp-measure {}", env!("CARGO_PKG_VERSION")),
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for (i, v) in &pcrs {
+            println!("--pcr {i}={}", hex::encode(v));
+        }
+        eprintln!(
+            "# PCR 0 (firmware volumes) and PCR 1 (boot variables) are not computed; model: {MODEL}"
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::GuestPcrs(args)) = &cli.command {
+        return match guest_pcrs(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("snp-measure: error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = run(&cli).and_then(|(m, report, comment)| {
         if let Some(out) = &cli.policy_out {
             let mut lines = vec![format!("generated by {}", report.tool)];
