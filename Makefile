@@ -2,7 +2,7 @@
 # Both first run scripts/bootstrap.sh, which installs only what is missing.
 
 CARGO ?= cargo
-NOSTD_CRATES := -p svsm-abi -p svsm-core -p guest-driver -p svsm-platform-snp
+NOSTD_CRATES := -p svsm-abi -p svsm-tpm2 -p svsm-core -p guest-driver -p svsm-platform-snp
 
 .PHONY: all bootstrap bootstrap-fuzz test fmt-check clippy unit nostd fuzz-smoke demo bench
 

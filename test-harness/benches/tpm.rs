@@ -138,20 +138,6 @@ fn free_port_pair() -> u16 {
     panic!("no free port pair");
 }
 
-/// TPMT_PUBLIC of an unrestricted ECDSA P-256/SHA-256 signing key with an empty password.
-fn ecc_p256_signing_template() -> Vec<u8> {
-    let mut t = Vec::new();
-    for v in [0x0023u16, 0x000B] {
-        t.extend_from_slice(&v.to_be_bytes()); // type ECC, nameAlg SHA-256
-    }
-    t.extend_from_slice(&0x0004_0472u32.to_be_bytes()); // fixedTPM|fixedParent|sdo|userWithAuth|noDA|sign
-    for v in [0u16, 0x0010, 0x0018, 0x000B, 0x0003, 0x0010, 0, 0] {
-        // authPolicy empty, symmetric NULL, ECDSA(SHA-256), P-256, kdf NULL, unique x/y empty
-        t.extend_from_slice(&v.to_be_bytes());
-    }
-    t
-}
-
 fn rc(response: &[u8]) -> u32 {
     cmd::response_code(response).unwrap_or(u32::MAX)
 }
@@ -213,7 +199,7 @@ const COMMANDS: [&str; 5] = [
 /// Runs the five commands against one TPM; returns their stats in `COMMANDS` order.
 fn bench(tpm: &mut dyn Tpm, scale: usize) -> Vec<Stats> {
     let mut rsp = vec![0u8; 4096];
-    let signing = ecc_p256_signing_template();
+    let signing = svsm_core::tpm2::templates::ecc_p256_signing_template();
     let sign_key = create_primary(tpm, TPM_RH_OWNER, &signing);
     let ak = create_primary(
         tpm,

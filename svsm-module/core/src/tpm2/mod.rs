@@ -2,8 +2,7 @@
 //! commands svsm-vhsm issues itself, the TCG EK Credential Profile templates, and the EK the
 //! attestation manifest carries.
 
-pub mod command;
-pub mod templates;
+pub use svsm_tpm2::{command, templates};
 
 use crate::error::SvsmError;
 use crate::tpm::{TpmEngine, MAX_TPM_BUFFER};

@@ -95,6 +95,25 @@ pub enum AkCurve {
     P384,
 }
 
+/// `TPMT_PUBLIC` of an unrestricted ECDSA P-256 / SHA-256 signing key with an empty password
+/// (fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA, sign), for benchmarks and
+/// tools that need an ordinary signing key: `TPM2_Sign` without a ticket works with it.
+pub fn ecc_p256_signing_template() -> Vec<u8> {
+    let mut t = Vec::with_capacity(24);
+    be16(&mut t, TPM_ALG_ECC); // type
+    be16(&mut t, TPM_ALG_SHA256); // nameAlg
+    be32(&mut t, 0x0004_0472); // objectAttributes
+    be16(&mut t, 0); // authPolicy: empty
+    be16(&mut t, TPM_ALG_NULL); // symmetric: none
+    be16(&mut t, TPM_ALG_ECDSA); // scheme
+    be16(&mut t, TPM_ALG_SHA256); // scheme.details.hashAlg
+    be16(&mut t, TPM_ECC_NIST_P256); // curveID
+    be16(&mut t, TPM_ALG_NULL); // kdf
+    be16(&mut t, 0); // unique.x: empty
+    be16(&mut t, 0); // unique.y: empty
+    t
+}
+
 /// The shape of the `unique` field of a created key's public area.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Unique {
