@@ -1,8 +1,9 @@
 //! Evidence bundles: the JSON decoding (`Bundle::from_json`), the quote's TPMS_ATTEST, the AK's
 //! ECDSA TPMT_SIGNATURE and TPMT_PUBLIC parsers, and a whole appraisal of every bundle that
 //! decodes (anchored in the simulator's TEST chain, so a well-formed seed reaches every check).
-//! The raw input also goes straight into the three binary parsers. Seed: a real bundle of the
-//! simulated machine (fuzz/seeds/bundle_json, written by test-harness/tests/bundle.rs).
+//! The raw input also goes straight into the three binary parsers. Seeds (fuzz/seeds/bundle_json):
+//! a real bundle of the simulated machine (written by test-harness/tests/bundle.rs) and a real
+//! guest's bundle with OVMF's and IMA's logs (host-verifier/tests/data/bundle-real-guest).
 #![no_main]
 use host_verifier::bundle::Bundle;
 use host_verifier::bundle_verify::tpm::{AkPublic, EcdsaSignature, QuoteAttest};

@@ -1,5 +1,5 @@
 //! Appraisal of an evidence bundle ([`crate::bundle`]): one verdict over the CPU (SNP report and
-//! the VEK from the bundle's certificate table), the SVSM (the vTPM manifest version 1 that
+//! the VEK from the bundle's certificate table), the SVSM (the vTPM manifest version 2 that
 //! REPORT_DATA binds to the nonce), the vTPM (a quote by the manifest's AK, the PCR values it
 //! covers, the event log replayed to them) and, when present, the binding of extra evidence such
 //! as a GPU report.
@@ -18,10 +18,15 @@
 //!    `vtpm.pcr_digest`: the AK is an ECC P-256 restricted signing key, the quote is a bounded
 //!    TPMS_ATTEST, its ECDSA signature verifies with the AK, its extraData is the nonce, its
 //!    pcrDigest covers the bundle's PCR values;
-//! 4. `vtpm.event_log_digest`, `vtpm.event_log_replay`: SHA-384 of the log is the manifest's, and
-//!    — only once every signature on the path from the trust anchors to the PCR values has
-//!    verified — the log, parsed with hard bounds, replays (SHA-256 bank, from zero, linear) to
-//!    the quoted value of every PCR it extends;
+//! 4. `vtpm.event_log_digest`, `vtpm.event_log_replay`, `vtpm.ima_replay`,
+//!    `vtpm.ima_boot_aggregate`: SHA-384 of the SVSM's log is the manifest's, and — only once
+//!    every signature on the path from the trust anchors to the PCR values has verified — the
+//!    SVSM's log and then the guest firmware's log (if the bundle has one), each parsed with
+//!    hard bounds, replay (SHA-256 bank, from zero, linear: the SVSM measures before any
+//!    firmware runs) to the quoted value of every PCR they extend ([`replay`]); the IMA log (if
+//!    any) replays to the quoted PCR 10 up to the entries the quote covers (the log is read
+//!    after the quote and may be longer), and its boot_aggregate is SHA-256 of the quoted PCRs
+//!    0-9 ([`ima`]);
 //! 5. `cpu.measurement`, `vtpm.reference_pcrs`: reference values (the policy's MEASUREMENT list,
 //!    the caller's expected PCR values);
 //! 6. `svsm.requester_vmpl`, `svsm.epoch`, `svsm.state`, `svsm.persisted`: the VMPL that asked
@@ -41,6 +46,8 @@
 //! that one did not pass. The verdict is affirming only when no check failed. Every size in the
 //! bundle is bounded before it is hashed or parsed; nothing here panics on any input.
 
+pub mod ima;
+pub mod replay;
 pub mod tpm;
 
 use crate::appraisal::{self, Appraisal, Verdict};
@@ -58,7 +65,7 @@ use svsm_abi::attest::{
     EphemeralCause, ManifestError, ModuleState, StateKind, VtpmManifestV2, MAX_EXTRA_EVIDENCE,
     VTPM_MANIFEST_V2,
 };
-use svsm_abi::eventlog::{EventLog, EventLogError, EV_NO_ACTION, MAX_LOG};
+use svsm_abi::eventlog::{EventLogError, MAX_LOG};
 use svsm_abi::snp::certs::{CertKind, CertTable, CertTableError};
 use svsm_abi::snp::{AttestationReport, ReportError, SigningKey};
 use tpm::{
@@ -87,6 +94,8 @@ pub const MAX_NONCE: usize = 64;
 pub const MAX_EXTRA_DATA: usize = 1024 * 1024;
 /// Number of SHA-256 PCRs.
 pub const PCR_COUNT: usize = 24;
+/// Largest IMA log appraised (`svsm_abi::ima` has its own, larger parse bounds).
+pub const MAX_IMA_LOG: usize = 4 * 1024 * 1024;
 
 /// Every check of a bundle appraisal, in the order reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -116,8 +125,14 @@ pub enum BundleCheckId {
     VtpmPcrDigest,
     /// SHA-384 of the event log equals the manifest's event_log_digest.
     VtpmLogDigest,
-    /// The event log replays to the quoted value of every PCR it extends.
+    /// The SVSM's event log, then the guest firmware's log, replay to the quoted value of every
+    /// PCR they extend.
     VtpmLogReplay,
+    /// The IMA log's entries up to the quote replay (SHA-256 of each template, from zero) to the
+    /// quoted PCR 10.
+    VtpmImaReplay,
+    /// IMA's boot_aggregate is SHA-256 of the quoted PCRs 0-9.
+    VtpmImaBootAggregate,
     /// The SNP MEASUREMENT is in the policy's allowlist.
     CpuMeasurement,
     /// The quoted PCR values equal the caller's expected values.
@@ -139,7 +154,7 @@ pub enum BundleCheckId {
 
 impl BundleCheckId {
     /// Every check, in report order.
-    pub const ALL: [BundleCheckId; 21] = [
+    pub const ALL: [BundleCheckId; 23] = [
         BundleCheckId::CpuVek,
         BundleCheckId::CpuSnp,
         BundleCheckId::SvsmBinding,
@@ -153,6 +168,8 @@ impl BundleCheckId {
         BundleCheckId::VtpmPcrDigest,
         BundleCheckId::VtpmLogDigest,
         BundleCheckId::VtpmLogReplay,
+        BundleCheckId::VtpmImaReplay,
+        BundleCheckId::VtpmImaBootAggregate,
         BundleCheckId::CpuMeasurement,
         BundleCheckId::VtpmReferencePcrs,
         BundleCheckId::SvsmRequester,
@@ -179,6 +196,8 @@ impl BundleCheckId {
             BundleCheckId::VtpmPcrDigest => "vtpm.pcr_digest",
             BundleCheckId::VtpmLogDigest => "vtpm.event_log_digest",
             BundleCheckId::VtpmLogReplay => "vtpm.event_log_replay",
+            BundleCheckId::VtpmImaReplay => "vtpm.ima_replay",
+            BundleCheckId::VtpmImaBootAggregate => "vtpm.ima_boot_aggregate",
             BundleCheckId::CpuMeasurement => "cpu.measurement",
             BundleCheckId::VtpmReferencePcrs => "vtpm.reference_pcrs",
             BundleCheckId::SvsmRequester => "svsm.requester_vmpl",
@@ -212,6 +231,8 @@ impl BundleCheckId {
             | BundleCheckId::VtpmPcrDigest
             | BundleCheckId::VtpmLogDigest
             | BundleCheckId::VtpmLogReplay
+            | BundleCheckId::VtpmImaReplay
+            | BundleCheckId::VtpmImaBootAggregate
             | BundleCheckId::VtpmReferencePcrs => EAR_SUBMOD_VTPM,
             BundleCheckId::GpuBinding => EAR_SUBMOD_GPU,
         }
@@ -386,6 +407,15 @@ pub enum BundleFailure {
     /// The log has no SHA-256 bank.
     #[error("the event log records no SHA-256 digests")]
     LogNoSha256,
+    /// The guest firmware's log cannot be replayed.
+    #[error("{0}")]
+    FirmwareLog(replay::ReplayError),
+    /// The IMA log does not match the quote.
+    #[error("{0}")]
+    Ima(ima::ImaFailure),
+    /// The quote does not cover a PCR an IMA check needs.
+    #[error("the quote does not cover PCR {0}, which the IMA log is checked against")]
+    ImaPcrNotQuoted(usize),
     /// The log extends a PCR the quote does not cover.
     #[error("the event log extends PCR {0}, which the quote does not cover")]
     LogPcrNotQuoted(usize),
@@ -718,6 +748,17 @@ pub struct LogSummary {
     pub pcrs_extended: Vec<usize>,
 }
 
+/// The IMA log, as far as it was read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ImaSummary {
+    /// Size in bytes.
+    pub bytes: usize,
+    /// Entries (when it was replayed).
+    pub entries: Option<usize>,
+    /// Entries the quote covers (when it was replayed).
+    pub covered: Option<usize>,
+}
+
 /// One piece of extra evidence supplied.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ExtraSummary {
@@ -746,8 +787,12 @@ pub struct BundleAppraisal {
     pub quote: Option<QuoteSummary>,
     /// The quoted SHA-256 PCR values (only when `vtpm.pcr_digest` passed), hex by index.
     pub pcrs: BTreeMap<usize, String>,
-    /// The event log.
+    /// The SVSM's event log.
     pub event_log: LogSummary,
+    /// The guest firmware's event log, when the bundle has one.
+    pub firmware_log: Option<LogSummary>,
+    /// The IMA log, when the bundle has one.
+    pub ima_log: Option<ImaSummary>,
     /// The extra evidence supplied.
     pub extra_evidence: Vec<ExtraSummary>,
     /// Appraisal time (Unix seconds).
@@ -1138,6 +1183,10 @@ impl<'a> Run<'a> {
             bytes: b.event_log.len(),
             ..LogSummary::default()
         };
+        let mut firmware_log = b.firmware_log.as_ref().map(|l| LogSummary {
+            bytes: l.len(),
+            ..LogSummary::default()
+        });
         let replay = if authentic {
             self.require(&[
                 BundleCheckId::SvsmBinding,
@@ -1153,9 +1202,11 @@ impl<'a> Run<'a> {
             let quoted = quoted
                 .as_deref()
                 .ok_or(BundleFailure::Prerequisite(BundleCheckId::VtpmPcrDigest))?;
-            self.replay(quoted, &mut event_log)
+            self.replay(quoted, &mut event_log, &mut firmware_log)
         });
         self.push(BundleCheckId::VtpmLogReplay, replay);
+        let mut ima_log = None;
+        self.ima_checks(authentic, quoted.as_deref(), &mut ima_log);
 
         // --- (h) reference values ---
         let measurement = match (&report, &ctx.verifier.policy().measurements) {
@@ -1292,6 +1343,8 @@ impl<'a> Run<'a> {
             quote: quote_summary,
             pcrs,
             event_log,
+            firmware_log,
+            ima_log,
             extra_evidence: extra_summary,
             at: unix_secs(ctx.at),
         })
@@ -1328,56 +1381,48 @@ impl<'a> Run<'a> {
         Ok(pcrs)
     }
 
-    /// Parses the log within its bounds and replays the SHA-256 bank from zero.
-    fn replay(&self, quoted: &[usize], summary: &mut LogSummary) -> Result<String, BundleFailure> {
-        let log = EventLog::parse(&self.b.event_log).map_err(BundleFailure::EventLog)?;
-        if !log.has_sha256 {
-            return Err(BundleFailure::LogNoSha256);
+    /// Replays the SVSM's log and then the firmware's (`replay`), each parsed within its
+    /// bounds, and compares every PCR they extend with its quoted value.
+    fn replay(
+        &self,
+        quoted: &[usize],
+        summary: &mut LogSummary,
+        firmware: &mut Option<LogSummary>,
+    ) -> Result<String, BundleFailure> {
+        use replay::{LogSource, ReplayError};
+        if let Some(log) = &self.b.firmware_log {
+            bounded("firmware_log", log.len(), MAX_LOG)?;
         }
-        let mut pcrs = [[0u8; 32]; PCR_COUNT];
-        let mut touched = [false; PCR_COUNT];
-        let mut events = 0usize;
-        for e in log.events() {
-            events += 1;
-            // TCG: EV_NO_ACTION events are informational and never extended.
-            if e.event_type == EV_NO_ACTION {
-                continue;
-            }
-            let d = e.sha256.ok_or(BundleFailure::LogNoSha256)?;
-            let i = usize::try_from(e.pcr).unwrap_or(usize::MAX);
-            let (Some(slot), Some(t)) = (pcrs.get_mut(i), touched.get_mut(i)) else {
-                return Err(BundleFailure::EventLog(EventLogError::Pcr {
-                    index: events - 1,
-                    pcr: e.pcr,
-                }));
-            };
-            *slot = Sha256::new()
-                .chain_update(*slot)
-                .chain_update(d)
-                .finalize()
-                .into();
-            *t = true;
+        let r =
+            replay::replay(&self.b.event_log, self.b.firmware_log.as_deref()).map_err(
+                |e| match e {
+                    ReplayError::Parse {
+                        log: LogSource::Svsm,
+                        error,
+                    } => BundleFailure::EventLog(error),
+                    ReplayError::NoSha256(LogSource::Svsm) => BundleFailure::LogNoSha256,
+                    other => BundleFailure::FirmwareLog(other),
+                },
+            )?;
+        summary.events = Some(r.svsm_events);
+        summary.pcrs_extended.clone_from(&r.svsm_pcrs);
+        if let Some(f) = firmware.as_mut() {
+            f.events = r.firmware_events;
+            f.pcrs_extended.clone_from(&r.firmware_pcrs);
         }
-        if events != log.len() {
-            return Err(BundleFailure::EventLog(EventLogError::Truncated("events")));
-        }
-        let extended: Vec<usize> = (0..PCR_COUNT)
-            .filter(|i| touched.get(*i) == Some(&true))
-            .collect();
-        summary.events = Some(events);
-        summary.pcrs_extended.clone_from(&extended);
+        let extended = r.extended();
         if let Some(&pcr) = extended.iter().find(|p| !quoted.contains(p)) {
             return Err(BundleFailure::LogPcrNotQuoted(pcr));
         }
         let mismatched: Vec<usize> = extended
             .iter()
             .copied()
-            .filter(|&i| pcrs.get(i) != self.b.pcrs_sha256.get(i))
+            .filter(|&i| r.pcrs.get(i) != self.b.pcrs_sha256.get(i))
             .collect();
         if let Some(&pcr) = mismatched.first() {
             return Err(BundleFailure::ReplayMismatch {
                 pcr,
-                replayed: pcrs.get(pcr).map(hex::encode).unwrap_or_default(),
+                replayed: r.pcrs.get(pcr).map(hex::encode).unwrap_or_default(),
                 quoted: self
                     .b
                     .pcrs_sha256
@@ -1387,10 +1432,98 @@ impl<'a> Run<'a> {
                 all: mismatched,
             });
         }
-        Ok(format!(
-            "{events} events replayed (SHA-256 bank from zero) to the quoted PCR {}",
-            ranges(&extended)
-        ))
+        Ok(match r.firmware_events {
+            None => format!(
+                "{} events replayed (SHA-256 bank from zero) to the quoted PCR {}",
+                r.svsm_events,
+                ranges(&extended)
+            ),
+            Some(n) => format!(
+                "{} SVSM events then {n} firmware events replayed (SHA-256 bank from zero) to \
+                 the quoted PCR {}",
+                r.svsm_events,
+                ranges(&extended)
+            ),
+        })
+    }
+
+    /// `vtpm.ima_replay`, `vtpm.ima_boot_aggregate`: not applicable without an IMA log; run
+    /// (like the firmware replay) only once every signature up to the PCR values verified.
+    fn ima_checks(
+        &mut self,
+        authentic: bool,
+        quoted: Option<&[usize]>,
+        summary: &mut Option<ImaSummary>,
+    ) {
+        let Some(log) = self.b.ima_log.as_deref() else {
+            let why = "the bundle carries no IMA log";
+            self.push_na(BundleCheckId::VtpmImaReplay, why);
+            self.push_na(BundleCheckId::VtpmImaBootAggregate, why);
+            return;
+        };
+        *summary = Some(ImaSummary {
+            bytes: log.len(),
+            ..ImaSummary::default()
+        });
+        let ready = if authentic {
+            self.require(&[
+                BundleCheckId::SvsmBinding,
+                BundleCheckId::SvsmVmpl,
+                BundleCheckId::VtpmAk,
+                BundleCheckId::VtpmQuoteSignature,
+                BundleCheckId::VtpmPcrDigest,
+            ])
+        } else {
+            Err(BundleFailure::Prerequisite(BundleCheckId::CpuSnp))
+        }
+        .and_then(|()| {
+            let quoted = quoted.ok_or(BundleFailure::Prerequisite(BundleCheckId::VtpmPcrDigest))?;
+            bounded("ima_log", log.len(), MAX_IMA_LOG)?;
+            let parsed = svsm_abi::ima::ImaLog::parse(log)
+                .map_err(|e| BundleFailure::Ima(ima::ImaFailure::Parse(e)))?;
+            Ok((quoted, parsed))
+        });
+        let (quoted, parsed) = match ready {
+            Ok(v) => v,
+            Err(e) => {
+                self.push(BundleCheckId::VtpmImaReplay, Err(e.clone()));
+                self.push(BundleCheckId::VtpmImaBootAggregate, Err(e));
+                return;
+            }
+        };
+        let pcr10 = ima::IMA_PCR as usize;
+        let replay = if quoted.contains(&pcr10) {
+            let value = self.b.pcrs_sha256.get(pcr10).copied().unwrap_or([0; 32]);
+            ima::replay_sha256(&parsed, &value)
+                .map_err(BundleFailure::Ima)
+                .map(|r| {
+                    if let Some(s) = summary.as_mut() {
+                        s.entries = Some(r.total);
+                        s.covered = Some(r.covered);
+                    }
+                    format!(
+                        "{} of {} IMA entries replay to the quoted PCR 10 (the {} after them were \
+                         measured after the quote)",
+                        r.covered,
+                        r.total,
+                        r.total - r.covered
+                    )
+                })
+        } else {
+            Err(BundleFailure::ImaPcrNotQuoted(pcr10))
+        };
+        let replayed = replay.is_ok();
+        self.push(BundleCheckId::VtpmImaReplay, replay);
+        let aggregate = if !replayed {
+            Err(BundleFailure::Prerequisite(BundleCheckId::VtpmImaReplay))
+        } else if let Some(missing) = (0..ima::BOOT_AGGREGATE_PCRS).find(|p| !quoted.contains(p)) {
+            Err(BundleFailure::ImaPcrNotQuoted(missing))
+        } else {
+            ima::check_boot_aggregate(&parsed, &self.b.pcrs_sha256)
+                .map_err(BundleFailure::Ima)
+                .map(|()| "boot_aggregate is SHA-256 of the quoted PCRs 0-9".to_owned())
+        };
+        self.push(BundleCheckId::VtpmImaBootAggregate, aggregate);
     }
 
     fn reference_pcrs(&self, quoted: &[usize]) -> Result<String, BundleFailure> {
@@ -1687,6 +1820,8 @@ impl BundleAppraisal {
                         "quote": self.quote,
                         "pcrs": self.pcrs,
                         "event_log": self.event_log,
+                        "firmware_log": self.firmware_log,
+                        "ima_log": self.ima_log,
                     }),
                     EAR_SUBMOD_SVSM => json!({
                         "nonce": self.nonce,
@@ -1786,6 +1921,26 @@ impl BundleAppraisal {
                 None => " (not replayed)".to_owned(),
             }
         ));
+        if let Some(f) = &self.firmware_log {
+            s.push_str(&format!(
+                "firmware log {} bytes{}\n",
+                f.bytes,
+                match f.events {
+                    Some(n) => format!(", {n} events, extends PCR {}", ranges(&f.pcrs_extended)),
+                    None => " (not replayed)".to_owned(),
+                }
+            ));
+        }
+        if let Some(i) = &self.ima_log {
+            s.push_str(&format!(
+                "IMA log      {} bytes{}\n",
+                i.bytes,
+                match (i.covered, i.entries) {
+                    (Some(c), Some(n)) => format!(", {c} of {n} entries covered by the quote"),
+                    _ => " (not replayed)".to_owned(),
+                }
+            ));
+        }
         for e in &self.extra_evidence {
             s.push_str(&format!(
                 "extra        kind {}{} | {} bytes | SHA-384 {}\n",
@@ -1847,6 +2002,8 @@ mod tests {
             quote_signature: vec![],
             pcrs_sha256: vec![],
             event_log: vec![],
+            firmware_log: None,
+            ima_log: None,
             extra_evidence: vec![],
         };
         let ctx = BundleContext::new(&verifier, &[1], SystemTime::now());

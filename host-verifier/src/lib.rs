@@ -41,7 +41,8 @@
 
 pub mod appraisal;
 pub mod azure;
-pub mod bundle;
+/// The evidence bundle format (crate `svsm-evidence`, shared with the guest tools).
+pub use svsm_evidence as bundle;
 pub mod bundle_verify;
 pub mod check;
 mod crl;

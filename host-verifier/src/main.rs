@@ -47,7 +47,7 @@ enum BundleCmd {
 
 #[derive(clap::Args)]
 struct BundleVerifyArgs {
-    /// The bundle (JSON, format "svsm-vhsm-evidence-bundle" version 1).
+    /// The bundle (JSON, format "svsm-vhsm-evidence-bundle" version 2; version 1 is read too): `svsm-attest bundle` writes it in a guest.
     #[arg(long)]
     bundle: PathBuf,
     /// The nonce this relying party issued for the bundle, hex (at most 64 bytes).

@@ -91,6 +91,8 @@ pub fn collect<T: SvsmTransport>(
         quote_signature,
         pcrs_sha256: pcrs,
         event_log,
+        firmware_log: None,
+        ima_log: None,
         extra_evidence: extra.to_vec(),
     })
 }

@@ -1,9 +1,13 @@
 //! The evidence bundle: one JSON document that carries everything a relying party needs to
 //! appraise an svsm-vhsm guest — CPU (SNP report and certificates), vTPM (quote, PCR values,
-//! event log) and SVSM (the services manifest binding them) — bound to one nonce.
+//! the logs that explain them) and SVSM (the services manifest binding them) — bound to one
+//! nonce. The guest tools write it (`svsm-attest bundle`), `host-verifier bundle verify` reads
+//! it; this crate owns only the shape. Everything in a bundle is untrusted until appraised:
+//! decoding checks sizes and encodings, never meaning.
 //!
-//! Format (`"format": "svsm-vhsm-evidence-bundle"`, `"version": 1`), binary fields in standard
-//! base64, PCR values in lowercase hex:
+//! Format (`"format": "svsm-vhsm-evidence-bundle"`, `"version": 2`; version 1 is accepted and
+//! is version 2 without the two optional logs), binary fields in standard base64, PCR values in
+//! lowercase hex:
 //!
 //! | field | content |
 //! |---|---|
@@ -14,17 +18,21 @@
 //! | `quote.attest` | the TPMS_ATTEST bytes of TPM2_Quote by the manifest's AK |
 //! | `quote.signature` | the marshalled TPMT_SIGNATURE |
 //! | `pcrs.sha256` | the 24 SHA-256 PCR values the quote covers, index order |
-//! | `event_log` | the TCG crypto-agile event log (`svsm_abi::eventlog`) |
+//! | `event_log` | the SVSM's own TCG crypto-agile log (`svsm_abi::eventlog`), SHA-384 in the manifest |
+//! | `firmware_log` | optional (v2): the guest firmware's TCG crypto-agile log, as Linux exposes it in `binary_bios_measurements`; replayed after `event_log` |
+//! | `ima_log` | optional (v2): Linux IMA's `binary_runtime_measurements` (PCR 10) |
 //! | `extra_evidence` | optional `[{kind, data}]` whose SHA-384 the manifest lists (e.g. GPU) |
-//!
-//! Everything in a bundle is untrusted until appraised; decoding only checks the shape.
+
+#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 
 /// The `format` value.
 pub const BUNDLE_FORMAT: &str = "svsm-vhsm-evidence-bundle";
-/// The `version` value.
-pub const BUNDLE_VERSION: u32 = 1;
+/// The `version` written.
+pub const BUNDLE_VERSION: u32 = 2;
+/// The oldest `version` read (no `firmware_log`, no `ima_log`).
+pub const BUNDLE_VERSION_MIN: u32 = 1;
 /// Largest bundle accepted for decoding (the event log bound dominates).
 pub const MAX_BUNDLE: usize = 8 * 1024 * 1024;
 
@@ -39,7 +47,7 @@ pub enum BundleError {
     #[error("evidence bundle is not valid JSON of the expected shape: {0}")]
     Json(#[from] serde_json::Error),
     /// Another format or version.
-    #[error("not an svsm-vhsm evidence bundle version {BUNDLE_VERSION} (format {format:?}, version {version})")]
+    #[error("not an svsm-vhsm evidence bundle version {BUNDLE_VERSION_MIN}..={BUNDLE_VERSION} (format {format:?}, version {version})")]
     Format {
         /// The format field.
         format: String,
@@ -52,6 +60,9 @@ pub enum BundleError {
     /// A field has the wrong size.
     #[error("evidence bundle field {0} has the wrong size")]
     Size(&'static str),
+    /// A version-1 bundle carries a field version 2 introduced.
+    #[error("evidence bundle version 1 cannot carry {0} (a version-2 field)")]
+    FieldOfNewerVersion(&'static str),
 }
 
 /// The JSON form.
@@ -76,6 +87,12 @@ pub struct BundleJson {
     pub pcrs: PcrsJson,
     /// Base64.
     pub event_log: String,
+    /// Base64; absent when the bundle has no firmware log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware_log: Option<String>,
+    /// Base64; absent when the bundle has no IMA log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ima_log: Option<String>,
     /// Extra evidence.
     #[serde(default)]
     pub extra_evidence: Vec<ExtraJson>,
@@ -118,7 +135,7 @@ pub struct Bundle {
     pub snp_report: Vec<u8>,
     /// The certificate table.
     pub certificates: Vec<u8>,
-    /// The vTPM manifest version 1.
+    /// The vTPM manifest.
     pub manifest: Vec<u8>,
     /// TPMS_ATTEST.
     pub quote_attest: Vec<u8>,
@@ -126,8 +143,12 @@ pub struct Bundle {
     pub quote_signature: Vec<u8>,
     /// The 24 SHA-256 PCR values.
     pub pcrs_sha256: Vec<[u8; 32]>,
-    /// The event log.
+    /// The SVSM's event log.
     pub event_log: Vec<u8>,
+    /// The guest firmware's event log (replayed after the SVSM's), if supplied.
+    pub firmware_log: Option<Vec<u8>>,
+    /// The IMA runtime measurement log, if supplied.
+    pub ima_log: Option<Vec<u8>>,
     /// Extra evidence (kind, data).
     pub extra_evidence: Vec<(u16, Vec<u8>)>,
 }
@@ -151,11 +172,20 @@ impl Bundle {
             return Err(BundleError::TooLarge(bytes.len()));
         }
         let j: BundleJson = serde_json::from_slice(bytes)?;
-        if j.format != BUNDLE_FORMAT || j.version != BUNDLE_VERSION {
+        if j.format != BUNDLE_FORMAT || !(BUNDLE_VERSION_MIN..=BUNDLE_VERSION).contains(&j.version)
+        {
             return Err(BundleError::Format {
                 format: j.format,
                 version: j.version,
             });
+        }
+        if j.version < 2 {
+            if j.firmware_log.is_some() {
+                return Err(BundleError::FieldOfNewerVersion("firmware_log"));
+            }
+            if j.ima_log.is_some() {
+                return Err(BundleError::FieldOfNewerVersion("ima_log"));
+            }
         }
         if j.pcrs.sha256.len() != 24 {
             return Err(BundleError::Size("pcrs.sha256"));
@@ -178,6 +208,16 @@ impl Bundle {
             quote_signature: b64("quote.signature", &j.quote.signature)?,
             pcrs_sha256,
             event_log: b64("event_log", &j.event_log)?,
+            firmware_log: j
+                .firmware_log
+                .as_deref()
+                .map(|s| b64("firmware_log", s))
+                .transpose()?,
+            ima_log: j
+                .ima_log
+                .as_deref()
+                .map(|s| b64("ima_log", s))
+                .transpose()?,
             extra_evidence: j
                 .extra_evidence
                 .iter()
@@ -203,6 +243,8 @@ impl Bundle {
                 sha256: self.pcrs_sha256.iter().map(hex::encode).collect(),
             },
             event_log: enc(&self.event_log),
+            firmware_log: self.firmware_log.as_deref().map(enc),
+            ima_log: self.ima_log.as_deref().map(enc),
             extra_evidence: self
                 .extra_evidence
                 .iter()
@@ -213,5 +255,90 @@ impl Bundle {
                 .collect(),
         };
         Ok(serde_json::to_string_pretty(&j)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Bundle {
+        Bundle {
+            nonce: vec![1; 32],
+            snp_report: vec![2; 1184],
+            certificates: vec![],
+            manifest: vec![3; 200],
+            quote_attest: vec![4; 100],
+            quote_signature: vec![5; 72],
+            pcrs_sha256: vec![[6; 32]; 24],
+            event_log: vec![7; 60],
+            firmware_log: Some(vec![8; 90]),
+            ima_log: Some(vec![9; 120]),
+            extra_evidence: vec![(1, vec![10; 5])],
+        }
+    }
+
+    #[test]
+    fn round_trips_with_and_without_the_optional_logs() {
+        let b = sample();
+        let json = b.to_json().expect("encodes");
+        assert_eq!(Bundle::from_json(json.as_bytes()).expect("decodes"), b);
+        let bare = Bundle {
+            firmware_log: None,
+            ima_log: None,
+            ..sample()
+        };
+        let json = bare.to_json().expect("encodes");
+        assert!(!json.contains("firmware_log") && !json.contains("ima_log"));
+        assert_eq!(Bundle::from_json(json.as_bytes()).expect("decodes"), bare);
+    }
+
+    #[test]
+    fn version_1_is_read_but_cannot_carry_version_2_fields() {
+        let bare = Bundle {
+            firmware_log: None,
+            ima_log: None,
+            ..sample()
+        };
+        let v1 = bare
+            .to_json()
+            .expect("encodes")
+            .replace("\"version\": 2", "\"version\": 1");
+        assert_eq!(Bundle::from_json(v1.as_bytes()).expect("v1 decodes"), bare);
+        let v1_with_log = sample()
+            .to_json()
+            .expect("encodes")
+            .replace("\"version\": 2", "\"version\": 1");
+        assert!(matches!(
+            Bundle::from_json(v1_with_log.as_bytes()),
+            Err(BundleError::FieldOfNewerVersion("firmware_log"))
+        ));
+        let v3 = bare
+            .to_json()
+            .expect("encodes")
+            .replace("\"version\": 2", "\"version\": 3");
+        assert!(matches!(
+            Bundle::from_json(v3.as_bytes()),
+            Err(BundleError::Format { version: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_fields_are_typed_errors() {
+        let json = sample().to_json().expect("encodes");
+        let bad = json.replacen(&enc(&[9; 120]), "!!not base64!!", 1);
+        assert!(matches!(
+            Bundle::from_json(bad.as_bytes()),
+            Err(BundleError::Encoding("ima_log"))
+        ));
+        assert!(matches!(
+            Bundle::from_json(b"{}"),
+            Err(BundleError::Json(_))
+        ));
+        let big = vec![b' '; MAX_BUNDLE + 1];
+        assert!(matches!(
+            Bundle::from_json(&big),
+            Err(BundleError::TooLarge(_))
+        ));
     }
 }
