@@ -24,7 +24,7 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit:
-	$(CARGO) build -p guest-driver --features std --bin svsm-vault
+	$(CARGO) build -p guest-driver --features std --bins
 	$(CARGO) test --workspace
 
 nostd:

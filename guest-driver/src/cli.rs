@@ -17,21 +17,9 @@ use svsm_abi::vault::{KeyKind, Usage};
 #[derive(Parser, Debug)]
 #[command(name = "svsm-vault", version, about, long_about = None)]
 pub struct Cli {
-    /// Where the SVSM call channel is (svsm-sim tpm-server --guest-port).
-    #[arg(long, default_value = "127.0.0.1:2323", global = true)]
-    pub connect: String,
-    /// Use this character device (or any stream file) for the call channel instead of
-    /// `--connect`: e.g. the serial port `svsm-sim guest run` connects to the machine. Put a
-    /// serial line in raw mode first (`stty -F DEV raw -echo`).
-    #[arg(long, value_name = "PATH", global = true)]
-    pub device: Option<std::path::PathBuf>,
-    /// Size of the driver buffer each call carries, in 4 KiB pages (the vault's largest
-    /// message needs 40; a slow line does better with fewer).
-    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u16).range(2..=40), global = true)]
-    pub buffer_pages: u16,
-    /// The VMPL this guest runs at (keys belong to the VMPL that made them).
-    #[arg(long, default_value_t = 1, global = true)]
-    pub vmpl: u8,
+    /// The SVSM call channel.
+    #[command(flatten)]
+    pub channel: crate::channel::ChannelArgs,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,

@@ -28,8 +28,12 @@ pub use svsm_abi as abi;
 
 pub mod attest;
 #[cfg(feature = "std")]
+pub mod channel;
+#[cfg(feature = "std")]
 pub mod cli;
 pub mod core_protocol;
+#[cfg(feature = "std")]
+pub mod evidence;
 #[cfg(feature = "std")]
 pub mod framed;
 #[cfg(target_arch = "x86_64")]

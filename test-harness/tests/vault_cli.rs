@@ -16,7 +16,7 @@ fn svsm_vault(port: u16, args: &[&str]) -> Result<String, String> {
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     run(
         &cli,
-        FramedTransport::new(stream, cli.vmpl, 0x20_0000, 40 * 4096),
+        FramedTransport::new(stream, cli.channel.vmpl, 0x20_0000, 40 * 4096),
     )
     .map_err(|e| e.to_string())
 }

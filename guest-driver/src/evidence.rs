@@ -1,0 +1,298 @@
+//! Gathering an evidence bundle (`svsm_evidence::Bundle`) as a guest does: a TPM2_Quote by the
+//! SVSM's AK over every SHA-256 PCR with the relying party's nonce, the PCR values, then the
+//! logs that explain them (the firmware's and IMA's, read after the quote so they cover at
+//! least what it quotes), the SVSM's own event log, and last the VMPL0 SNP report over the vTPM
+//! manifest (`SVSM_ATTEST_SINGLE_SERVICE`) bound to the same nonce.
+//!
+//! The TPM is reached through [`TpmDevice`]: the vTPM protocol ([`VtpmClient`]) or the
+//! kernel's resource manager (`/dev/tpmrm0`, [`CharDevice`]) when Linux owns the TPM. Nothing
+//! here is appraised: the verifier does that.
+
+use crate::attest::{attest, Scope};
+use crate::transport::{DriverError, SvsmTransport};
+use crate::vault::{VaultClient, VaultClientError};
+use crate::vtpm::VtpmClient;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use std::io::{Read, Write};
+use svsm_abi::attest::{VTPM_MANIFEST_V2, VTPM_SERVICE_GUID};
+use svsm_evidence::Bundle;
+use svsm_tpm2::command::{
+    parse_pcr_read, parse_quote, pcr_read_sha256, quote_sha256, response_code, ResponseError,
+    TPM_RC_RETRY,
+};
+use svsm_tpm2::templates::AK_HANDLE;
+
+/// Sends of one TPM command that keeps answering `TPM_RC_RETRY` before giving up.
+pub const MAX_TPM_SENDS: usize = 5;
+/// Largest TPM response read (TPM 2.0 commands svsm-vhsm sends answer in far less).
+pub const TPM_RESPONSE_MAX: usize = 4096;
+/// Every SHA-256 PCR (bits 0..23).
+pub const ALL_PCRS: u32 = 0x00FF_FFFF;
+
+/// Why evidence could not be gathered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvidenceError {
+    /// An SVSM call failed.
+    #[error("SVSM call: {0}")]
+    Driver(#[from] DriverError),
+    /// A vault call failed.
+    #[error("vault: {0}")]
+    Vault(#[from] VaultClientError),
+    /// The TPM device could not be used.
+    #[error("TPM device: {0}")]
+    TpmIo(std::io::Error),
+    /// A TPM command could not be marshalled.
+    #[error("TPM command {0} could not be marshalled")]
+    Marshal(&'static str),
+    /// A TPM command answered an error code.
+    #[error("TPM command {command} failed with response code {rc:#x}")]
+    TpmResponse {
+        /// The command.
+        command: &'static str,
+        /// Its response code.
+        rc: u32,
+    },
+    /// A TPM response could not be parsed.
+    #[error("TPM command {command}: malformed response: {error}")]
+    TpmMalformed {
+        /// The command.
+        command: &'static str,
+        /// What was wrong.
+        error: ResponseError,
+    },
+    /// PCR_Read stopped returning the PCRs asked for.
+    #[error("TPM2_PCR_Read returned none of the PCRs still missing ({0:#08x})")]
+    PcrReadStalled(u32),
+    /// A log file could not be read.
+    #[error("cannot read the {what} {path}: {error}")]
+    Log {
+        /// Which log.
+        what: &'static str,
+        /// Its path.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+/// Something that runs one TPM command and returns the response length.
+pub trait TpmDevice {
+    /// Sends `command`, writes the response into `response`, returns its length.
+    fn transmit(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, EvidenceError>;
+}
+
+impl<T: SvsmTransport> TpmDevice for VtpmClient<T> {
+    fn transmit(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, EvidenceError> {
+        Ok(self.send_command(command, response)?)
+    }
+}
+
+/// A TPM character device (`/dev/tpmrm0`, `/dev/tpm0`): one `write` of a command, one `read`
+/// of its response, as the Linux TPM driver defines it.
+pub struct CharDevice<F>(pub F);
+
+impl<F: Read + Write> TpmDevice for CharDevice<F> {
+    fn transmit(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, EvidenceError> {
+        self.0.write_all(command).map_err(EvidenceError::TpmIo)?;
+        self.0.read(response).map_err(EvidenceError::TpmIo)
+    }
+}
+
+/// Runs `command` on `tpm`, resending on `TPM_RC_RETRY`; returns the successful response.
+pub fn run_tpm<'r, D: TpmDevice + ?Sized>(
+    tpm: &mut D,
+    name: &'static str,
+    command: &[u8],
+    response: &'r mut [u8],
+) -> Result<&'r [u8], EvidenceError> {
+    let mut rc = TPM_RC_RETRY;
+    for _ in 0..MAX_TPM_SENDS {
+        let n = tpm.transmit(command, response)?;
+        let rsp = response.get(..n).unwrap_or(&[]);
+        rc = response_code(rsp).ok_or(EvidenceError::TpmMalformed {
+            command: name,
+            error: ResponseError::Malformed("header"),
+        })?;
+        match rc {
+            0 => return Ok(response.get(..n).unwrap_or(&[])),
+            TPM_RC_RETRY => continue,
+            _ => break,
+        }
+    }
+    Err(EvidenceError::TpmResponse { command: name, rc })
+}
+
+/// The logs a guest adds besides the SVSM's own.
+#[derive(Clone, Debug, Default)]
+pub struct GuestLogs {
+    /// The firmware's TCG log (`binary_bios_measurements`).
+    pub firmware: Option<Vec<u8>>,
+    /// IMA's `binary_runtime_measurements`.
+    pub ima: Option<Vec<u8>>,
+}
+
+/// A TPM2_Quote by the SVSM's AK over `pcr_mask` with `nonce`, and the SHA-256 values of all
+/// 24 PCRs read right after it: `(attest, signature, pcrs)`.
+pub type QuoteAndPcrs = (Vec<u8>, Vec<u8>, Vec<[u8; 32]>);
+
+/// Quotes every SHA-256 PCR with the AK and reads their values.
+pub fn quote_all<D: TpmDevice + ?Sized>(
+    tpm: &mut D,
+    nonce: &[u8],
+) -> Result<QuoteAndPcrs, EvidenceError> {
+    let mut rsp = vec![0u8; TPM_RESPONSE_MAX];
+    let quote =
+        quote_sha256(AK_HANDLE, nonce, ALL_PCRS).map_err(|_| EvidenceError::Marshal("Quote"))?;
+    let (attest, signature) =
+        parse_quote(run_tpm(tpm, "Quote", &quote, &mut rsp)?).map_err(|error| {
+            EvidenceError::TpmMalformed {
+                command: "Quote",
+                error,
+            }
+        })?;
+    let mut pcrs = vec![[0u8; 32]; 24];
+    let mut remaining = ALL_PCRS;
+    while remaining != 0 {
+        let cmd = pcr_read_sha256(remaining).map_err(|_| EvidenceError::Marshal("PCR_Read"))?;
+        let (returned, values) = parse_pcr_read(run_tpm(tpm, "PCR_Read", &cmd, &mut rsp)?)
+            .map_err(|error| EvidenceError::TpmMalformed {
+                command: "PCR_Read",
+                error,
+            })?;
+        if returned & remaining == 0 {
+            return Err(EvidenceError::PcrReadStalled(remaining));
+        }
+        for (value, index) in values
+            .iter()
+            .zip((0..24usize).filter(|i| returned & (1 << i) != 0))
+        {
+            if let Some(slot) = pcrs.get_mut(index) {
+                *slot = *value;
+            }
+        }
+        remaining &= !returned;
+    }
+    Ok((attest, signature, pcrs))
+}
+
+/// Gathers a bundle bound to `nonce` (at most 64 bytes: it is the quote's qualifying data).
+/// `extra` pieces of evidence (kind, data) are registered with the module first, so the
+/// manifest lists their SHA-384; `logs` is called after the quote and before the report.
+pub fn collect<T: SvsmTransport, D: TpmDevice + ?Sized>(
+    vault: &mut VaultClient<T>,
+    tpm: &mut D,
+    nonce: &[u8],
+    extra: &[(u16, Vec<u8>)],
+    logs: impl FnOnce() -> Result<GuestLogs, EvidenceError>,
+) -> Result<Bundle, EvidenceError> {
+    use sha2::Digest;
+    for (kind, data) in extra {
+        vault.add_evidence(*kind, &sha2::Sha384::digest(data).into())?;
+    }
+    // Quote and PCR values first, then the logs and the report: a measurement between them
+    // makes a log longer than the quote covers, which the verifier can tell (IMA: it replays the
+    // covered prefix) instead of a quote that covers entries no log shows.
+    let (quote_attest, quote_signature, pcrs_sha256) = quote_all(tpm, nonce)?;
+    let guest_logs = logs()?;
+    let event_log = vault.read_event_log()?;
+    let evidence = attest(
+        vault.transport_mut(),
+        Scope::SingleService(VTPM_SERVICE_GUID, VTPM_MANIFEST_V2),
+        nonce,
+        true,
+    )?;
+    Ok(Bundle {
+        nonce: nonce.to_vec(),
+        snp_report: evidence.report,
+        certificates: evidence.certs,
+        manifest: evidence.manifest,
+        quote_attest,
+        quote_signature,
+        pcrs_sha256,
+        event_log,
+        firmware_log: guest_logs.firmware,
+        ima_log: guest_logs.ima,
+        extra_evidence: extra.to_vec(),
+    })
+}
+
+/// Reads an optional log file: `None` when `path` does not exist (the kernel exposes no such
+/// log), an error when it exists but cannot be read.
+pub fn read_optional_log(what: &'static str, path: &str) -> Result<Option<Vec<u8>>, EvidenceError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(EvidenceError::Log {
+            what,
+            path: path.into(),
+            error,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers each command with the next canned response.
+    struct Canned(Vec<Vec<u8>>);
+
+    impl TpmDevice for Canned {
+        fn transmit(&mut self, _: &[u8], response: &mut [u8]) -> Result<usize, EvidenceError> {
+            let next = self.0.remove(0);
+            response[..next.len()].copy_from_slice(&next);
+            Ok(next.len())
+        }
+    }
+
+    fn header(rc: u32) -> Vec<u8> {
+        let mut h = vec![0x80, 0x01, 0, 0, 0, 10];
+        h.extend_from_slice(&rc.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn retry_is_resent_and_errors_are_named() {
+        let mut rsp = [0u8; 64];
+        let mut tpm = Canned(vec![header(TPM_RC_RETRY), header(0)]);
+        assert_eq!(
+            run_tpm(&mut tpm, "Quote", b"cmd", &mut rsp).unwrap().len(),
+            10
+        );
+        let mut tpm = Canned(vec![header(0x9A2)]);
+        assert!(matches!(
+            run_tpm(&mut tpm, "Quote", b"cmd", &mut rsp),
+            Err(EvidenceError::TpmResponse {
+                command: "Quote",
+                rc: 0x9A2
+            })
+        ));
+        let mut tpm = Canned(vec![header(TPM_RC_RETRY); MAX_TPM_SENDS]);
+        assert!(matches!(
+            run_tpm(&mut tpm, "Quote", b"cmd", &mut rsp),
+            Err(EvidenceError::TpmResponse {
+                rc: TPM_RC_RETRY,
+                ..
+            })
+        ));
+        let mut tpm = Canned(vec![vec![0x80]]);
+        assert!(matches!(
+            run_tpm(&mut tpm, "Quote", b"cmd", &mut rsp),
+            Err(EvidenceError::TpmMalformed { .. })
+        ));
+    }
+
+    #[test]
+    fn a_missing_log_is_left_out_and_an_unreadable_one_is_an_error() {
+        assert!(read_optional_log("IMA log", "/nonexistent/svsm-vhsm/log")
+            .unwrap()
+            .is_none());
+        assert!(matches!(
+            read_optional_log("IMA log", "/proc/self/mem"),
+            Err(EvidenceError::Log { .. })
+        ));
+    }
+}
