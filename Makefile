@@ -24,6 +24,7 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit:
+	$(CARGO) build --workspace --bins
 	$(CARGO) build -p guest-driver --features std --bins
 	$(CARGO) test --workspace
 
@@ -35,13 +36,14 @@ fuzz-smoke:
 
 ## demo: the most complete real flow the project has today, on the real hardware vectors.
 demo: bootstrap
-	$(CARGO) run --quiet --release -p test-harness --bin svsm-sim -- demo
+	$(CARGO) run --quiet --release -p svsm-sim --bin svsm-sim -- demo
 
 ## guest: the real Linux guest (Debian cloud kernel + initramfs) under target/guest; `svsm-sim
 ## guest run` boots it with QEMU + OVMF on the vTPM (docs/real-guest.md).
 .PHONY: guest
 guest: bootstrap
-	$(CARGO) run --quiet --release -p test-harness --bin svsm-sim -- guest build
+	$(CARGO) build --quiet --release -p guest-driver --features std --bins
+	$(CARGO) run --quiet --release -p svsm-sim --bin svsm-sim -- guest build
 
 ## bench: performance side by side with the peers named in the issues, one run, as ratios.
 ## The verifier comparison needs snpguest 0.11 (installed on first use: several minutes).
@@ -49,6 +51,8 @@ bench: bootstrap
 	$(CARGO) bench -p test-harness --bench tpm
 	$(CARGO) bench -p test-harness --bench vault
 	$(CARGO) bench -p test-harness --bench bundle
+	$(CARGO) build --release -p guest-driver --features std --bins
+	$(CARGO) bench -p svsm-sim --bench guest_tpm
 	$(CARGO) bench -p ovmf --bench measure
 	$(CARGO) bench -p host-verifier --bench azure
 	scripts/bench-verifier.sh
@@ -58,7 +62,7 @@ bench: bootstrap
 ## x86_64-unknown-none, booted by `qemu-system-x86_64 -kernel`. Its own manifest, rustflags and
 ## target dir (svsm-module/image/.cargo/config.toml); output:
 ## target/image/x86_64-unknown-none/release/svsm-image. The end-to-end tests boot it
-## (test-harness/tests/image.rs, part of `make unit`).
+## (test-harness/svsm-sim/tests/image.rs, part of `make unit`).
 IMAGE_DIR := svsm-module/image
 .PHONY: image image-check bench-image
 image:
@@ -71,4 +75,4 @@ image-check:
 ## bench-image: per-command latency through the image vs the hosted simulator, image size,
 ## heap and stack high-water marks.
 bench-image: bootstrap image
-	$(CARGO) test --release -p test-harness --test image -- --nocapture --test-threads=1 image_vs_hosted_latency
+	$(CARGO) test --release -p svsm-sim --test image -- --nocapture --test-threads=1 image_vs_hosted_latency

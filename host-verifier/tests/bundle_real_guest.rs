@@ -36,14 +36,16 @@ fn appraise(b: &Bundle) -> BundleAppraisal {
         &read("bundle-sim", "ask.der"),
     )
     .unwrap();
-    let policy = Policy::from_toml(
-        &String::from_utf8(read("bundle-real-guest", "policy.toml")).unwrap(),
+    let policy =
+        Policy::from_toml(&String::from_utf8(read("bundle-real-guest", "policy.toml")).unwrap())
+            .unwrap();
+    let v = Verifier::with_trust_store(Arc::new(TrustStore::new(vec![anchors])), policy);
+    let nonce = hex::decode(
+        String::from_utf8(read("bundle-real-guest", "nonce.hex"))
+            .unwrap()
+            .trim(),
     )
     .unwrap();
-    let v = Verifier::with_trust_store(Arc::new(TrustStore::new(vec![anchors])), policy);
-    let nonce =
-        hex::decode(String::from_utf8(read("bundle-real-guest", "nonce.hex")).unwrap().trim())
-            .unwrap();
     // When it was made (2026-12-04T15:13:00Z).
     let at = UNIX_EPOCH + Duration::from_secs(1_796_397_180);
     let mut ctx = BundleContext::new(&v, &nonce, at);
@@ -76,7 +78,10 @@ fn the_real_guest_bundle_is_affirmed_with_both_logs_replayed() {
     let ima = a.ima_log.clone().unwrap();
     assert_eq!((ima.covered, ima.entries), (Some(60), Some(60)));
     let text = a.render_text();
-    assert!(text.contains("0 SVSM events then 24 firmware events"), "{text}");
+    assert!(
+        text.contains("0 SVSM events then 24 firmware events"),
+        "{text}"
+    );
     assert!(text.contains("60 of 60 IMA entries"), "{text}");
 }
 
@@ -140,7 +145,10 @@ fn an_altered_ima_entry_matches_no_prefix_of_the_quote() {
     assert!(
         matches!(
             a.failure(C::VtpmImaReplay),
-            Some(BundleFailure::Ima(ImaFailure::NoPrefixMatches { entries: 60, .. }))
+            Some(BundleFailure::Ima(ImaFailure::NoPrefixMatches {
+                entries: 60,
+                ..
+            }))
         ),
         "{}",
         a.render_text()
@@ -158,7 +166,10 @@ fn an_ima_log_cut_before_the_quote_or_garbled_fails() {
     let log = b.ima_log.as_mut().unwrap();
     // Drop the last entry: the quote covers all 60, so no prefix of 59 reaches it.
     let last = find(log, b"/lib/x86_64-linux-gnu/libgcc_s.so.1");
-    let start = log[..last].windows(4).rposition(|w| w == [10, 0, 0, 0]).unwrap();
+    let start = log[..last]
+        .windows(4)
+        .rposition(|w| w == [10, 0, 0, 0])
+        .unwrap();
     log.truncate(start);
     let a = appraise(&b);
     assert!(

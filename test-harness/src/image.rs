@@ -21,7 +21,7 @@
 //! The platform inside the image is EMULATED (test PSP key, no SEV-SNP): its attestation
 //! reports are signed by a test key anyone can derive ([`test_vcek`]), never by AMD's.
 
-use crate::mssim::{BackendError, MssimServer, TpmBackend};
+use crate::mssim::{BackendError, TpmBackend};
 use crate::sim::store::{FileStore, SimStore};
 use guest_driver::framed::FramedTransport;
 use guest_driver::transport::{SvsmTransport, TransportError};
@@ -53,6 +53,8 @@ pub const READY_MARKER: &[u8] = b"\nSVSM-IMAGE-READY\n";
 pub const EXIT_CLEAN: i32 = 33;
 /// The image's emulation-only control protocol (answered by the image, not the module).
 pub const CONTROL_PROTOCOL: u32 = 0xE000_0001;
+/// Control call 4: reset the vTPM engine as a platform reset does (as in the image).
+pub const CONTROL_TPM_RESET: u32 = 4;
 /// GPA of the driver buffer the host's clients use (inside the image's 4 MiB guest memory).
 pub const DRIVER_BUFFER_GPA: u64 = 0x20_0000;
 /// The label whose SHA-384 is the emulated PSP's test signing key (as in the image).
@@ -721,7 +723,9 @@ impl Drop for ImageGuestChannel {
     }
 }
 
-fn relay(mut stream: std::net::TcpStream, machine: &ImageMachine) -> io::Result<()> {
+/// Serves one guest connection: relays each well-formed, non-VMPL0, non-control call frame
+/// from `stream` to the image and its reply back, until the stream ends.
+pub fn relay<S: Read + Write>(mut stream: S, machine: &ImageMachine) -> io::Result<()> {
     let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
     loop {
         let mut head = [0u8; 8];
@@ -793,69 +797,26 @@ impl TpmBackend for ImageBackend {
             "power off is not available through the image (reboot the VM)".into(),
         ))
     }
-    /// Not available yet: the image has no reset call for its engine.
+    /// The image's emulation-only control call 4: the engine restarts from its NV as at a
+    /// platform reset (QEMU's TPM emulator backend sends INIT at every guest reset).
     fn reset(&mut self) -> Result<(), BackendError> {
-        Err(BackendError::Transport(
-            "a TPM reset is not available through the image yet (reboot the VM)".into(),
-        ))
-    }
-}
-
-/// Boots the image and serves its vTPM to TPM clients on the mssim ports (`svsm-sim tpm-server
-/// --image`). Returns when a client sends TPM_STOP; then shuts the image down and checks its
-/// exit status.
-pub fn serve_tpm(
-    port: u16,
-    image: PathBuf,
-    state: Option<PathBuf>,
-    guest_port: Option<u16>,
-    line: CallLine,
-    term: &svsm_process::Termination,
-) -> Result<Option<i32>, ImageError> {
-    let mut options = ImageOptions::new(image);
-    options.line = line;
-    if let Some(dir) = state {
-        options.state = StateBacking::Dir(dir);
-    }
-    let machine = ImageMachine::boot(&options)?;
-    if let Some(pid) = machine.qemu_pid() {
-        eprintln!("svsm-sim: QEMU pid {pid} (process group {pid})");
-    }
-    let stats = machine.stats()?;
-    let status = match stats.state_status {
-        0 => format!("fresh vTPM, sealed state epoch {}", stats.state_epoch),
-        1 => format!("restored sealed state epoch {}", stats.state_epoch),
-        _ => "EPHEMERAL vTPM (state not persisted)".to_owned(),
-    };
-    eprintln!(
-        "svsm-sim: SVSM image booted under QEMU in {:.1} s (EMULATED platform: test PSP key); {status}",
-        machine.boot_time.as_secs_f64()
-    );
-    let backend = ImageBackend::new(&machine)?;
-    let server = MssimServer::start(port, Box::new(backend))?;
-    eprintln!(
-        "svsm-sim: vTPM (inside the image, calls over {line:?}) listening on 127.0.0.1:{} (platform {}); TCTI {}",
-        server.command_port(),
-        server.command_port() + 1,
-        server.tcti()
-    );
-    let channel = guest_port
-        .map(|p| ImageGuestChannel::start(p, machine.clone()))
-        .transpose()?;
-    if let Some(ch) = &channel {
-        eprintln!(
-            "svsm-sim: SVSM call channel (relayed to the image's call line) on 127.0.0.1:{}",
-            ch.port()
-        );
-    }
-    let signal = server.wait_or_signal(term);
-    drop(channel);
-    // A clean shutdown: the image seals and stores its state, then QEMU exits.
-    match machine.shutdown()? {
-        EXIT_CLEAN => Ok(signal),
-        code => Err(ImageError::Image(format!(
-            "QEMU exited with status {code}, not {EXIT_CLEAN}; image log:\n{}",
-            machine.log()
-        ))),
+        let mut regs = CallRegisters {
+            rax: CallId {
+                protocol: CONTROL_PROTOCOL,
+                call: CONTROL_TPM_RESET,
+            }
+            .to_rax(),
+            ..Default::default()
+        };
+        self.client
+            .transport_mut()
+            .raw_call(&mut regs)
+            .map_err(|e| BackendError::Transport(format!("TPM reset call: {e}")))?;
+        match regs.rax {
+            0 => Ok(()),
+            rax => Err(BackendError::Transport(format!(
+                "the image refused the TPM reset (RAX {rax:#x})"
+            ))),
+        }
     }
 }

@@ -1,9 +1,7 @@
 //! What the mssim endpoint fronts: the engine directly, or the full SVSM vTPM protocol path
 //! (guest-driver -> simulated transport -> svsm-core dispatcher -> vtpm engine).
 
-use crate::guest_channel::GuestChannel;
 use crate::mssim::{BackendError, MssimServer, TpmBackend};
-use crate::qemu_tpm::QemuTpmServer;
 use crate::sim::psp::LaunchConfig;
 use crate::sim::store::{AnyStore, FileStore, SimStore};
 use crate::sim::{SimMachine, SimTransport};
@@ -118,31 +116,16 @@ pub fn start_endpoint_with_state(
     port: u16,
     state_dir: Option<PathBuf>,
 ) -> Result<(MssimServer, String), Box<dyn std::error::Error>> {
-    let e = start_machine_endpoints(port, state_dir, None, None)?;
-    Ok((e.mssim, e.status))
+    let (machine, status) = boot_machine(state_dir)?;
+    let backend = SvsmBackend::new(&machine)?;
+    Ok((MssimServer::start(port, Box::new(backend))?, status))
 }
 
-/// What `svsm-sim tpm-server` serves for one simulated machine.
-pub struct Endpoints {
-    /// The mssim ports (tpm2-tools, tss-esapi).
-    pub mssim: MssimServer,
-    /// Where the sealed state came from, in words.
-    pub status: String,
-    /// The SVSM call channel for guest processes, if asked for.
-    pub channel: Option<GuestChannel>,
-    /// QEMU's TPM emulator backend, if asked for.
-    pub qemu: Option<QemuTpmServer>,
-}
-
-/// Boots a simulated machine (sealed state in `state_dir`, if given) and serves its vTPM on
-/// the mssim ports, with `guest_port` its SVSM call channel for guest processes, and with
-/// `qemu_ctrl` QEMU's TPM emulator control socket at that path.
-pub fn start_machine_endpoints(
-    port: u16,
+/// Boots the simulated machine `svsm-sim` serves (sealed state in `state_dir`, if given) and
+/// describes where its state came from.
+pub fn boot_machine(
     state_dir: Option<PathBuf>,
-    guest_port: Option<u16>,
-    qemu_ctrl: Option<PathBuf>,
-) -> Result<Endpoints, Box<dyn std::error::Error>> {
+) -> Result<(SimMachine, String), Box<dyn std::error::Error>> {
     let store = match state_dir {
         Some(dir) => AnyStore::File(FileStore::new(dir)?),
         None => AnyStore::Memory(SimStore::new()),
@@ -160,22 +143,5 @@ pub fn start_machine_endpoints(
             StateStatus::Ephemeral(why) => format!("EPHEMERAL vTPM (state not persisted): {why}"),
         }
     };
-    let channel = guest_port
-        .map(|p| GuestChannel::start(p, machine.clone()))
-        .transpose()?;
-    let qemu = qemu_ctrl
-        .map(|path| -> Result<_, Box<dyn std::error::Error>> {
-            Ok(QemuTpmServer::start(
-                &path,
-                Box::new(SvsmBackend::new(&machine)?),
-            )?)
-        })
-        .transpose()?;
-    let backend = SvsmBackend::new(&machine)?;
-    Ok(Endpoints {
-        mssim: MssimServer::start(port, Box::new(backend))?,
-        status,
-        channel,
-        qemu,
-    })
+    Ok((machine, status))
 }

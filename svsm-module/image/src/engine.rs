@@ -23,6 +23,20 @@ impl GuardedTpm {
     pub fn stopped(&self) -> bool {
         self.stopped
     }
+
+    /// A platform reset as firmware sees it (`_TPM_Init`: the engine restarts from its NV,
+    /// PCRs and sessions are gone, the next command must be `TPM2_Startup`). Refused once the
+    /// guard stopped the engine.
+    pub fn reset_for_firmware(&mut self) -> Result<(), TpmEngineError> {
+        if self.stopped || libc_shim::entropy::failed() {
+            self.stopped = true;
+            return Err(TpmEngineError::Engine(ENTROPY_STOP));
+        }
+        self.inner.reset_for_firmware().map_err(|e| {
+            e.engine_error()
+                .unwrap_or(TpmEngineError::Engine(ENTROPY_STOP))
+        })
+    }
 }
 
 impl TpmEngine for GuardedTpm {

@@ -15,7 +15,8 @@
 //! One call protocol is answered by the image itself, before the module: [`CONTROL_PROTOCOL`],
 //! **emulation only** (it does not exist on an SNP launch, where the host has no such channel):
 //! call 0 writes the image statistics ([`Stats`]) into the buffer, call 1 shuts the machine down
-//! (heap wiped, QEMU exit status 33).
+//! (heap wiped, QEMU exit status 33), call 4 resets the vTPM as a platform reset does (QEMU's
+//! TPM emulator backend sends one at every guest reset; state in NV is kept).
 
 use crate::cpu::{exit_code, exit_qemu, rdtsc};
 use crate::engine::GuardedTpm;
@@ -48,6 +49,8 @@ pub const CONTROL_SHUTDOWN: u32 = 1;
 pub const CONTROL_PANIC: u32 = 2;
 /// Control call (only with `fault=control`): read unmapped page 0 (#PF, exit status 101).
 pub const CONTROL_PAGE_FAULT: u32 = 3;
+/// Control call: reset the vTPM engine as a platform reset (`_TPM_Init`) does.
+pub const CONTROL_TPM_RESET: u32 = 4;
 /// First 8 bytes of the statistics record.
 pub const STATS_MAGIC: &[u8; 8] = b"SVIMSTAT";
 
@@ -220,6 +223,13 @@ impl<P: Platform> Server<P> {
                 };
             }
             CONTROL_SHUTDOWN => *regs = CallRegisters::default(),
+            CONTROL_TPM_RESET => {
+                *regs = match self.module.tpm_mut().map(|t| t.reset_for_firmware()) {
+                    Some(Ok(())) => CallRegisters::default(),
+                    Some(Err(_)) => error_regs(ResultCode::InvalidRequest),
+                    None => error_regs(ResultCode::UnsupportedCall),
+                };
+            }
             CONTROL_PANIC if self.fault_calls => panic!("fault injection: panic requested"),
             CONTROL_PAGE_FAULT if self.fault_calls => {
                 // SAFETY: deliberately faults: page 0 is unmapped, so this read raises #PF and

@@ -11,7 +11,6 @@
 //! (QEMU probes the TPM version that way). Everything QEMU sends is untrusted: a malformed
 //! control message is answered with an error or ends the control connection; it never panics.
 
-use crate::mssim::TpmBackend;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -24,6 +23,7 @@ use svsm_abi::swtpm::{
     buffer_size_response, payload_len, tpm_established_response, CtrlCommand, RESULT_BAD_ORDINAL,
     RESULT_BAD_PARAMETER, RESULT_FAIL, RESULT_SUCCESS, SUPPORTED_CAPABILITIES,
 };
+use test_harness::mssim::TpmBackend;
 
 /// Largest TPM command or response (the SVSM vTPM protocol's buffer).
 pub const MAX_BUFFER: u32 = 4096;

@@ -73,8 +73,9 @@ enum Command {
         /// Also be QEMU's TPM emulator backend: serve the swtpm control channel on the UNIX
         /// socket PATH (QEMU: `-chardev socket,id=chrtpm,path=PATH -tpmdev
         /// emulator,id=tpm0,chardev=chrtpm -device tpm-crb,tpmdev=tpm0`); every TPM command of
-        /// the guest goes through the full SVSM vTPM protocol path. Simulated machine only.
-        #[arg(long, value_name = "PATH", conflicts_with_all = ["image", "direct"])]
+        /// the guest goes through the full SVSM vTPM protocol path.
+        /// With --image, the guest's commands reach the vTPM inside the image.
+        #[arg(long, value_name = "PATH", conflicts_with = "direct")]
         qemu_ctrl: Option<PathBuf>,
     },
     /// A real Linux guest on the vTPM (Debian's kernel and OVMF under QEMU): build it, run it.
@@ -100,7 +101,8 @@ enum GuestCommand {
         /// Output and cache directory (default: target/guest of the workspace).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
-        /// More host binaries to put in the guest's /usr/bin (with their libraries).
+        /// More host binaries to put in the guest's /usr/bin (with their libraries); svsm-vault
+        /// and svsm-attest from svsm-sim's own target directory are always added.
         #[arg(long = "add", value_name = "BINARY")]
         add: Vec<PathBuf>,
         /// Print JSON.
@@ -114,9 +116,10 @@ enum GuestCommand {
         /// The directory `guest build` wrote (built first if needed).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
-        /// The task: `tpm` (driver bound, tpm2-tools: random, PCRs, EK, AK, quote, event log),
-        /// `vault` (svsm-vault over the call channel: sign/verify, encrypt/decrypt); `vault`
-        /// needs the guest built with `guest build --add target/.../svsm-vault`.
+        /// The tasks, comma-separated: `tpm` (driver bound, tpm2-tools: random, PCRs, EK, AK,
+        /// quote, event logs), `attest` (svsm-attest bundle: an evidence bundle bound to
+        /// `svsm.nonce=`), `vault` (svsm-vault over the call channel: sign/verify,
+        /// encrypt/decrypt), `tpm-bench` (svsm-attest tpm-bench through /dev/tpmrm0).
         #[arg(long, default_value = "tpm")]
         task: String,
         /// More kernel command line (e.g. `svsm.nonce=HEX` for the quote).
@@ -131,14 +134,33 @@ enum GuestCommand {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// Use the vTPM (and vault) inside the freestanding SVSM image (`make image`, booted
+        /// under its own QEMU) instead of the simulated machine; its platform is EMULATED (test
+        /// PSP key). The image's calls travel on a virtio console.
+        #[arg(long)]
+        image: bool,
+        /// With --image: the image to boot (default: the one `make image` builds).
+        #[arg(long, value_name = "PATH", requires = "image")]
+        image_path: Option<PathBuf>,
     },
 }
 
+/// svsm-vault and svsm-attest from the target directory this svsm-sim was built in.
+fn own_guest_binaries() -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().ok_or("svsm-sim has no directory")?;
+    Ok(svsm_sim::guest::guest_binaries(dir)?)
+}
+
 fn guest(cmd: GuestCommand) -> Result<(), Box<dyn std::error::Error>> {
-    use test_harness::guest::{build, default_guest_dir, run_guest, RunOptions, TpmDevice};
+    use svsm_sim::guest::{
+        build, default_guest_dir, run_guest, CallTarget, GuestTpm, RunOptions, TpmDevice,
+    };
     match cmd {
         GuestCommand::Build { dir, add, json } => {
-            let image = build(&dir.unwrap_or_else(default_guest_dir), &add)?;
+            let mut binaries = own_guest_binaries()?;
+            binaries.extend(add);
+            let image = build(&dir.unwrap_or_else(default_guest_dir), &binaries)?;
             if json {
                 println!(
                     "{}",
@@ -167,8 +189,43 @@ fn guest(cmd: GuestCommand) -> Result<(), Box<dyn std::error::Error>> {
             tis,
             state,
             timeout,
+            image: use_image,
+            image_path,
         } => {
-            let image = build(&dir.unwrap_or_else(default_guest_dir), &[])?;
+            let image = build(
+                &dir.unwrap_or_else(default_guest_dir),
+                &own_guest_binaries()?,
+            )?;
+            let options = RunOptions {
+                task,
+                append,
+                device: if tis { TpmDevice::Tis } else { TpmDevice::Crb },
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            if use_image {
+                let path = image_path.unwrap_or_else(image::default_image_path);
+                let mut opts = image::ImageOptions::new(path);
+                opts.line = image::CallLine::Virtio;
+                if let Some(d) = state {
+                    opts.state = image::StateBacking::Dir(d);
+                }
+                let machine = image::ImageMachine::boot(&opts)?;
+                let backend = Box::new(image::ImageBackend::new(&machine)?);
+                eprintln!(
+                    "svsm-sim: booting {} (TCG; 10-20 s) with a {} TPM on the SVSM image's vTPM \
+                     (EMULATED platform)",
+                    image.kernel_package,
+                    if tis { "TIS" } else { "CRB" }
+                );
+                let run = run_guest(
+                    &image,
+                    GuestTpm::Backend(backend),
+                    Some(CallTarget::Image(&machine)),
+                    &options,
+                );
+                let _ = machine.shutdown();
+                return finish(run?);
+            }
             let store = match state {
                 Some(d) => test_harness::sim::store::AnyStore::File(
                     test_harness::sim::store::FileStore::new(d)?,
@@ -188,25 +245,23 @@ fn guest(cmd: GuestCommand) -> Result<(), Box<dyn std::error::Error>> {
             );
             let run = run_guest(
                 &image,
-                backend,
-                Some(&machine),
-                &RunOptions {
-                    task,
-                    append,
-                    device: if tis { TpmDevice::Tis } else { TpmDevice::Crb },
-                    timeout: std::time::Duration::from_secs(timeout),
-                },
+                GuestTpm::Backend(backend),
+                Some(CallTarget::Sim(&machine)),
+                &options,
             )?;
-            print!("{}", run.output);
-            eprintln!("svsm-sim: guest ran {:.1} s", run.elapsed.as_secs_f64());
-            match run.status {
-                Some(0) => Ok(()),
-                Some(code) => Err(format!("the guest task exited with {code}").into()),
-                None => {
-                    Err(format!("the guest reported no result; console:\n{}", run.console).into())
-                }
-            }
+            finish(run)
         }
+    }
+}
+
+/// Prints a guest run's output; its task status becomes the result.
+fn finish(run: svsm_sim::guest::GuestRun) -> Result<(), Box<dyn std::error::Error>> {
+    print!("{}", run.output);
+    eprintln!("svsm-sim: guest ran {:.1} s", run.elapsed.as_secs_f64());
+    match run.status {
+        Some(0) => Ok(()),
+        Some(code) => Err(format!("the guest task exited with {code}").into()),
+        None => Err(format!("the guest reported no result; console:\n{}", run.console).into()),
     }
 }
 
@@ -297,8 +352,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     image::CallLine::Com1
                 };
                 let term = svsm_process::Termination::install()?;
-                return Ok(stopped_by(image::serve_tpm(
-                    port, image, state, guest_port, line, &term,
+                return Ok(stopped_by(svsm_sim::endpoints::serve_tpm(
+                    port, image, state, guest_port, qemu_ctrl, line, &term,
                 )?)?);
             }
             use test_harness::tpm_backend as backend;
@@ -315,7 +370,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 let server = test_harness::mssim::MssimServer::start(port, direct_backend)?;
                 (server, "fresh vTPM, not persisted".to_owned())
             } else {
-                let e = backend::start_machine_endpoints(port, state, guest_port, qemu_ctrl)?;
+                let e = svsm_sim::endpoints::start_machine_endpoints(
+                    port, state, guest_port, qemu_ctrl,
+                )?;
                 channel = e.channel;
                 qemu = e.qemu;
                 (e.mssim, e.status)

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use svsm_abi::swtpm::{cap, code, RESULT_BAD_ORDINAL, RESULT_BAD_PARAMETER, RESULT_SUCCESS};
-use test_harness::qemu_tpm::QemuTpmServer;
+use svsm_sim::qemu_tpm::QemuTpmServer;
 use test_harness::sim::psp::LaunchConfig;
 use test_harness::sim::SimMachine;
 use test_harness::tpm_backend::SvsmBackend;

@@ -16,9 +16,7 @@
 //! `SVSM-GUEST-RESULT: <exit status>` there and powers off. Tasks may emit files as
 //! `FILE <name> <hex>` lines, which [`GuestRun::file`] decodes.
 
-use crate::mssim::TpmBackend;
 use crate::qemu_tpm::QemuTpmServer;
-use crate::sim::SimMachine;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -28,6 +26,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use test_harness::mssim::TpmBackend;
+use test_harness::sim::SimMachine;
 
 /// Debian's OVMF (`-bios`).
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
@@ -259,15 +259,18 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t securityfs securityfs /sys/kernel/security
-task=$(sed -n 's/.*svsm\.task=\([A-Za-z0-9_-]*\).*/\1/p' /proc/cmdline)
+tasks=$(sed -n 's/.*svsm\.task=\([A-Za-z0-9_,-]*\).*/\1/p' /proc/cmdline)
 out=/dev/ttyS1
-if [ -x "/etc/svsm/$task" ]; then
-  "/etc/svsm/$task" >"$out" 2>&1
-  rc=$?
-else
-  echo "no task '$task'" >"$out"
-  rc=2
-fi
+rc=0
+for task in $(echo "$tasks" | tr ',' ' '); do
+  if [ -x "/etc/svsm/$task" ]; then
+    "/etc/svsm/$task" >"$out" 2>&1 || { rc=$?; echo "task $task failed: $rc" >"$out"; break; }
+  else
+    echo "no task '$task'" >"$out"
+    rc=2
+    break
+  fi
+done
 echo "SVSM-GUEST-RESULT: $rc" >"$out"
 sync
 poweroff -f
@@ -281,17 +284,50 @@ emit() { echo "FILE $1 $(od -An -v -tx1 "$2" | tr -d ' \n')"; }
 echo "driver $(basename "$(readlink /sys/class/tpm/tpm0/device/driver)")"
 echo "tpm2 version $(cat /sys/class/tpm/tpm0/tpm_version_major)"
 tpm2 getrandom --hex 16; echo
-tpm2 pcrread sha256:0,1,2,3,4,5,6,7,8,9
+tpm2 pcrread sha256:0,1,2,3,4,5,6,7,8,9,10
 tpm2 createek -c /tmp/ek.ctx -G ecc -u /tmp/ek.pub
 tpm2 createak -C /tmp/ek.ctx -c /tmp/ak.ctx -G ecc -g sha256 -s ecdsa -u /tmp/ak.pub -n /tmp/ak.name
 nonce=$(sed -n 's/.*svsm\.nonce=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
-tpm2 quote -c /tmp/ak.ctx -l sha256:0,1,2,3,4,5,6,7,9 -q "$nonce" -g sha256 \
+tpm2 quote -c /tmp/ak.ctx -l sha256:0,1,2,3,4,5,6,7,8,9,10 -q "$nonce" -g sha256 \
   -m /tmp/quote.msg -s /tmp/quote.sig -o /tmp/quote.pcrs
 emit ak.pub /tmp/ak.pub
 emit quote.msg /tmp/quote.msg
 emit quote.sig /tmp/quote.sig
 emit quote.pcrs /tmp/quote.pcrs
 emit eventlog /sys/kernel/security/tpm0/binary_bios_measurements
+ima=/sys/kernel/security/ima/binary_runtime_measurements
+if [ -r "$ima" ]; then cat "$ima" > /tmp/ima.log; emit imalog /tmp/ima.log; fi
+"#;
+
+/// `attest`: `svsm-attest` makes an evidence bundle (quote through `/dev/tpmrm0`, OVMF's and
+/// IMA's logs, the SVSM's log and the SNP report over the call channel on the third serial
+/// port) bound to `svsm.nonce=`, and emits it.
+const TASK_ATTEST: &str = r#"#!/bin/sh
+set -e
+emit() { echo "FILE $1 $(od -An -v -tx1 "$2" | tr -d ' \n')"; }
+stty -F /dev/ttyS2 raw -echo
+nonce=$(sed -n 's/.*svsm\.nonce=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
+svsm-attest --device /dev/ttyS2 --buffer-pages 4 bundle --nonce "$nonce" --out /tmp/bundle.json
+emit bundle.json /tmp/bundle.json
+echo "bundle made"
+"#;
+
+/// `first-quote`: the first quote a fresh guest can make with tpm2-tools (ECC EK, ECC AK, quote
+/// of PCRs 0-7), then the kernel's uptime at that moment.
+const TASK_FIRST_QUOTE: &str = r#"#!/bin/sh
+set -e
+export TPM2TOOLS_TCTI=device:/dev/tpmrm0
+tpm2 createek -c /tmp/fq-ek.ctx -G ecc -u /tmp/fq-ek.pub >/dev/null
+tpm2 createak -C /tmp/fq-ek.ctx -c /tmp/fq-ak.ctx -G ecc -g sha256 -s ecdsa -u /tmp/fq-ak.pub >/dev/null
+tpm2 quote -c /tmp/fq-ak.ctx -l sha256:0,1,2,3,4,5,6,7 -q 00112233 -g sha256 -m /tmp/fq.msg -s /tmp/fq.sig >/dev/null
+echo "first-quote-uptime $(cut -d' ' -f1 /proc/uptime)"
+"#;
+
+/// `tpm-bench`: `svsm-attest tpm-bench` through `/dev/tpmrm0` (no call channel needed).
+const TASK_TPM_BENCH: &str = r#"#!/bin/sh
+set -e
+iterations=$(sed -n 's/.*svsm\.iterations=\([0-9]*\).*/\1/p' /proc/cmdline)
+svsm-attest tpm-bench --iterations "${iterations:-50}" --json
 "#;
 
 /// `vault`: svsm-vault inside the guest, over the call channel on the third serial port.
@@ -328,10 +364,39 @@ pub struct GuestImage {
 
 /// Where `make guest` puts its output and its package cache.
 pub fn default_guest_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guest")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/guest")
 }
 
 /// Builds (or reuses) the guest under `dir`; `extra` are host binaries to put in `/usr/bin`.
+/// The project's guest binaries every guest gets (guest-driver, feature `std`).
+pub const GUEST_BINARIES: [&str; 2] = ["svsm-vault", "svsm-attest"];
+
+/// The project's guest binaries in `bin_dir` (a cargo target profile directory), or an error
+/// saying how to build them.
+pub fn guest_binaries(bin_dir: &Path) -> Result<Vec<PathBuf>, GuestError> {
+    GUEST_BINARIES
+        .iter()
+        .map(|name| {
+            let path = bin_dir.join(name);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(GuestError::Missing(format!(
+                    "{} is missing: build the guest binaries first (cargo build {}-p guest-driver \
+                     --features std --bins; make guest does)",
+                    path.display(),
+                    if bin_dir.ends_with("release") {
+                        "--release "
+                    } else {
+                        ""
+                    }
+                )))
+            }
+        })
+        .collect()
+}
+
+/// Builds the guest image in `dir` with the host binaries `extra` in its `/usr/bin`.
 pub fn build(dir: &Path, extra: &[PathBuf]) -> Result<GuestImage, GuestError> {
     let cache = dir.join("debs");
     let kernel_deb = fetch(&cache, "linux-image-6.", None)?;
@@ -395,6 +460,17 @@ pub fn build(dir: &Path, extra: &[PathBuf]) -> Result<GuestImage, GuestError> {
     tree.file("init", 0o755, INIT.as_bytes().to_vec());
     tree.file("etc/svsm/tpm", 0o755, TASK_TPM.as_bytes().to_vec());
     tree.file("etc/svsm/vault", 0o755, TASK_VAULT.as_bytes().to_vec());
+    tree.file("etc/svsm/attest", 0o755, TASK_ATTEST.as_bytes().to_vec());
+    tree.file(
+        "etc/svsm/tpm-bench",
+        0o755,
+        TASK_TPM_BENCH.as_bytes().to_vec(),
+    );
+    tree.file(
+        "etc/svsm/first-quote",
+        0o755,
+        TASK_FIRST_QUOTE.as_bytes().to_vec(),
+    );
     let initrd = tree.write()?;
     let initrd_sha256 = hex::encode(Sha256::digest(&initrd));
     std::fs::create_dir_all(dir)?;
@@ -461,14 +537,49 @@ impl GuestRun {
     }
 }
 
+/// The guest's memory (`-m`): the kernel's measured setup header depends on it (QEMU places
+/// the initrd below the top of low memory and writes that address into the header).
+pub const GUEST_MEMORY_MIB: u64 = 512;
+
+/// The kernel command line a run gives the guest (`-append`), byte for byte: the EFI stub
+/// measures it (with OVMF's " initrd=initrd" suffix) into PCR 9.
+pub fn kernel_cmdline(options: &RunOptions) -> String {
+    format!(
+        "console=ttyS0 rootfstype=ramfs panic=-1 svsm.task={} {}",
+        options.task, options.append
+    )
+}
+
+/// What answers the guest's TPM device.
+pub enum GuestTpm {
+    /// A vTPM served here as QEMU's TPM emulator backend ([`QemuTpmServer`]).
+    Backend(Box<dyn TpmBackend>),
+    /// Another TPM emulator already listening on this control socket (swtpm, for comparisons).
+    External(PathBuf),
+}
+
+/// Where the guest's SVSM calls (third serial port) go.
+#[derive(Clone, Copy)]
+pub enum CallTarget<'a> {
+    /// The simulated machine's module.
+    Sim(&'a SimMachine),
+    /// The freestanding image's module (relayed to its call line).
+    Image(&'a std::sync::Arc<test_harness::image::ImageMachine>),
+}
+
+enum OwnedTarget {
+    Sim(SimMachine),
+    Image(std::sync::Arc<test_harness::image::ImageMachine>),
+}
+
 /// Boots `image` with QEMU + OVMF, the TPM device backed by `backend`, and waits for the task.
 /// With `calls`, the guest's third serial port (`/dev/ttyS2`) carries framed SVSM calls into
 /// that machine (a stand-in for VMGEXIT: QEMU here has no SEV-SNP), so `svsm-vault --device
 /// /dev/ttyS2` reaches its vault.
 pub fn run_guest(
     image: &GuestImage,
-    backend: Box<dyn TpmBackend>,
-    calls: Option<&SimMachine>,
+    tpm: GuestTpm,
+    calls: Option<CallTarget<'_>>,
     options: &RunOptions,
 ) -> Result<GuestRun, GuestError> {
     let dir = std::env::temp_dir().join(format!(
@@ -478,7 +589,7 @@ pub fn run_guest(
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let result = run_in(&dir, image, backend, calls, options);
+    let result = run_in(&dir, image, tpm, calls, options);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -486,25 +597,41 @@ pub fn run_guest(
 fn run_in(
     dir: &Path,
     image: &GuestImage,
-    backend: Box<dyn TpmBackend>,
-    calls: Option<&SimMachine>,
+    tpm: GuestTpm,
+    calls: Option<CallTarget<'_>>,
     options: &RunOptions,
 ) -> Result<GuestRun, GuestError> {
-    let ctrl = dir.join("tpm-ctrl.sock");
-    let server = QemuTpmServer::start(&ctrl, backend)?;
+    let (ctrl, server) = match tpm {
+        GuestTpm::Backend(backend) => {
+            let ctrl = dir.join("tpm-ctrl.sock");
+            let server = QemuTpmServer::start(&ctrl, backend)?;
+            (ctrl, Some(server))
+        }
+        GuestTpm::External(ctrl) => (ctrl, None),
+    };
     let calls_path = dir.join("calls.sock");
     let stop = Arc::new(AtomicBool::new(false));
+    let has_calls = calls.is_some();
     let channel = match calls {
-        Some(machine) => {
+        Some(target) => {
             let listener = UnixListener::bind(&calls_path)?;
             listener.set_nonblocking(true)?;
-            let (machine, stop) = (machine.clone(), stop.clone());
+            let stop = stop.clone();
+            let target = match target {
+                CallTarget::Sim(m) => OwnedTarget::Sim(m.clone()),
+                CallTarget::Image(m) => OwnedTarget::Image(m.clone()),
+            };
             Some(std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     match listener.accept() {
                         Ok((stream, _)) => {
                             let _ = stream.set_nonblocking(false);
-                            let _ = crate::guest_channel::serve(stream, &machine);
+                            let _ = match &target {
+                                OwnedTarget::Sim(m) => {
+                                    test_harness::guest_channel::serve(stream, m)
+                                }
+                                OwnedTarget::Image(m) => test_harness::image::relay(stream, m),
+                            };
                             return;
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -520,14 +647,12 @@ fn run_in(
         TpmDevice::Crb => "tpm-crb,tpmdev=tpm0",
         TpmDevice::Tis => "tpm-tis,tpmdev=tpm0",
     };
-    let append = format!(
-        "console=ttyS0 rootfstype=ramfs panic=-1 svsm.task={} {}",
-        options.task, options.append
-    );
+    let append = kernel_cmdline(options);
     let start = Instant::now();
     let mut qemu = svsm_process::spawn(
         Command::new("qemu-system-x86_64")
-            .args(["-machine", "q35", "-accel", "tcg", "-m", "512"])
+            .args(["-machine", "q35", "-accel", "tcg", "-m"])
+            .arg(format!("{GUEST_MEMORY_MIB}M"))
             .args(["-display", "none", "-nodefaults", "-no-reboot"])
             .args(["-bios", OVMF])
             .arg("-chardev")
@@ -544,7 +669,7 @@ fn run_in(
             .arg(format!("file:{}", console.display()))
             .arg("-serial")
             .arg(format!("file:{}", output.display()))
-            .args(if calls.is_some() {
+            .args(if has_calls {
                 vec![
                     "-chardev".to_owned(),
                     format!("socket,id=calls,path={}", calls_path.display()),
