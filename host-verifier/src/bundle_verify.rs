@@ -1187,18 +1187,7 @@ impl<'a> Run<'a> {
             bytes: l.len(),
             ..LogSummary::default()
         });
-        let replay = if authentic {
-            self.require(&[
-                BundleCheckId::SvsmBinding,
-                BundleCheckId::SvsmVmpl,
-                BundleCheckId::VtpmAk,
-                BundleCheckId::VtpmQuoteSignature,
-                BundleCheckId::VtpmPcrDigest,
-            ])
-        } else {
-            Err(BundleFailure::Prerequisite(BundleCheckId::CpuSnp))
-        }
-        .and_then(|()| {
+        let replay = self.signatures_verified(authentic).and_then(|()| {
             let quoted = quoted
                 .as_deref()
                 .ok_or(BundleFailure::Prerequisite(BundleCheckId::VtpmPcrDigest))?;
@@ -1447,6 +1436,22 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// Every signature from the trust anchors to the PCR values verified (the SNP chain and
+    /// report when `authentic`, the binding, VMPL0, the AK, the quote signature, the PCR
+    /// digest): logs are parsed and replayed only after this.
+    fn signatures_verified(&self, authentic: bool) -> Result<(), BundleFailure> {
+        if !authentic {
+            return Err(BundleFailure::Prerequisite(BundleCheckId::CpuSnp));
+        }
+        self.require(&[
+            BundleCheckId::SvsmBinding,
+            BundleCheckId::SvsmVmpl,
+            BundleCheckId::VtpmAk,
+            BundleCheckId::VtpmQuoteSignature,
+            BundleCheckId::VtpmPcrDigest,
+        ])
+    }
+
     /// `vtpm.ima_replay`, `vtpm.ima_boot_aggregate`: not applicable without an IMA log; run
     /// (like the firmware replay) only once every signature up to the PCR values verified.
     fn ima_checks(
@@ -1465,18 +1470,7 @@ impl<'a> Run<'a> {
             bytes: log.len(),
             ..ImaSummary::default()
         });
-        let ready = if authentic {
-            self.require(&[
-                BundleCheckId::SvsmBinding,
-                BundleCheckId::SvsmVmpl,
-                BundleCheckId::VtpmAk,
-                BundleCheckId::VtpmQuoteSignature,
-                BundleCheckId::VtpmPcrDigest,
-            ])
-        } else {
-            Err(BundleFailure::Prerequisite(BundleCheckId::CpuSnp))
-        }
-        .and_then(|()| {
+        let ready = self.signatures_verified(authentic).and_then(|()| {
             let quoted = quoted.ok_or(BundleFailure::Prerequisite(BundleCheckId::VtpmPcrDigest))?;
             bounded("ima_log", log.len(), MAX_IMA_LOG)?;
             let parsed = svsm_abi::ima::ImaLog::parse(log)

@@ -360,6 +360,17 @@ fn a_real_bundle_is_affirming_with_every_part() {
         if id == C::VtpmReferencePcrs || id == C::SvsmEpoch || id == C::SvsmRequester {
             continue; // not asked for
         }
+        if id == C::VtpmImaReplay || id == C::VtpmImaBootAggregate {
+            // The simulated machine boots no kernel: no IMA log, the checks do not apply.
+            assert!(
+                matches!(
+                    a.check(id).map(|c| &c.outcome),
+                    Some(host_verifier::Outcome::NotApplicable(_))
+                ),
+                "{id}"
+            );
+            continue;
+        }
         passes(&a, id);
     }
     assert_eq!(a.event_log.events, Some(6));
