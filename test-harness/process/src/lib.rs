@@ -16,6 +16,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod postgres;
 mod sys;
 
 use nix::sys::signal::{killpg, Signal};

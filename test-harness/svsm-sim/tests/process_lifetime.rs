@@ -212,55 +212,6 @@ fn sigint_stops_the_simulated_machine_with_its_own_status() {
     let _ = std::fs::remove_dir_all(&state);
 }
 
-/// A throwaway PostgreSQL cluster on a UNIX socket in `dir` (no TCP), run as the `postgres`
-/// user (PostgreSQL refuses root); returns the server's guard once it accepts connections.
-fn postgres(dir: &std::path::Path) -> svsm_process::Child {
-    use std::os::unix::process::CommandExt;
-    let user = nix::unistd::User::from_name("postgres")
-        .unwrap()
-        .expect("the postgres user (apt-get install postgresql; scripts/bootstrap.sh does)");
-    let bin = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server binaries (scripts/bootstrap.sh installs postgresql)")
-        .flatten()
-        .map(|e| e.path().join("bin"))
-        .find(|b| b.join("postgres").is_file())
-        .unwrap();
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    nix::unistd::chown(dir, Some(user.uid), Some(user.gid)).unwrap();
-    nix::unistd::chown(&data, Some(user.uid), Some(user.gid)).unwrap();
-    let init = Command::new(bin.join("initdb"))
-        .args(["-A", "trust", "-U", "svsm", "-D"])
-        .arg(&data)
-        .uid(user.uid.as_raw())
-        .gid(user.gid.as_raw())
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let mut cmd = Command::new(bin.join("postgres"));
-    cmd.arg("-D")
-        .arg(&data)
-        .arg("-k")
-        .arg(dir)
-        .args(["-c", "listen_addresses="])
-        .uid(user.uid.as_raw())
-        .gid(user.gid.as_raw())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let server = svsm_process::spawn(&mut cmd).unwrap();
-    let socket = dir.join(".s.PGSQL.5432");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "PostgreSQL did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
-}
-
 /// Pids of processes whose command line mentions `needle`.
 fn pids_with(needle: &str) -> Vec<u32> {
     std::fs::read_dir("/proc")
@@ -285,8 +236,9 @@ fn a_test_that_panics_with_qemu_and_postgresql_running_leaves_neither() {
     let pg_dir = dir.clone();
     let result = std::thread::spawn(move || {
         let machine = ImageMachine::boot(&ImageOptions::new(default_image_path())).unwrap();
-        let pg = postgres(&pg_dir);
-        tx.send((machine.qemu_pid().unwrap(), pg.pid())).unwrap();
+        let pg = svsm_process::postgres::Cluster::start(&pg_dir).unwrap();
+        tx.send((machine.qemu_pid().unwrap(), pg.server().pid()))
+            .unwrap();
         panic!("a failing assertion while QEMU and PostgreSQL run");
     })
     .join();

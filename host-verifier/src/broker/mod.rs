@@ -1,0 +1,12 @@
+//! The key broker's durable state (issue "The key broker as a real service"): what every broker
+//! replica shares through one database, so that any replica can answer any step of a flow.
+//! [`store`] owns it: single-use challenge nonces with an expiry, the highest sealed-state epoch
+//! seen per instance (so a rolled-back or re-created state is refused, and two concurrent
+//! attestations of one instance can neither both move nor regress it), and the append-only
+//! audit log of every decision with its reasons. SQLite (a file, the embedded default) and
+//! PostgreSQL (by URL, for several replicas) run the same migrations and the same statements.
+//!
+//! The service in front of it (HTTP API, TLS, secrets and their release policies) is built on
+//! this and on [`crate::bundle_verify`]; it never re-implements a check.
+
+pub mod store;

@@ -1,0 +1,428 @@
+//! The broker's database: one schema, the same SQL on SQLite and PostgreSQL (sqlx's `Any`
+//! driver), every state change a single conditional statement so that concurrent replicas
+//! cannot both win a race: a nonce is redeemed by the one `UPDATE` that finds it unredeemed and
+//! unexpired, an epoch moves by the one `UPDATE` that finds it not above the new value.
+//!
+//! Nothing here trusts its caller's inputs to be well-formed beyond their types; nothing here
+//! holds a secret (secrets at rest are encrypted by the service before they reach the store).
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::time::Duration;
+
+/// Bytes of a challenge nonce (the quote's qualifying data holds up to 64).
+pub const NONCE_LEN: usize = 32;
+
+/// The schema, in order; `broker_schema.version` counts how many have run. Portable SQL:
+/// `BYTEA` and `BIGINT` mean the same to both engines (SQLite keeps blobs as given).
+const MIGRATIONS: [&str; 1] = ["CREATE TABLE nonces (
+        nonce BYTEA PRIMARY KEY,
+        issued_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        redeemed_at BIGINT
+    );
+    CREATE TABLE instances (
+        instance_id BYTEA PRIMARY KEY,
+        max_epoch BIGINT NOT NULL,
+        first_seen BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL
+    );
+    CREATE TABLE audit (
+        id BYTEA PRIMARY KEY,
+        at BIGINT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        reasons TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit (at)"];
+
+/// Why the store failed (the database, not the evidence).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The URL names no engine this build supports.
+    #[error("database URL must start with sqlite: or postgres:, got {0:?}")]
+    UnsupportedUrl(String),
+    /// The database answered an error or cannot be reached.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema in the database is newer than this broker.
+    #[error("the database schema is version {found}, newer than this broker's {known}")]
+    SchemaTooNew {
+        /// In the database.
+        found: i64,
+        /// Known here.
+        known: usize,
+    },
+    /// A stored value does not have the shape this broker writes.
+    #[error("stored {0} is malformed")]
+    Corrupt(&'static str),
+}
+
+/// Why a nonce was not redeemed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NonceRefusal {
+    /// No broker issued it.
+    #[error("the nonce was not issued by this broker")]
+    Unknown,
+    /// It was redeemed before.
+    #[error("the nonce was already used")]
+    Used,
+    /// Its time ran out.
+    #[error("the nonce expired")]
+    Expired,
+}
+
+/// The sealed-state facts of one attestation, as the appraised manifest states them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObservedState {
+    /// No sealed state was found at boot (epoch counts from a new start).
+    Fresh {
+        /// The manifest's epoch.
+        epoch: u64,
+    },
+    /// The state was restored at this epoch.
+    Restored {
+        /// The manifest's epoch.
+        epoch: u64,
+    },
+    /// The module runs on ephemeral state.
+    Ephemeral,
+}
+
+/// Why an instance's state was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EpochRefusal {
+    /// A restored state older than one this broker saw: rolled back.
+    #[error("sealed-state epoch {found} is older than {highest}, the highest this broker saw for the instance (rolled back)")]
+    RolledBack {
+        /// The manifest's epoch.
+        found: u64,
+        /// The highest seen.
+        highest: u64,
+    },
+    /// A fresh state for an instance whose state this broker saw: it was lost or deleted.
+    #[error("the instance starts from fresh state, but this broker saw its sealed state at epoch {highest} (lost or deleted)")]
+    FreshAfterKnown {
+        /// The highest seen.
+        highest: u64,
+    },
+    /// Ephemeral state: nothing to remember, and nothing a key can be bound to.
+    #[error("the module runs on ephemeral state")]
+    Ephemeral,
+}
+
+/// One audit row.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRecord {
+    /// Unix seconds.
+    pub at: i64,
+    /// `challenge`, `attest`, `release`, `admin`.
+    pub action: String,
+    /// What it was about (instance, resource, node).
+    pub subject: String,
+    /// `allowed`, `refused`, `error`.
+    pub decision: String,
+    /// Why, in words (failed checks by name).
+    pub reasons: Vec<String>,
+}
+
+/// The broker's database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+fn epoch_i64(epoch: u64) -> i64 {
+    // Epochs are counters of sealed writes; above i64::MAX they saturate (never reached).
+    i64::try_from(epoch).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite:PATH?mode=rwc` creates the file; `postgres://...`) and runs
+    /// the migrations not yet applied.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let store = Store::connect(url, max_connections).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        }
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            // SQLite serialises writers: one connection avoids SQLITE_BUSY under load.
+            .max_connections(if sqlite { 1 } else { max_connections.max(1) })
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        Ok(Store { pool })
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS broker_schema (version BIGINT NOT NULL)")
+            .execute(&self.pool)
+            .await?;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT version FROM broker_schema")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let version: i64 = match row {
+            Some(r) => r.try_get(0)?,
+            None => {
+                sqlx::query("INSERT INTO broker_schema (version) VALUES (0)")
+                    .execute(&mut *tx)
+                    .await?;
+                0
+            }
+        };
+        let applied =
+            usize::try_from(version).map_err(|_| StoreError::Corrupt("schema version"))?;
+        if applied > MIGRATIONS.len() {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+            for statement in migration
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                sqlx::query(statement).execute(&mut *tx).await?;
+            }
+            sqlx::query("UPDATE broker_schema SET version = $1")
+                .bind(i64::try_from(i + 1).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The schema version applied.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT version FROM broker_schema")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Records a fresh nonce, valid from `now` for `ttl_secs`.
+    pub async fn issue_nonce(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        now: i64,
+        ttl_secs: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO nonces (nonce, issued_at, expires_at) VALUES ($1, $2, $3)")
+            .bind(nonce.to_vec())
+            .bind(now)
+            .bind(now.saturating_add(ttl_secs))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Redeems `nonce` at `now`, once: across every replica on this database exactly one
+    /// redemption succeeds. `Ok(Err(_))` says why a nonce was refused.
+    pub async fn redeem_nonce(
+        &self,
+        nonce: &[u8],
+        now: i64,
+    ) -> Result<Result<(), NonceRefusal>, StoreError> {
+        let done = sqlx::query(
+            "UPDATE nonces SET redeemed_at = $1
+             WHERE nonce = $2 AND redeemed_at IS NULL AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(nonce.to_vec())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        let row = sqlx::query("SELECT redeemed_at, expires_at FROM nonces WHERE nonce = $1")
+            .bind(nonce.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(Err(match row {
+            None => NonceRefusal::Unknown,
+            Some(r) => {
+                let redeemed: Option<i64> = r.try_get(0)?;
+                if redeemed.is_some() {
+                    NonceRefusal::Used
+                } else {
+                    NonceRefusal::Expired
+                }
+            }
+        }))
+    }
+
+    /// Deletes nonces that expired before `before` (redeemed or not).
+    pub async fn prune_nonces(&self, before: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM nonces WHERE expires_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// The highest epoch seen for `instance`, if any.
+    pub async fn highest_epoch(&self, instance: &[u8]) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query("SELECT max_epoch FROM instances WHERE instance_id = $1")
+            .bind(instance.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let v: i64 = r.try_get(0)?;
+            u64::try_from(v).map_err(|_| StoreError::Corrupt("epoch"))
+        })
+        .transpose()
+    }
+
+    /// Accepts `state` for `instance` and remembers its epoch, or says why it is refused. The
+    /// decision and the update are one statement each, so two concurrent observations of one
+    /// instance cannot both pass a check the other one invalidates: a restored epoch moves the
+    /// record only if it is not below it, and a fresh state is accepted only for an instance
+    /// never seen (its row is inserted by exactly one of them).
+    pub async fn observe_state(
+        &self,
+        instance: &[u8],
+        state: ObservedState,
+        now: i64,
+    ) -> Result<Result<(), EpochRefusal>, StoreError> {
+        let epoch = match state {
+            ObservedState::Ephemeral => return Ok(Err(EpochRefusal::Ephemeral)),
+            ObservedState::Fresh { epoch } | ObservedState::Restored { epoch } => epoch,
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO instances (instance_id, max_epoch, first_seen, last_seen)
+             VALUES ($1, $2, $3, $3) ON CONFLICT (instance_id) DO NOTHING",
+        )
+        .bind(instance.to_vec())
+        .bind(epoch_i64(epoch))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        if let ObservedState::Fresh { .. } = state {
+            let highest = self.highest_epoch(instance).await?.unwrap_or(0);
+            return Ok(Err(EpochRefusal::FreshAfterKnown { highest }));
+        }
+        let moved = sqlx::query(
+            "UPDATE instances SET max_epoch = $1, last_seen = $2
+             WHERE instance_id = $3 AND max_epoch <= $1",
+        )
+        .bind(epoch_i64(epoch))
+        .bind(now)
+        .bind(instance.to_vec())
+        .execute(&self.pool)
+        .await?;
+        if moved.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        let highest = self.highest_epoch(instance).await?.unwrap_or(0);
+        Ok(Err(EpochRefusal::RolledBack {
+            found: epoch,
+            highest,
+        }))
+    }
+
+    /// Appends a decision to the audit log.
+    pub async fn audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        let id: [u8; 16] = rand_id();
+        let reasons =
+            serde_json::to_string(&record.reasons).map_err(|_| StoreError::Corrupt("reasons"))?;
+        sqlx::query(
+            "INSERT INTO audit (id, at, action, subject, decision, reasons)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id.to_vec())
+        .bind(record.at)
+        .bind(record.action.clone())
+        .bind(record.subject.clone())
+        .bind(record.decision.clone())
+        .bind(reasons)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The audit log from `since` (Unix seconds), oldest first, at most `limit` rows.
+    pub async fn audit_since(
+        &self,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, action, subject, decision, reasons FROM audit
+             WHERE at >= $1 ORDER BY at, id LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_row).collect()
+    }
+
+    /// Drops every table of the database at `url` without migrating it first (tests start
+    /// from an empty database on a shared server).
+    #[doc(hidden)]
+    pub async fn reset_for_tests(url: &str) -> Result<(), StoreError> {
+        let store = Store::connect(url, 1).await?;
+        for table in ["nonces", "instances", "audit", "broker_schema"] {
+            sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+                .execute(&store.pool)
+                .await?;
+        }
+        store.close().await;
+        Ok(())
+    }
+
+    /// Sets the recorded schema version (tests of the newer-schema refusal).
+    #[doc(hidden)]
+    pub async fn set_schema_version_for_tests(&self, version: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE broker_schema SET version = $1")
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn audit_row(r: &AnyRow) -> Result<AuditRecord, StoreError> {
+    let reasons: String = r.try_get(4)?;
+    Ok(AuditRecord {
+        at: r.try_get(0)?,
+        action: r.try_get(1)?,
+        subject: r.try_get(2)?,
+        decision: r.try_get(3)?,
+        reasons: serde_json::from_str(&reasons)
+            .map_err(|_| StoreError::Corrupt("audit reasons"))?,
+    })
+}
+
+fn rand_id() -> [u8; 16] {
+    use rand_core::RngCore;
+    let mut id = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut id);
+    id
+}

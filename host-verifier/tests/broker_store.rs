@@ -1,0 +1,267 @@
+//! The broker's shared state on both engines it supports: SQLite (a file) and a real PostgreSQL
+//! cluster the test starts itself (a throwaway cluster on a UNIX socket, stopped afterwards).
+//! Every rule is checked on both, including the races two replicas can run into: one nonce
+//! redeemed by many tasks and two stores at once, and one instance's epoch observed
+//! concurrently.
+
+#![cfg(feature = "broker")]
+
+use host_verifier::broker::store::{
+    AuditRecord, EpochRefusal, NonceRefusal, ObservedState, Store, StoreError, NONCE_LEN,
+};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+fn turn() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("svsm-broker-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One PostgreSQL cluster for this test binary; its database is reset per test. It is started
+/// and kept by a thread that lives as long as the process: the cluster is tied to the thread
+/// that spawned it (parent-death signal), and a test's thread ends with the test.
+fn postgres_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let cluster = svsm_process::postgres::Cluster::start(&scratch("pg"));
+            let _ = tx.send(cluster.as_ref().map(|c| c.url()).map_err(|e| e.to_string()));
+            let _keep = cluster;
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("PostgreSQL: {e}"))
+    })
+    .clone()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs `f` on a fresh SQLite store and on a fresh PostgreSQL store.
+fn on_both<F, Fut>(tag: &str, f: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _t = turn();
+    let rt = runtime();
+    let dir = scratch(tag);
+    let sqlite = format!("sqlite:{}?mode=rwc", dir.join("broker.db").display());
+    rt.block_on(f(sqlite));
+    let pg = postgres_url();
+    // A clean schema for this test.
+    rt.block_on(Store::reset_for_tests(&pg)).unwrap();
+    rt.block_on(f(pg));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const NOW: i64 = 1_800_000_000;
+
+#[test]
+fn a_nonce_is_redeemed_once_and_only_before_it_expires() {
+    on_both("nonce", |url| async move {
+        let s = Store::open(&url, 4).await.unwrap();
+        let n = [7u8; NONCE_LEN];
+        s.issue_nonce(&n, NOW, 60).await.unwrap();
+        assert_eq!(s.redeem_nonce(&n, NOW + 1).await.unwrap(), Ok(()));
+        assert_eq!(
+            s.redeem_nonce(&n, NOW + 2).await.unwrap(),
+            Err(NonceRefusal::Used)
+        );
+        assert_eq!(
+            s.redeem_nonce(&[8u8; NONCE_LEN], NOW).await.unwrap(),
+            Err(NonceRefusal::Unknown)
+        );
+        let late = [9u8; NONCE_LEN];
+        s.issue_nonce(&late, NOW, 60).await.unwrap();
+        assert_eq!(
+            s.redeem_nonce(&late, NOW + 60).await.unwrap(),
+            Err(NonceRefusal::Expired)
+        );
+        assert_eq!(s.prune_nonces(NOW + 61).await.unwrap(), 2);
+        s.close().await;
+    });
+}
+
+#[test]
+fn many_tasks_on_two_replicas_redeem_one_nonce_exactly_once() {
+    on_both("race", |url| async move {
+        let a = Store::open(&url, 8).await.unwrap();
+        let b = Store::open(&url, 8).await.unwrap();
+        for round in 0..5u8 {
+            let n = [round; NONCE_LEN];
+            a.issue_nonce(&n, NOW, 60).await.unwrap();
+            let mut tasks = Vec::new();
+            for i in 0..16 {
+                let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tasks.push(tokio::spawn(
+                    async move { s.redeem_nonce(&n, NOW + 1).await },
+                ));
+            }
+            let mut won = 0;
+            for t in tasks {
+                match t.await.unwrap().unwrap() {
+                    Ok(()) => won += 1,
+                    Err(r) => assert_eq!(r, NonceRefusal::Used),
+                }
+            }
+            assert_eq!(won, 1, "round {round}");
+        }
+        a.close().await;
+        b.close().await;
+    });
+}
+
+#[test]
+fn epochs_only_move_forward_and_fresh_state_is_refused_once_known() {
+    on_both("epoch", |url| async move {
+        let s = Store::open(&url, 4).await.unwrap();
+        let id = [0xA1u8; 16];
+        assert_eq!(
+            s.observe_state(&id, ObservedState::Fresh { epoch: 1 }, NOW)
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            s.observe_state(&id, ObservedState::Restored { epoch: 3 }, NOW)
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        // The same state attested again is fine; an older one is a rollback.
+        assert_eq!(
+            s.observe_state(&id, ObservedState::Restored { epoch: 3 }, NOW)
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            s.observe_state(&id, ObservedState::Restored { epoch: 2 }, NOW)
+                .await
+                .unwrap(),
+            Err(EpochRefusal::RolledBack {
+                found: 2,
+                highest: 3
+            })
+        );
+        assert_eq!(
+            s.observe_state(&id, ObservedState::Fresh { epoch: 1 }, NOW)
+                .await
+                .unwrap(),
+            Err(EpochRefusal::FreshAfterKnown { highest: 3 })
+        );
+        assert_eq!(
+            s.observe_state(&id, ObservedState::Ephemeral, NOW)
+                .await
+                .unwrap(),
+            Err(EpochRefusal::Ephemeral)
+        );
+        assert_eq!(s.highest_epoch(&id).await.unwrap(), Some(3));
+        assert_eq!(s.highest_epoch(&[0u8; 16]).await.unwrap(), None);
+        s.close().await;
+    });
+}
+
+#[test]
+fn concurrent_observations_of_one_instance_never_regress_its_epoch() {
+    on_both("epoch-race", |url| async move {
+        let a = Store::open(&url, 8).await.unwrap();
+        let b = Store::open(&url, 8).await.unwrap();
+        let id = [0xB2u8; 16];
+        // Two first sightings at once, one fresh and one restored: exactly one inserts.
+        let (x, y) = tokio::join!(
+            a.observe_state(&id, ObservedState::Fresh { epoch: 1 }, NOW),
+            b.observe_state(&id, ObservedState::Fresh { epoch: 1 }, NOW),
+        );
+        let oks = [x.unwrap(), y.unwrap()]
+            .iter()
+            .filter(|r| r.is_ok())
+            .count();
+        assert_eq!(oks, 1, "a fresh state is accepted once");
+        let mut tasks = Vec::new();
+        for epoch in 2..=21u64 {
+            let s = if epoch % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                s.observe_state(&id, ObservedState::Restored { epoch }, NOW)
+                    .await
+            }));
+        }
+        for t in tasks {
+            // Accepted or refused as a rollback; never an error.
+            match t.await.unwrap().unwrap() {
+                Ok(()) | Err(EpochRefusal::RolledBack { .. }) => {}
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert_eq!(a.highest_epoch(&id).await.unwrap(), Some(21));
+        a.close().await;
+        b.close().await;
+    });
+}
+
+#[test]
+fn the_audit_log_keeps_every_decision_with_its_reasons() {
+    on_both("audit", |url| async move {
+        let s = Store::open(&url, 4).await.unwrap();
+        for (i, decision) in ["allowed", "refused"].iter().enumerate() {
+            s.audit(&AuditRecord {
+                at: NOW + i as i64,
+                action: "release".into(),
+                subject: "payments".into(),
+                decision: (*decision).into(),
+                reasons: vec![format!("reason {i}"), "vtpm.reference_pcrs".into()],
+            })
+            .await
+            .unwrap();
+        }
+        let rows = s.audit_since(NOW, 10).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].decision, "refused");
+        assert_eq!(rows[1].reasons, vec!["reason 1", "vtpm.reference_pcrs"]);
+        assert_eq!(s.audit_since(NOW + 1, 10).await.unwrap().len(), 1);
+        s.close().await;
+    });
+}
+
+#[test]
+fn migrations_run_once_and_a_newer_schema_or_unknown_url_is_refused() {
+    on_both("schema", |url| async move {
+        let s = Store::open(&url, 4).await.unwrap();
+        assert_eq!(s.schema_version().await.unwrap(), 1);
+        s.close().await;
+        let again = Store::open(&url, 4).await.unwrap();
+        assert_eq!(again.schema_version().await.unwrap(), 1);
+        again.set_schema_version_for_tests(99).await.unwrap();
+        again.close().await;
+        assert!(matches!(
+            Store::open(&url, 4).await,
+            Err(StoreError::SchemaTooNew {
+                found: 99,
+                known: 1
+            })
+        ));
+    });
+    let rt = runtime();
+    assert!(matches!(
+        rt.block_on(Store::open("mysql://x", 1)),
+        Err(StoreError::UnsupportedUrl(_))
+    ));
+}
