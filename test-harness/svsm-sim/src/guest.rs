@@ -684,6 +684,8 @@ fn run_in(
             .stderr(Stdio::piped()),
     )?;
     let exited = qemu.wait_timeout(options.timeout)?;
+    // QEMU start to power-off: stopping our own servers afterwards is not the guest's time.
+    let elapsed = start.elapsed();
     if exited.is_none() {
         qemu.kill()?;
     }
@@ -692,7 +694,6 @@ fn run_in(
     if let Some(t) = channel {
         let _ = t.join();
     }
-    let elapsed = start.elapsed();
     let console = std::fs::read_to_string(&console).unwrap_or_default();
     let output = std::fs::read_to_string(&output).unwrap_or_default();
     let status = output
