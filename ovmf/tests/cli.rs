@@ -28,14 +28,30 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn tmpdir() -> PathBuf {
+/// A scratch directory for one test, removed when dropped (also when the test fails).
+struct TmpDir(PathBuf);
+
+impl std::ops::Deref for TmpDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmpdir() -> TmpDir {
     let d = std::env::temp_dir().join(format!(
         "snp-measure-cli-{}-{:?}",
         std::process::id(),
         std::thread::current().id()
     ));
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TmpDir(d)
 }
 
 #[test]
@@ -116,7 +132,8 @@ fn json_output() {
 #[test]
 fn policy_out_writes_the_measurement_section() {
     ovmf_fd();
-    let file = tmpdir().join("policy.toml");
+    let dir = tmpdir();
+    let file = dir.join("policy.toml");
     let out = ok(&[
         "--ovmf",
         OVMF_FD,
@@ -198,7 +215,6 @@ fn direct_boot_on_a_synthetic_image() {
         "45f6eaac5e2d708de8368589d19cbfc3474d07d61047db71e5a88e263946377a"
     );
     assert_eq!(v["append"], "console=ttyS0");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]

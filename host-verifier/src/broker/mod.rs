@@ -6,7 +6,11 @@
 //! audit log of every decision with its reasons. SQLite (a file, the embedded default) and
 //! PostgreSQL (by URL, for several replicas) run the same migrations and the same statements.
 //!
-//! The service in front of it (HTTP API, TLS, secrets and their release policies) is built on
-//! this and on [`crate::bundle_verify`]; it never re-implements a check.
+//! [`secrets`] owns secrets at rest: AES-256-GCM under the broker's master key (kept outside the
+//! database), each bound to its resource name.
+//!
+//! The service in front of them (HTTP API, TLS, release policies) is built on these and on
+//! [`crate::bundle_verify`]; it never re-implements a check.
 
+pub mod secrets;
 pub mod store;

@@ -140,6 +140,10 @@ fn eventlog_pcrs(yaml: &str) -> std::collections::BTreeMap<usize, [u8; 32]> {
 /// the nonce (a wrong one fails), OVMF's real log replays to the PCRs the guest read, and
 /// tpm2_eventlog (an independent parser) agrees.
 fn check_tpm_task(run: &svsm_sim::guest::GuestRun, driver: &str, nonce: &str) {
+    eprintln!(
+        "{driver}: boot to power-off {:.1} s",
+        run.elapsed.as_secs_f64()
+    );
     assert!(
         run.output.contains(&format!("driver {driver}")),
         "{}",
@@ -193,6 +197,15 @@ fn check_tpm_task(run: &svsm_sim::guest::GuestRun, driver: &str, nonce: &str) {
         theirs.len()
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `vault` task's round trips succeeded inside the guest.
+fn check_vault_task(run: &svsm_sim::guest::GuestRun) {
+    assert!(
+        run.output.contains("vault round trips ok"),
+        "{}",
+        run.output
+    );
 }
 
 /// A verifier that trusts `machine`'s TEST chain and allows its MEASUREMENT.
@@ -263,10 +276,6 @@ fn a_real_guest_on_tpm_crb_quotes_and_its_evidence_bundle_is_affirmed() {
         TpmDevice::Crb,
         &format!("svsm.nonce={hex_nonce} ima_policy=tcb"),
         true,
-    );
-    eprintln!(
-        "tpm_crb: boot to power-off {:.1} s",
-        run.elapsed.as_secs_f64()
     );
     check_tpm_task(&run, "tpm_crb", &hex_nonce);
     let kernel = std::fs::read(&image().kernel).unwrap();
@@ -405,16 +414,8 @@ fn a_guest_with_another_command_line_or_initramfs_is_contraindicated_naming_pcr_
         &format!("{expected_append} svsm.changed=1"),
         true,
     );
-    eprintln!(
-        "tpm_tis: boot to power-off {:.1} s",
-        run.elapsed.as_secs_f64()
-    );
     check_tpm_task(&run, "tpm_tis", &hex_nonce);
-    assert!(
-        run.output.contains("vault round trips ok"),
-        "{}",
-        run.output
-    );
+    check_vault_task(&run);
     let kernel = std::fs::read(&image().kernel).unwrap();
     let initrd = std::fs::read(&image().initrd).unwrap();
     use host_verifier::bundle_verify::{BundleCheckId as C, BundleFailure};
@@ -528,16 +529,8 @@ fn the_freestanding_images_vtpm_serves_the_real_guest() {
         run.output,
         run.console
     );
-    eprintln!(
-        "image vTPM: boot to power-off {:.1} s",
-        run.elapsed.as_secs_f64()
-    );
     check_tpm_task(&run, "tpm_crb", &nonce);
-    assert!(
-        run.output.contains("vault round trips ok"),
-        "{}",
-        run.output
-    );
+    check_vault_task(&run);
     // Every TPM command of the boot went through the image's module: its call counter says so.
     let stats = machine.stats().unwrap();
     assert!(stats.calls > 300, "{stats:?}");
