@@ -30,6 +30,76 @@ enum Top {
     /// svsm-vhsm evidence bundles: SNP report, vTPM manifest, quote, PCRs and event log.
     #[command(subcommand)]
     Bundle(BundleCmd),
+    /// The key broker's data directory (keys, certificate, admin token): see docs/broker.md.
+    #[command(subcommand)]
+    Broker(BrokerCmd),
+    /// Run the key broker: an HTTPS service that challenges nodes, appraises their evidence
+    /// bundles and releases keys wrapped for the appraised instance (docs/broker.md).
+    Serve(Box<ServeArgs>),
+}
+
+#[derive(Subcommand)]
+enum BrokerCmd {
+    /// Create a data directory for a first run: a TLS key and self-signed certificate, the EAR
+    /// signing key, the master key for secrets at rest, and an admin token (printed once; only
+    /// its SHA-256 is kept). Refuses to overwrite an existing one.
+    Init {
+        /// The data directory (created mode 0700).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Another DNS name or IP address for the certificate (repeatable); localhost,
+        /// 127.0.0.1 and ::1 are always included.
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Stop it with SIGTERM or SIGINT: it stops accepting and lets requests in \
+flight finish. Logs go to stderr (RUST_LOG=debug for more); no secret is ever logged."
+)]
+struct ServeArgs {
+    /// The data directory made by `host-verifier broker init`.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address and port to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: std::net::SocketAddr,
+    /// Database URL: postgres://USER@HOST/DB (several replicas share one) or sqlite:PATH.
+    /// Default: SQLite broker.db in the data directory, created and migrated on first start.
+    #[arg(long)]
+    database: Option<String>,
+    /// Database connections per replica (PostgreSQL).
+    #[arg(long, default_value_t = 16)]
+    max_connections: u32,
+    /// TLS certificate chain, PEM (default: tls-cert.pem in the data directory).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM (default: tls-key.pem in the data directory).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Replace AMD's pinned ARK with this one (PEM or DER), e.g. the simulator's TEST chain.
+    #[arg(long, requires = "trust_ask")]
+    trust_ark: Option<PathBuf>,
+    /// The ASK under --trust-ark.
+    #[arg(long, requires = "trust_ark")]
+    trust_ask: Option<PathBuf>,
+    /// The ASVK under --trust-ark (without it VLEK-signed reports are refused).
+    #[arg(long, requires = "trust_ark")]
+    trust_asvk: Option<PathBuf>,
+    /// Seconds a challenge nonce stays valid.
+    #[arg(long, default_value_t = 300)]
+    nonce_ttl: u64,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 12 * 1024 * 1024)]
+    max_body: usize,
+    /// Seconds a request may take, body included (slow clients get 408).
+    #[arg(long, default_value_t = 30)]
+    request_timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -386,19 +456,12 @@ fn custom_trust(
     ask: &PathBuf,
     asvk: Option<&PathBuf>,
 ) -> Result<std::sync::Arc<host_verifier::TrustStore>> {
-    use host_verifier::trust::ProductAnchors;
-    use svsm_abi::snp::Product;
     let ark = read(ark, "--trust-ark")?;
     let ask = read(ask, "--trust-ask")?;
-    // Without an ASVK the ASK fills its slot; the caller then refuses VLEK-signed reports.
     let asvk = asvk.map(|p| read(p, "--trust-asvk")).transpose()?;
-    let asvk = asvk.as_deref().unwrap_or(&ask);
-    let anchors = [Product::Milan, Product::Genoa, Product::Turin]
-        .into_iter()
-        .map(|p| ProductAnchors::load(p, &ark, &ask, asvk))
-        .collect::<Result<Vec<_>, _>>()
+    let store = host_verifier::TrustStore::custom(&ark, &ask, asvk.as_deref())
         .context("custom trust roots")?;
-    Ok(std::sync::Arc::new(host_verifier::TrustStore::new(anchors)))
+    Ok(std::sync::Arc::new(store))
 }
 
 fn parse_expected_pcr(s: &str) -> Result<(usize, [u8; 32])> {
@@ -546,6 +609,85 @@ fn kds_url(report: PathBuf) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn broker_init(data_dir: &std::path::Path, names: &[String], json: bool) -> Result<ExitCode> {
+    let report = host_verifier::broker::config::init(data_dir, names)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("initialised {}", report.data_dir.display());
+        println!(
+            "TLS certificate (give it to clients): {}",
+            report.tls_cert.display()
+        );
+        println!("  valid for: {}", report.tls_names.join(", "));
+        println!(
+            "admin token (shown once; only its SHA-256 is kept): {}",
+            report.admin_token
+        );
+        println!(
+            "next: host-verifier serve --data-dir {}",
+            report.data_dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    use host_verifier::broker::{start, ServeOptions};
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let trust = match (&args.trust_ark, &args.trust_ask) {
+        (Some(ark), Some(ask)) => {
+            eprintln!("{CUSTOM_ROOTS_WARNING}");
+            custom_trust(ark, ask, args.trust_asvk.as_ref())?
+        }
+        _ => host_verifier::TrustStore::pinned().context("AMD's pinned roots")?,
+    };
+    let mut options = ServeOptions::new(args.data_dir, trust);
+    options.listen = args.listen;
+    options.database = args.database;
+    options.max_connections = args.max_connections;
+    options.tls_cert = args.tls_cert;
+    options.tls_key = args.tls_key;
+    options.nonce_ttl = Duration::from_secs(args.nonce_ttl);
+    options.max_body = args.max_body;
+    options.request_timeout = Duration::from_secs(args.request_timeout);
+    let runtime = tokio::runtime::Runtime::new().context("tokio runtime")?;
+    runtime.block_on(async {
+        let broker = start(&options).await?;
+        println!("host-verifier broker listening on https://{}", broker.addr);
+        tracing::info!(addr = %broker.addr, database = %redact(&options.database_url()), "serving");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("SIGTERM handler")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("stopping");
+        broker.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// A database URL without its password (logs never carry secrets).
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 fn main() -> ExitCode {
     // Usage errors are errors (exit 1), never "contraindicated" (2); --help and --version exit 0.
     let cli = match Cli::try_parse() {
@@ -565,6 +707,12 @@ fn main() -> ExitCode {
         Top::Azure(AzureCmd::Verify(args)) => azure_verify(args),
         Top::Bundle(BundleCmd::Verify(args)) => bundle_verify(*args),
         Top::Bundle(BundleCmd::ReferencePcrs(args)) => reference_pcrs(args),
+        Top::Broker(BrokerCmd::Init {
+            data_dir,
+            names,
+            json,
+        }) => broker_init(&data_dir, &names, json),
+        Top::Serve(args) => serve(*args),
     };
     match result {
         Ok(code) => code,

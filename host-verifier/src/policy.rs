@@ -13,6 +13,9 @@ pub enum PolicyError {
     /// Not valid TOML, an unknown key, or a wrong type.
     #[error("policy TOML: {0}")]
     Toml(String),
+    /// Not a JSON object of the policy's keys, an unknown key, or a wrong type.
+    #[error("policy JSON: {0}")]
+    Json(String),
     /// A value is out of range or malformed.
     #[error("policy key `{field}`: {detail}")]
     Field {
@@ -158,6 +161,10 @@ struct PolicyFile {
     products: Option<Vec<String>>,
 }
 
+fn policy_file_from_json(value: &serde_json::Value) -> Result<PolicyFile, PolicyError> {
+    PolicyFile::deserialize(value).map_err(|e| PolicyError::Json(e.to_string()))
+}
+
 fn field_err(field: &str, detail: impl Into<String>) -> PolicyError {
     PolicyError::Field {
         field: field.to_owned(),
@@ -296,6 +303,17 @@ impl Policy {
     /// Parses and validates a TOML policy.
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
         let f: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Toml(e.to_string()))?;
+        Policy::from_file(f)
+    }
+
+    /// Parses and validates a policy given as a JSON object with the same keys and values as
+    /// the TOML form (the key broker keeps release policies as JSON).
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, PolicyError> {
+        let f: PolicyFile = policy_file_from_json(value)?;
+        Policy::from_file(f)
+    }
+
+    fn from_file(f: PolicyFile) -> Result<Self, PolicyError> {
         let d = Policy::default();
         let (min_tcb_default, min_tcb_product) = tcb_tables("min_tcb", f.min_tcb)?;
         let (min_launch_tcb_default, min_launch_tcb_product) =

@@ -198,6 +198,18 @@ impl TrustStore {
             .map(TrustStore::new)
     }
 
+    /// A store of custom roots (for example the simulator's TEST chain) for every product:
+    /// the report's CPUID picks the product. Without an ASVK the ASK fills its slot, and
+    /// VLEK-signed reports are then refused by the chain check.
+    pub fn custom(ark: &[u8], ask: &[u8], asvk: Option<&[u8]>) -> Result<Self, TrustError> {
+        let asvk = asvk.unwrap_or(ask);
+        [Product::Milan, Product::Genoa, Product::Turin]
+            .into_iter()
+            .map(|p| ProductAnchors::load(p, ark, ask, asvk))
+            .collect::<Result<Vec<_>, _>>()
+            .map(TrustStore::new)
+    }
+
     /// The process-wide store of pinned AMD certificates (loaded once).
     pub fn pinned() -> Result<Arc<TrustStore>, TrustError> {
         static PINNED: OnceLock<Result<Arc<TrustStore>, TrustError>> = OnceLock::new();

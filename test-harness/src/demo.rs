@@ -8,13 +8,18 @@
 //! 2. The launch: the simulated PSP launches a guest; the SVSM measures firmware, kernel,
 //!    initrd and command line into vTPM PCRs and its event log before the guest runs.
 //! 3. An app at VMPL1 asks the vault to sign with the payments key: the vault does not have it.
-//! 4. The guest gathers one evidence bundle for the broker's nonce: the VMPL0 SNP report over
-//!    the vTPM manifest (EK, AK, this boot's transport key, state, requester VMPL, event-log
-//!    digest), a TPM quote by the AK, the PCRs and the event log.
-//! 5. The broker (host-verifier) appraises the bundle: chain, report, binding, quote, log
-//!    replay, MEASUREMENT and reference PCRs, requester VMPL. Only when it is affirming does it
-//!    wrap the payments key for this boot, instance, VMPL1, key name and nonce.
-//! 6. The vault imports the key inside VMPL0 and signs; the broker checks the signature.
+//! 4. The guest asks the key broker (`host-verifier serve`'s service, started here over HTTPS
+//!    on loopback with a fresh data directory and SQLite) for a challenge, and gathers one
+//!    evidence bundle for its nonce: the VMPL0 SNP report over the vTPM manifest (EK, AK, this
+//!    boot's transport key, state, requester VMPL, event-log digest), a TPM quote by the AK,
+//!    the PCRs and the event log.
+//! 5. It asks the broker to release the payments key (`POST /v1/release`). The broker redeems
+//!    the nonce, appraises the bundle against the key's release policy (chain, report,
+//!    binding, quote, log replay, MEASUREMENT and reference PCRs, requester VMPL), accepts the
+//!    sealed-state epoch, and only then wraps the key for this boot, instance, VMPL1, key name
+//!    and nonce; every decision lands in its audit log.
+//! 6. The vault imports the key inside VMPL0 and signs; the signature verifies with the public
+//!    key the broker published when it generated the key.
 //!
 //! Then two attacks, each with the package the broker released to the good launch replayed by
 //! the host: a launch with one firmware byte changed (MEASUREMENT differs) and a launch of the
@@ -24,22 +29,21 @@
 //! The simulated PSP signs with a TEST chain: the verifier is given those roots explicitly and
 //! says so. On real hardware the pinned AMD roots are used and the simulated chain is refused.
 
+use crate::broker::{bundle_json, runtime, sim_trust, DataDir, LocalBroker};
 use crate::evidence::collect;
 use crate::sim::psp::LaunchConfig;
 use crate::sim::SimMachine;
 use guest_driver::vault::{VaultClient, VaultClientError};
-use host_verifier::bundle_verify::{verify_bundle, BundleContext};
-use host_verifier::trust::ProductAnchors;
-use host_verifier::{Policy, TrustStore, Verdict, Verifier};
+use host_verifier::broker::api::NewResource;
+use host_verifier::broker::client::{BrokerClient, ClientError};
+use host_verifier::broker::policy::PolicyDocument;
+use host_verifier::Verdict;
 use p384::ecdsa::signature::Verifier as _;
-use std::sync::Arc;
-use std::time::SystemTime;
-use svsm_abi::attest::VtpmManifestV2;
-use svsm_abi::snp::Product;
-use svsm_abi::vault::{KeyKind, Usage, VaultStatus};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use svsm_abi::vault::VaultStatus;
 use svsm_core::measure::{Component, ComponentKind};
 use svsm_core::platform::Vmpl;
-use svsm_core::vault::ImportTarget;
 
 /// Where Debian's OVMF image is (installed by scripts/bootstrap.sh).
 pub const OVMF_FD: &str = "/usr/share/ovmf/OVMF.fd";
@@ -132,11 +136,140 @@ pub fn reference_measurement(firmware: &[u8]) -> Result<[u8; 48], DemoError> {
     Ok(step("launch digest", ovmf::snp::snp_launch_digest(&fw, &params))?.0)
 }
 
-/// Runs one scenario. `captured` is a package the host captured from another launch: it is
-/// replayed to this guest's vault when the broker releases nothing. `say` prints a step.
+/// The demo's key broker: one replica over HTTPS on loopback, SQLite in a fresh data
+/// directory, trusting the simulated PSP's TEST roots, holding the payments key under a release
+/// policy of the reference values.
+pub struct DemoBroker {
+    rt: tokio::runtime::Runtime,
+    broker: Option<LocalBroker>,
+    client: BrokerClient,
+    /// The payments key's public key (SEC1), as the broker published it.
+    pub payments_public: Vec<u8>,
+    since: i64,
+    _dir: DataDir,
+}
+
+impl DemoBroker {
+    /// Starts the broker and provisions the payments key with its policy (as an operator
+    /// would, through the admin API).
+    pub fn start(mut say: impl FnMut(&str)) -> Result<DemoBroker, DemoError> {
+        let firmware = step(
+            "read OVMF.fd (apt-get install ovmf)",
+            std::fs::read(OVMF_FD),
+        )?;
+        let reference = reference_measurement(&firmware)?;
+        let reference_pcrs = reference_pcrs(&firmware);
+        let rt = step("tokio runtime", runtime())?;
+        let dir = step("broker init", DataDir::init("demo"))?;
+        let trust = step("TEST roots", sim_trust())?;
+        let broker = step(
+            "start the broker",
+            LocalBroker::start(&rt, &dir.path, None, trust, Duration::from_secs(300)),
+        )?;
+        let client = step("broker client", broker.client(&dir))?;
+        let since = now();
+        let policy = PolicyDocument {
+            snp: serde_json::json!({ "measurements": [hex::encode(reference)] })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            reference_pcrs: reference_pcrs
+                .iter()
+                .map(|(i, v)| (i.to_string(), hex::encode(v)))
+                .collect::<BTreeMap<_, _>>(),
+            requester_vmpl: Some(1),
+            min_epoch: None,
+        };
+        step(
+            "PUT /v1/admin/policies/payments",
+            rt.block_on(client.put_policy("payments", &policy)),
+        )?;
+        let resource = step(
+            "PUT /v1/admin/resources/payments",
+            rt.block_on(client.put_resource(
+                "payments",
+                &NewResource {
+                    kind: "ecdsa-p384".into(),
+                    usage: vec!["sign".into()],
+                    policy: "payments".into(),
+                    material: None,
+                },
+            )),
+        )?;
+        let payments_public = step(
+            "payments public key",
+            hex::decode(resource.public_key.unwrap_or_default()),
+        )?;
+        say(&format!(
+            "0. key broker: host-verifier serve at {} (TLS, self-signed by `broker init`; SQLite); admin API: policy \"payments\" (MEASUREMENT, PCRs 0/4/8/9, requester VMPL1) and resource \"payments\" (ECDSA P-384, generated by the broker, sealed under its master key)",
+            broker.url
+        ));
+        Ok(DemoBroker {
+            rt,
+            broker: Some(broker),
+            client,
+            payments_public,
+            since,
+            _dir: dir,
+        })
+    }
+
+    /// The audit log since the broker started, a line per decision.
+    pub fn audit_lines(&self) -> Result<Vec<String>, DemoError> {
+        let rows = step(
+            "GET /v1/admin/audit",
+            self.rt.block_on(self.client.audit(self.since)),
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}{}",
+                    r.action,
+                    r.decision,
+                    r.subject,
+                    if r.reasons.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{}]", r.reasons.join("; "))
+                    }
+                )
+            })
+            .collect())
+    }
+}
+
+impl Drop for DemoBroker {
+    fn drop(&mut self) {
+        if let Some(b) = self.broker.take() {
+            b.stop(&self.rt);
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn reference_pcrs(firmware: &[u8]) -> BTreeMap<usize, [u8; 32]> {
+    host_verifier::reference::launch_pcrs(&[
+        (ComponentKind::Firmware, firmware),
+        (ComponentKind::Kernel, KERNEL),
+        (ComponentKind::Initrd, INITRD),
+        (ComponentKind::CommandLine, CMDLINE),
+    ])
+}
+
+/// Runs one scenario against `broker`. `captured` is a package the host captured from another
+/// launch: it is replayed to this guest's vault when the broker releases nothing. `say`
+/// prints a step.
 pub fn run(
     scenario: Scenario,
     captured: Option<&[u8]>,
+    broker: &DemoBroker,
     mut say: impl FnMut(&str),
 ) -> Result<DemoOutcome, DemoError> {
     let firmware = step(
@@ -144,12 +277,7 @@ pub fn run(
         std::fs::read(OVMF_FD),
     )?;
     let reference = reference_measurement(&firmware)?;
-    let reference_pcrs = host_verifier::reference::launch_pcrs(&[
-        (ComponentKind::Firmware, &firmware),
-        (ComponentKind::Kernel, KERNEL),
-        (ComponentKind::Initrd, INITRD),
-        (ComponentKind::CommandLine, CMDLINE),
-    ]);
+    let reference_pcrs = reference_pcrs(&firmware);
     say(&format!(
         "1. reference values, from the files: snp-measure OVMF.fd, 4 x EPYC-Genoa = {}; PCRs of firmware, kernel, initrd, cmdline: {}",
         hex::encode(reference),
@@ -213,7 +341,11 @@ pub fn run(
     let have = step("list keys", app.list())?;
     say(&format!("3. app (VMPL1): sign \"pay 100 to bob\" with the payments key -> the vault holds {} keys: it must be provisioned", have.len()));
 
-    let nonce: [u8; 32] = rand::random();
+    let challenge = step(
+        "POST /v1/challenge",
+        broker.rt.block_on(broker.client.challenge()),
+    )?;
+    let nonce = step("nonce", hex::decode(&challenge.nonce))?;
     let bundle = step(
         "gather evidence",
         collect(
@@ -225,126 +357,92 @@ pub fn run(
     )?;
     let json = step("encode bundle", bundle.to_json())?;
     say(&format!(
-        "4. guest: evidence bundle for the broker's nonce {} ({} bytes of JSON: SNP report, certificates, vTPM manifest, quote, 24 PCRs, {}-byte event log)",
-        hex::encode(nonce),
+        "4. guest: POST /v1/challenge -> nonce {}; evidence bundle for it ({} bytes of JSON: SNP report, certificates, vTPM manifest, quote, 24 PCRs, {}-byte event log)",
+        challenge.nonce,
         json.len(),
         bundle.event_log.len()
     ));
 
-    let chain = machine.module().psp_mut().chain().clone();
-    let anchors = step(
-        "load the simulated roots",
-        ProductAnchors::load(
-            Product::Genoa,
-            &chain.ark_der,
-            &chain.ask_der,
-            &chain.ask_der,
-        ),
-    )?;
-    let policy = step(
-        "policy",
-        Policy::from_toml(&format!("measurements = [\"{}\"]", hex::encode(reference))),
-    )?;
-    let verifier = Verifier::with_trust_store(Arc::new(TrustStore::new(vec![anchors])), policy);
-    let mut ctx = BundleContext::new(&verifier, &nonce, SystemTime::now());
-    ctx.expected_pcrs = reference_pcrs;
-    // The broker releases to VMPL1 only: the attestation must have been asked for there.
-    ctx.requester_vmpl = Some(1);
-    let appraisal = step("appraise", verify_bundle(&bundle, &ctx))?;
-    let verdict = appraisal.verdict();
+    let request = step("bundle JSON", bundle_json(&bundle))?;
+    let released = broker
+        .rt
+        .block_on(broker.client.release("payments", request));
+    let released = match released {
+        Ok(r) => r,
+        Err(e @ ClientError::Api { status: 403, .. }) => {
+            say("5. broker: POST /v1/release \"payments\" -> 403 refused: the appraisal (TEST roots of the simulated PSP, not AMD's) does not admit the release:");
+            for failed in e.failed_checks() {
+                say(&format!("   - {} failed: {}", failed.check, failed.reason));
+            }
+            say("6. broker: contraindicated -> no key released (decision and reasons in its audit log)");
+            let replay_refused = match captured {
+                Some(package) => {
+                    let refused = match app.import_key(package) {
+                        Err(VaultClientError::Vault(status)) => Some(status),
+                        Ok(_) | Err(_) => None,
+                    };
+                    say(&format!(
+                        "   host: replays the package the broker released to the expected launch -> vault: {}",
+                        match refused {
+                            Some(s) => format!("refused ({s:?})"),
+                            None => "ACCEPTED (unexpected)".to_owned(),
+                        }
+                    ));
+                    refused
+                }
+                None => None,
+            };
+            let still_missing = matches!(
+                app.sign(1, b"pay 100 to bob"),
+                Err(VaultClientError::Vault(VaultStatus::KeyNotFound))
+            );
+            say(&format!(
+                "7. app: still cannot sign ({})",
+                if still_missing {
+                    "KeyNotFound"
+                } else {
+                    "unexpected"
+                }
+            ));
+            return Ok(DemoOutcome {
+                verdict: Verdict::Contraindicated,
+                key_released: false,
+                signature_verified: false,
+                released_package: None,
+                replay_refused,
+            });
+        }
+        Err(e) => return step("POST /v1/release", Err(e)),
+    };
     say(&format!(
-        "5. broker: host-verifier appraised the bundle (MEASUREMENT, reference PCRs, requester VMPL1) against the TEST roots of the simulated PSP (not AMD's): {}",
-        appraisal.verdict_str()
+        "5. broker: POST /v1/release \"payments\" -> affirming (MEASUREMENT, reference PCRs, requester VMPL{}, epoch) against the TEST roots of the simulated PSP (not AMD's)",
+        released.owner_vmpl
     ));
-    for failed in appraisal.failures() {
-        let why = failed.failure().map(|f| f.to_string()).unwrap_or_default();
-        say(&format!("   - {} failed: {why}", failed.id));
-    }
-
-    if verdict != Verdict::Affirming {
-        say("6. broker: contraindicated -> no key released");
-        let replay_refused = match captured {
-            Some(package) => {
-                let refused = match app.import_key(package) {
-                    Err(VaultClientError::Vault(status)) => Some(status),
-                    Ok(_) | Err(_) => None,
-                };
-                say(&format!(
-                    "   host: replays the package the broker released to the expected launch -> vault: {}",
-                    match refused {
-                        Some(s) => format!("refused ({s:?})"),
-                        None => "ACCEPTED (unexpected)".to_owned(),
-                    }
-                ));
-                refused
-            }
-            None => None,
-        };
-        let still_missing = matches!(
-            app.sign(1, b"pay 100 to bob"),
-            Err(VaultClientError::Vault(VaultStatus::KeyNotFound))
-        );
-        say(&format!(
-            "7. app: still cannot sign ({})",
-            if still_missing {
-                "KeyNotFound"
-            } else {
-                "unexpected"
-            }
-        ));
-        return Ok(DemoOutcome {
-            verdict,
-            key_released: false,
-            signature_verified: false,
-            released_package: None,
-            replay_refused,
-        });
-    }
-
-    // The broker wraps its payments key for what the appraised manifest names.
-    let manifest = step("manifest", VtpmManifestV2::parse(&bundle.manifest))?;
-    let payments_key = p384::ecdsa::SigningKey::random(&mut rand::thread_rng());
-    let ephemeral = p384::SecretKey::random(&mut rand::thread_rng());
-    let iv: [u8; 12] = rand::random();
-    let owner = step(
-        "requester VMPL",
-        Vmpl::new(manifest.module.requester_vmpl).ok_or("VMPL above 3"),
-    )?;
-    let package = step(
-        "wrap",
-        svsm_core::vault::wrap_for_import(
-            &ImportTarget {
-                kind: KeyKind::EcdsaP384,
-                usage: Usage::SIGN,
-                owner,
-                instance_id: manifest.module.instance_id,
-                recipient: manifest.module.transport_public,
-                name: KEY_NAME,
-                nonce: &nonce,
-            },
-            &ephemeral,
-            &iv,
-            &payments_key.to_bytes(),
-        ),
-    )?;
+    let package = {
+        use base64::Engine;
+        step(
+            "package",
+            base64::engine::general_purpose::STANDARD.decode(&released.package),
+        )?
+    };
     let key = step("import", app.import_key(&package))?;
     say(&format!(
-        "6. broker: affirming -> payments key wrapped for this boot's transport key, instance {}, VMPL{}, name \"payments\", nonce (ECDH P-384 + HKDF-SHA384 + AES-256-GCM); vault imported it as key {key}",
-        hex::encode(manifest.module.instance_id),
-        owner.level()
+        "6. broker: payments key wrapped for this boot's transport key, instance {}, VMPL{}, name \"payments\", nonce (ECDH P-384 + HKDF-SHA384 + AES-256-GCM); vault imported it as key {key}",
+        released.instance_id, released.owner_vmpl
     ));
     let sig = step("sign", app.sign(key, b"pay 100 to bob"))?;
     let signature = step("signature", p384::ecdsa::Signature::from_slice(&sig))?;
-    let verified = payments_key
-        .verifying_key()
-        .verify(b"pay 100 to bob", &signature)
-        .is_ok();
+    let public = step(
+        "payments public key",
+        p384::ecdsa::VerifyingKey::from_sec1_bytes(&broker.payments_public),
+    )?;
+    let verified = public.verify(b"pay 100 to bob", &signature).is_ok();
     say(&format!(
-        "7. app: signed inside VMPL0 without ever holding the key; broker verifies the signature with its public key: {}",
+        "7. app: signed inside VMPL0 without ever holding the key; the signature verifies with the public key the broker published: {}",
         if verified { "valid" } else { "INVALID" }
     ));
     Ok(DemoOutcome {
-        verdict,
+        verdict: Verdict::Affirming,
         key_released: true,
         signature_verified: verified,
         released_package: Some(package),
@@ -360,9 +458,10 @@ pub fn run_all(
     let mut outcomes = Vec::new();
     let mut captured: Option<Vec<u8>> = None;
     let mut ok = true;
+    let broker = DemoBroker::start(&mut say)?;
     for scenario in Scenario::ALL {
         say(&format!("\n== {}", scenario.title()));
-        let outcome = run(scenario, captured.as_deref(), &mut say)?;
+        let outcome = run(scenario, captured.as_deref(), &broker, &mut say)?;
         ok &= match scenario {
             Scenario::Expected => {
                 outcome.verdict == Verdict::Affirming
@@ -379,6 +478,13 @@ pub fn run_all(
             captured = outcome.released_package.clone();
         }
         outcomes.push((scenario, outcome));
+    }
+    say("\n== the broker's audit log (GET /v1/admin/audit)");
+    let audit = broker.audit_lines()?;
+    // Two admin changes, then one decision per scenario.
+    ok &= audit.iter().filter(|l| l.starts_with("release ")).count() == Scenario::ALL.len();
+    for line in audit {
+        say(&format!("   {line}"));
     }
     Ok((outcomes, ok))
 }

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod broker;
 pub mod demo;
 pub mod evidence;
 pub mod guest_channel;

@@ -1,16 +1,136 @@
-//! The key broker's durable state (issue "The key broker as a real service"): what every broker
-//! replica shares through one database, so that any replica can answer any step of a flow.
-//! [`store`] owns it: single-use challenge nonces with an expiry, the highest sealed-state epoch
-//! seen per instance (so a rolled-back or re-created state is refused, and two concurrent
-//! attestations of one instance can neither both move nor regress it), and the append-only
-//! audit log of every decision with its reasons. SQLite (a file, the embedded default) and
-//! PostgreSQL (by URL, for several replicas) run the same migrations and the same statements.
+//! The key broker (issue "The key broker as a real service"): an HTTPS service that challenges
+//! a node, appraises its evidence bundle with this crate's appraisal library (never a copy of
+//! it), and releases keys wrapped for the appraised instance, boot, owner VMPL, name and nonce
+//! (`docs/provisioning.md`). `host-verifier serve` runs it; `docs/broker.md` is the operator's
+//! page.
 //!
-//! [`secrets`] owns secrets at rest: AES-256-GCM under the broker's master key (kept outside the
-//! database), each bound to its resource name.
+//! What it trusts: the trust anchors it is started with (AMD's pinned roots unless told
+//! otherwise), its data directory (keys, token hash) and its database; nothing a client sends
+//! is trusted before it is appraised. Replicas are stateless processes over one database:
 //!
-//! The service in front of them (HTTP API, TLS, release policies) is built on these and on
-//! [`crate::bundle_verify`]; it never re-implements a check.
+//! - [`store`]: the shared state (single-use nonces, the highest epoch per instance, policies,
+//!   resources, the append-only audit log) on SQLite or PostgreSQL, every race settled by one
+//!   conditional statement;
+//! - [`secrets`]: secrets at rest, AES-256-GCM under the master key kept outside the database;
+//! - [`policy`]: release and attestation policies, compiled into the appraisal's inputs;
+//! - [`api`]: the JSON wire types of API version 1; [`service`]: the axum handlers;
+//!   [`server`]: TLS and connection handling; [`config`]: the data directory;
+//!   [`client`]: a client of the API.
 
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod policy;
 pub mod secrets;
+pub mod server;
+pub mod service;
 pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything `serve` needs besides the data directory's files.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// The data directory (`host-verifier broker init`).
+    pub data_dir: PathBuf,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The database URL (default: SQLite `broker.db` in the data directory).
+    pub database: Option<String>,
+    /// Connections to the database (PostgreSQL; SQLite uses one writer).
+    pub max_connections: u32,
+    /// The TLS certificate chain (default `tls-cert.pem` in the data directory).
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS key (default `tls-key.pem` in the data directory).
+    pub tls_key: Option<PathBuf>,
+    /// The roots SNP reports must chain to.
+    pub trust: Arc<crate::TrustStore>,
+    /// How long a nonce lives.
+    pub nonce_ttl: Duration,
+    /// Largest request body.
+    pub max_body: usize,
+    /// The longest a request may take.
+    pub request_timeout: Duration,
+}
+
+impl ServeOptions {
+    /// Defaults: 127.0.0.1:8443, SQLite in the data directory, 16 database connections,
+    /// nonces valid 300 s, bodies up to 12 MiB (an evidence bundle with logs), 30 s per
+    /// request.
+    pub fn new(data_dir: PathBuf, trust: Arc<crate::TrustStore>) -> ServeOptions {
+        ServeOptions {
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            database: None,
+            max_connections: 16,
+            tls_cert: None,
+            tls_key: None,
+            trust,
+            nonce_ttl: Duration::from_secs(300),
+            max_body: 12 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite:{}?mode=rwc",
+                self.data_dir.join(config::SQLITE_FILE).display()
+            )
+        })
+    }
+}
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The data directory.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The database.
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+    /// The service.
+    #[error(transparent)]
+    Service(#[from] service::ServiceError),
+    /// TLS or the listener.
+    #[error(transparent)]
+    Server(#[from] server::ServerError),
+}
+
+/// Opens the database (migrating it), reads the data directory and starts serving on the
+/// current tokio runtime.
+pub async fn start(options: &ServeOptions) -> Result<server::RunningBroker, StartError> {
+    let dir = &options.data_dir;
+    let master_key = config::load_master_key(&dir.join(config::MASTER_KEY))?;
+    let ear_key_pem = config::read_private(&dir.join(config::EAR_KEY))?;
+    let admin_token_sha256 = config::read_admin_hash(&dir.join(config::ADMIN_TOKEN_HASH))?;
+    let tls = server::tls_config(
+        &options
+            .tls_cert
+            .clone()
+            .unwrap_or_else(|| dir.join(config::TLS_CERT)),
+        &options
+            .tls_key
+            .clone()
+            .unwrap_or_else(|| dir.join(config::TLS_KEY)),
+    )?;
+    let store = store::Store::open(&options.database_url(), options.max_connections).await?;
+    let app = service::router(service::ServiceConfig {
+        store,
+        master_key,
+        ear_key_pem,
+        admin_token_sha256,
+        trust: options.trust.clone(),
+        nonce_ttl: options.nonce_ttl,
+        max_body: options.max_body,
+        request_timeout: options.request_timeout,
+    })?;
+    Ok(server::start(options.listen, tls, app).await?)
+}

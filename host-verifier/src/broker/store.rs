@@ -15,7 +15,8 @@ pub const NONCE_LEN: usize = 32;
 
 /// The schema, in order; `broker_schema.version` counts how many have run. Portable SQL:
 /// `BYTEA` and `BIGINT` mean the same to both engines (SQLite keeps blobs as given).
-const MIGRATIONS: [&str; 1] = ["CREATE TABLE nonces (
+const MIGRATIONS: [&str; 2] = [
+    "CREATE TABLE nonces (
         nonce BYTEA PRIMARY KEY,
         issued_at BIGINT NOT NULL,
         expires_at BIGINT NOT NULL,
@@ -35,7 +36,26 @@ const MIGRATIONS: [&str; 1] = ["CREATE TABLE nonces (
         decision TEXT NOT NULL,
         reasons TEXT NOT NULL
     );
-    CREATE INDEX audit_at ON audit (at)"];
+    CREATE INDEX audit_at ON audit (at)",
+    // 2: the admin API's policies and resources (secrets sealed by the service), and what the
+    // nodes list shows of an instance's last appraisal.
+    "CREATE TABLE policies (
+        name TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE TABLE resources (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        usage BIGINT NOT NULL,
+        policy TEXT NOT NULL,
+        sealed BYTEA NOT NULL,
+        public_key BYTEA,
+        created_at BIGINT NOT NULL
+    );
+    ALTER TABLE instances ADD COLUMN last_action TEXT;
+    ALTER TABLE instances ADD COLUMN last_decision TEXT",
+];
 
 /// Why the store failed (the database, not the evidence).
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +136,7 @@ pub enum EpochRefusal {
 }
 
 /// One audit row.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditRecord {
     /// Unix seconds.
     pub at: i64,
@@ -128,6 +148,42 @@ pub struct AuditRecord {
     pub decision: String,
     /// Why, in words (failed checks by name).
     pub reasons: Vec<String>,
+}
+
+/// A resource as stored: its secret sealed under the master key ([`super::secrets`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredResource {
+    /// The name (also the vault key name a release gives it).
+    pub name: String,
+    /// Key kind, as the admin API names it.
+    pub kind: String,
+    /// Vault usage bits.
+    pub usage: u16,
+    /// The policy a release must satisfy.
+    pub policy: String,
+    /// The secret, sealed.
+    pub sealed: Vec<u8>,
+    /// The public key of an asymmetric key (SEC1), for relying parties.
+    pub public_key: Option<Vec<u8>>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// One instance the broker has seen.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeRecord {
+    /// Instance id, hex.
+    pub instance_id: String,
+    /// The highest sealed-state epoch seen.
+    pub max_epoch: u64,
+    /// Unix seconds.
+    pub first_seen: i64,
+    /// Unix seconds.
+    pub last_seen: i64,
+    /// `attest` or `release`.
+    pub last_action: Option<String>,
+    /// `allowed` or `refused`.
+    pub last_decision: Option<String>,
 }
 
 /// The broker's database.
@@ -378,12 +434,182 @@ impl Store {
         rows.iter().map(audit_row).collect()
     }
 
+    /// Answers whether the database is reachable (`/healthz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records what the last appraisal of a known instance decided (the nodes list).
+    pub async fn note_decision(
+        &self,
+        instance: &[u8],
+        action: &str,
+        decision: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE instances SET last_action = $1, last_decision = $2, last_seen = $3
+             WHERE instance_id = $4",
+        )
+        .bind(action.to_owned())
+        .bind(decision.to_owned())
+        .bind(now)
+        .bind(instance.to_vec())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every instance seen, most recently seen first, at most `limit`.
+    pub async fn nodes(&self, limit: i64) -> Result<Vec<NodeRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance_id, max_epoch, first_seen, last_seen, last_action, last_decision
+             FROM instances ORDER BY last_seen DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: Vec<u8> = r.try_get(0)?;
+                let epoch: i64 = r.try_get(1)?;
+                Ok(NodeRecord {
+                    instance_id: hex::encode(id),
+                    max_epoch: u64::try_from(epoch).map_err(|_| StoreError::Corrupt("epoch"))?,
+                    first_seen: r.try_get(2)?,
+                    last_seen: r.try_get(3)?,
+                    last_action: r.try_get(4)?,
+                    last_decision: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates or replaces the policy `name`.
+    pub async fn put_policy(&self, name: &str, body: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO policies (name, body, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET body = $2, updated_at = $3",
+        )
+        .bind(name.to_owned())
+        .bind(body.to_owned())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The policy `name`, as stored.
+    pub async fn policy(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT body FROM policies WHERE name = $1")
+            .bind(name.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get(0).map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// Every policy: name and body.
+    pub async fn policies(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT name, body FROM policies ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Deletes the policy `name` unless a resource uses it; `Ok(false)` if there was none.
+    pub async fn delete_policy(&self, name: &str) -> Result<Result<bool, String>, StoreError> {
+        let user = sqlx::query("SELECT name FROM resources WHERE policy = $1 LIMIT 1")
+            .bind(name.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(r) = user {
+            return Ok(Err(r.try_get(0)?));
+        }
+        let done = sqlx::query("DELETE FROM policies WHERE name = $1")
+            .bind(name.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(Ok(done.rows_affected() == 1))
+    }
+
+    /// Creates the resource; `Ok(false)` if one of that name exists (resources are immutable:
+    /// a released key must not change under its name).
+    pub async fn insert_resource(&self, r: &StoredResource) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO resources (name, kind, usage, policy, sealed, public_key, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(r.name.clone())
+        .bind(r.kind.clone())
+        .bind(i64::from(r.usage))
+        .bind(r.policy.clone())
+        .bind(r.sealed.clone())
+        .bind(r.public_key.clone())
+        .bind(r.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Points the resource `name` at another policy; `Ok(false)` if there is no such resource.
+    pub async fn set_resource_policy(&self, name: &str, policy: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE resources SET policy = $1 WHERE name = $2")
+            .bind(policy.to_owned())
+            .bind(name.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The resource `name`.
+    pub async fn resource(&self, name: &str) -> Result<Option<StoredResource>, StoreError> {
+        let row = sqlx::query(
+            "SELECT name, kind, usage, policy, sealed, public_key, created_at
+             FROM resources WHERE name = $1",
+        )
+        .bind(name.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(resource_row).transpose()
+    }
+
+    /// Every resource (sealed secrets included: callers show only the metadata).
+    pub async fn resources(&self) -> Result<Vec<StoredResource>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, kind, usage, policy, sealed, public_key, created_at
+             FROM resources ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(resource_row).collect()
+    }
+
+    /// Deletes the resource `name`; `Ok(false)` if there was none.
+    pub async fn delete_resource(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM resources WHERE name = $1")
+            .bind(name.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Drops every table of the database at `url` without migrating it first (tests start
     /// from an empty database on a shared server).
     #[doc(hidden)]
     pub async fn reset_for_tests(url: &str) -> Result<(), StoreError> {
         let store = Store::connect(url, 1).await?;
-        for table in ["nonces", "instances", "audit", "broker_schema"] {
+        for table in [
+            "nonces",
+            "instances",
+            "audit",
+            "policies",
+            "resources",
+            "broker_schema",
+        ] {
             sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
                 .execute(&store.pool)
                 .await?;
@@ -417,6 +643,19 @@ fn audit_row(r: &AnyRow) -> Result<AuditRecord, StoreError> {
         decision: r.try_get(3)?,
         reasons: serde_json::from_str(&reasons)
             .map_err(|_| StoreError::Corrupt("audit reasons"))?,
+    })
+}
+
+fn resource_row(r: &AnyRow) -> Result<StoredResource, StoreError> {
+    let usage: i64 = r.try_get(2)?;
+    Ok(StoredResource {
+        name: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        usage: u16::try_from(usage).map_err(|_| StoreError::Corrupt("resource usage"))?,
+        policy: r.try_get(3)?,
+        sealed: r.try_get(4)?,
+        public_key: r.try_get(5)?,
+        created_at: r.try_get(6)?,
     })
 }
 

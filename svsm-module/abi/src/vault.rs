@@ -203,6 +203,17 @@ impl KeyKind {
         }
     }
 
+    /// The usages a key of this kind can have at all (the vault refuses others with
+    /// `UsageNotAllowed`; a broker checks the same before it wraps a key).
+    pub const fn allowed_usages(self) -> Usage {
+        match self {
+            KeyKind::EcdsaP256 | KeyKind::EcdsaP384 => Usage::SIGN.union(Usage::VERIFY),
+            KeyKind::Aes256Gcm => Usage::ENCRYPT.union(Usage::DECRYPT),
+            KeyKind::HmacSha384 => Usage::MAC.union(Usage::VERIFY),
+            KeyKind::EcdhP384 => Usage::DERIVE,
+        }
+    }
+
     /// Whether the kind has a public part.
     pub const fn is_asymmetric(self) -> bool {
         matches!(

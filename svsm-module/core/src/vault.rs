@@ -178,16 +178,6 @@ fn generate<R: Entropy>(kind: KeyKind, rng: &mut R) -> Result<Secret, VaultError
     Err(VaultStatus::EntropyFailed.into())
 }
 
-/// The usages a kind can have at all.
-fn allowed_usages(kind: KeyKind) -> Usage {
-    match kind {
-        KeyKind::EcdsaP256 | KeyKind::EcdsaP384 => Usage::SIGN | Usage::VERIFY,
-        KeyKind::Aes256Gcm => Usage::ENCRYPT | Usage::DECRYPT,
-        KeyKind::HmacSha384 => Usage::MAC | Usage::VERIFY,
-        KeyKind::EcdhP384 => Usage::DERIVE,
-    }
-}
-
 /// The AES-256-GCM key of an import package: HKDF-SHA384(salt = [`IMPORT_LABEL`], ikm = the
 /// ECDH x-coordinate, info = the encoded binding).
 fn import_key(shared: &[u8], binding: &[u8]) -> Zeroizing<[u8; 32]> {
@@ -417,7 +407,7 @@ impl Vault {
     ) -> Result<bool, VaultError> {
         match *request {
             Request::CreateKey { kind, usage } => {
-                if !allowed_usages(kind).contains(usage) || usage.is_empty() {
+                if !kind.allowed_usages().contains(usage) || usage.is_empty() {
                     return Err(VaultStatus::UsageNotAllowed.into());
                 }
                 let secret = generate(kind, ctx.rng)?;
@@ -430,7 +420,7 @@ impl Vault {
             }
             Request::ImportKey(ref package) => {
                 let b = &package.binding;
-                if !allowed_usages(b.kind).contains(b.usage) || b.usage.is_empty() {
+                if !b.kind.allowed_usages().contains(b.usage) || b.usage.is_empty() {
                     return Err(VaultStatus::UsageNotAllowed.into());
                 }
                 let material = unwrap_import(caller, package, ctx)?;
@@ -567,7 +557,7 @@ impl Vault {
                 peer_public,
                 info,
             } => {
-                if !allowed_usages(kind).contains(usage) || usage.is_empty() {
+                if !kind.allowed_usages().contains(usage) || usage.is_empty() {
                     return Err(VaultStatus::UsageNotAllowed.into());
                 }
                 if !matches!(kind, KeyKind::Aes256Gcm | KeyKind::HmacSha384) {

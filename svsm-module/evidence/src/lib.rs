@@ -172,6 +172,11 @@ impl Bundle {
             return Err(BundleError::TooLarge(bytes.len()));
         }
         let j: BundleJson = serde_json::from_slice(bytes)?;
+        Bundle::from_parsed(j)
+    }
+
+    /// Decodes a bundle already parsed as JSON (for example a field of a larger request).
+    pub fn from_parsed(j: BundleJson) -> Result<Bundle, BundleError> {
         if j.format != BUNDLE_FORMAT || !(BUNDLE_VERSION_MIN..=BUNDLE_VERSION).contains(&j.version)
         {
             return Err(BundleError::Format {

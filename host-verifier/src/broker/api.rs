@@ -1,0 +1,234 @@
+//! The broker's HTTP API, version 1: every request and response body, as JSON. Requests refuse
+//! unknown fields; binary values are lowercase hex (nonces, ids) or standard base64 (packages,
+//! key material), as in the evidence bundle. `docs/broker.md` shows each with an example.
+
+use serde::{Deserialize, Serialize};
+use svsm_abi::vault::{KeyKind, Usage};
+use svsm_evidence::BundleJson;
+
+/// Path prefix of every versioned endpoint.
+pub const PREFIX: &str = "/v1";
+
+/// `POST /v1/challenge` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Challenge {
+    /// The nonce (32 bytes, hex): the guest passes it to `svsm-attest bundle --nonce`.
+    pub nonce: String,
+    /// Unix seconds after which the nonce is refused.
+    pub expires_at: i64,
+}
+
+/// `POST /v1/attest` body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestRequest {
+    /// The evidence bundle, made for a nonce this broker issued.
+    pub bundle: BundleJson,
+    /// The policy to appraise against (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+}
+
+/// One failed check, by name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailedCheck {
+    /// The check (`cpu.measurement`, `vtpm.reference_pcrs`, `broker.nonce`, `broker.epoch`, ...).
+    pub check: String,
+    /// Why it failed.
+    pub reason: String,
+}
+
+/// `POST /v1/attest` answer (200 whatever the verdict; the EAR says which).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestResponse {
+    /// `affirming` or `contraindicated`.
+    pub verdict: String,
+    /// The appraisal as an EAR (IETF RATS), a JWT signed ES256 by the broker
+    /// (`GET /v1/ear-key`).
+    pub ear: String,
+    /// The checks that failed (empty when affirming).
+    pub failed_checks: Vec<FailedCheck>,
+    /// The instance, hex (when the manifest parsed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+}
+
+/// `POST /v1/release` body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// The resource asked for.
+    pub resource: String,
+    /// The evidence bundle, made for a nonce this broker issued.
+    pub bundle: BundleJson,
+}
+
+/// `POST /v1/release` answer when released.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Released {
+    /// The resource (also the vault key's name).
+    pub resource: String,
+    /// The key kind (`ecdsa-p384`, ...).
+    pub kind: String,
+    /// The vault import package (`docs/provisioning.md`), base64: pass it to
+    /// `svsm-vault import`.
+    pub package: String,
+    /// The VMPL that owns the key (the manifest's requester VMPL).
+    pub owner_vmpl: u8,
+    /// The instance it is bound to, hex.
+    pub instance_id: String,
+    /// The public key of an asymmetric key, SEC1 hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+}
+
+/// Every error and refusal answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// `refused` (403), `malformed` (400), `unauthorized` (401), `not_found` (404),
+    /// `conflict` (409), `too_large` (413), `unavailable` (503), `internal` (500).
+    pub error: String,
+    /// In words.
+    pub message: String,
+    /// For `malformed`: the offending field's path (`bundle.quote.attest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// For `refused`: every failed check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_checks: Vec<FailedCheck>,
+}
+
+/// `GET /v1/ear-key` answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarKey {
+    /// `ES256`.
+    pub alg: String,
+    /// The public key as a JWK (RFC 7517) object.
+    pub jwk: serde_json::Value,
+}
+
+/// `PUT /v1/admin/resources/{name}` body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewResource {
+    /// `ecdsa-p256`, `ecdsa-p384`, `aes-256-gcm`, `hmac-sha384`, `ecdh-p384`.
+    pub kind: String,
+    /// Usages: `sign`, `verify`, `encrypt`, `decrypt`, `mac`, `derive` (must suit the kind).
+    pub usage: Vec<String>,
+    /// The policy a release must satisfy (must exist and pin MEASUREMENT and the owner VMPL).
+    pub policy: String,
+    /// The key material, base64 (32 or 48 bytes by kind); absent: the broker generates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub material: Option<String>,
+}
+
+/// `PATCH /v1/admin/resources/{name}` body: point a resource at another policy.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcePolicyChange {
+    /// The new policy.
+    pub policy: String,
+}
+
+/// A resource as the admin API shows it (never its material).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceInfo {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: String,
+    /// Usages.
+    pub usage: Vec<String>,
+    /// Policy.
+    pub policy: String,
+    /// The public key of an asymmetric key, SEC1 hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// The API name of a key kind.
+pub const fn kind_name(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::EcdsaP256 => "ecdsa-p256",
+        KeyKind::EcdsaP384 => "ecdsa-p384",
+        KeyKind::Aes256Gcm => "aes-256-gcm",
+        KeyKind::HmacSha384 => "hmac-sha384",
+        KeyKind::EcdhP384 => "ecdh-p384",
+    }
+}
+
+/// The key kind an API name means.
+pub fn kind_from_name(name: &str) -> Option<KeyKind> {
+    [
+        KeyKind::EcdsaP256,
+        KeyKind::EcdsaP384,
+        KeyKind::Aes256Gcm,
+        KeyKind::HmacSha384,
+        KeyKind::EcdhP384,
+    ]
+    .into_iter()
+    .find(|k| kind_name(*k) == name)
+}
+
+const USAGE_NAMES: [(Usage, &str); 6] = [
+    (Usage::SIGN, "sign"),
+    (Usage::VERIFY, "verify"),
+    (Usage::ENCRYPT, "encrypt"),
+    (Usage::DECRYPT, "decrypt"),
+    (Usage::MAC, "mac"),
+    (Usage::DERIVE, "derive"),
+];
+
+/// The usage bits the API names mean; `Err` names the first unknown one.
+pub fn usage_from_names(names: &[String]) -> Result<Usage, String> {
+    names.iter().try_fold(Usage::empty(), |acc, n| {
+        USAGE_NAMES
+            .iter()
+            .find(|(_, name)| name == n)
+            .map(|(u, _)| acc | *u)
+            .ok_or_else(|| n.clone())
+    })
+}
+
+/// The API names of usage bits.
+pub fn usage_names(usage: Usage) -> Vec<String> {
+    USAGE_NAMES
+        .iter()
+        .filter(|(u, _)| usage.contains(*u))
+        .map(|(_, n)| (*n).to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for k in 1..=5 {
+            let kind = KeyKind::from_u16(k).unwrap();
+            assert_eq!(kind_from_name(kind_name(kind)), Some(kind));
+        }
+        assert_eq!(kind_from_name("rsa"), None);
+        let u = usage_from_names(&["sign".into(), "verify".into()]).unwrap();
+        assert_eq!(u, Usage::SIGN | Usage::VERIFY);
+        assert_eq!(usage_names(u), ["sign", "verify"]);
+        assert_eq!(usage_from_names(&["fly".into()]), Err("fly".into()));
+    }
+
+    #[test]
+    fn requests_refuse_unknown_fields() {
+        let e =
+            serde_json::from_str::<ResourcePolicyChange>(r#"{"policy":"a","x":1}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `x`"), "{e}");
+    }
+}

@@ -1,0 +1,1193 @@
+//! The broker's HTTP service (axum): the versioned API of [`super::api`] over [`super::store`],
+//! [`super::secrets`] and [`crate::bundle_verify`]. Every replica is stateless: a nonce, an
+//! instance's epoch, a policy, a resource and an audit row live in the database only, so any
+//! replica answers any step of a flow.
+//!
+//! Order of a release (each refusal is audited with its reasons before it is answered):
+//! decode the request strictly → find the resource and its policy → redeem the bundle's nonce
+//! (once, across replicas) → appraise the bundle with the policy (on a blocking thread) →
+//! accept the sealed-state epoch (never backwards) → open the secret and wrap it for the
+//! appraised manifest's instance, boot, owner VMPL, name and nonce → audit → answer. A broker
+//! killed at any point has either audited a release or released nothing.
+
+use super::api::{self, ErrorBody, FailedCheck};
+use super::policy::{CompiledPolicy, PolicyDocument};
+use super::secrets::MasterKey;
+use super::store::{AuditRecord, ObservedState, Store, StoreError, StoredResource};
+use crate::bundle_verify::{verify_bundle, BundleAppraisal, BundleContext};
+use crate::{TrustStore, Verifier};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
+use svsm_abi::attest::{StateKind, VtpmManifestV2};
+use svsm_abi::vault::{valid_key_name, KeyKind, Usage};
+use svsm_evidence::{Bundle, BundleJson};
+use zeroize::Zeroizing;
+
+/// The policy `attest` uses when the request names none.
+pub const DEFAULT_POLICY: &str = "default";
+
+/// How the service behaves (the data directory's files are read by the caller).
+pub struct ServiceConfig {
+    /// The database.
+    pub store: Store,
+    /// Seals secrets at rest.
+    pub master_key: MasterKey,
+    /// The EAR signing key, P-256 PKCS#8 PEM.
+    pub ear_key_pem: Zeroizing<Vec<u8>>,
+    /// SHA-256 of the admin bearer token.
+    pub admin_token_sha256: [u8; 32],
+    /// The roots SNP reports must chain to.
+    pub trust: Arc<TrustStore>,
+    /// How long a nonce is valid.
+    pub nonce_ttl: Duration,
+    /// Largest request body.
+    pub max_body: usize,
+    /// The longest a request may take, body included.
+    pub request_timeout: Duration,
+}
+
+/// Why the service could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The EAR key is not a P-256 PKCS#8 PEM key.
+    #[error("the EAR signing key is not a P-256 PKCS#8 PEM private key")]
+    EarKey,
+    /// The metrics registry refused a metric.
+    #[error("metrics: {0}")]
+    Metrics(String),
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    action: String,
+    decision: String,
+}
+
+struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<EndpointLabels, Histogram>,
+    decisions: Family<DecisionLabels, Counter>,
+    database_unavailable: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(
+        [
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ],
+    )
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("broker");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<EndpointLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        let database_unavailable = Counter::default();
+        registry.register(
+            "requests",
+            "HTTP requests by endpoint and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "HTTP request latency by endpoint",
+            latency.clone(),
+        );
+        registry.register(
+            "decisions",
+            "Audited decisions by action and outcome",
+            decisions.clone(),
+        );
+        registry.register(
+            "database_unavailable",
+            "Requests answered 503 because the database could not be reached",
+            database_unavailable.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            decisions,
+            database_unavailable,
+        }
+    }
+}
+
+struct Shared {
+    store: Store,
+    master_key: MasterKey,
+    ear_key_pem: Zeroizing<Vec<u8>>,
+    ear_jwk: serde_json::Value,
+    admin_token_sha256: [u8; 32],
+    trust: Arc<TrustStore>,
+    nonce_ttl_secs: i64,
+    metrics: Metrics,
+}
+
+type AppState = Arc<Shared>;
+
+/// Builds the router: public API, admin API, `/healthz`, `/metrics`.
+pub fn router(config: ServiceConfig) -> Result<Router, ServiceError> {
+    let pem = std::str::from_utf8(&config.ear_key_pem).map_err(|_| ServiceError::EarKey)?;
+    let secret = {
+        use p256::pkcs8::DecodePrivateKey;
+        p256::SecretKey::from_pkcs8_pem(pem).map_err(|_| ServiceError::EarKey)?
+    };
+    let ear_jwk = serde_json::from_str(&secret.public_key().to_jwk_string())
+        .map_err(|_| ServiceError::EarKey)?;
+    let shared = Arc::new(Shared {
+        store: config.store,
+        master_key: config.master_key,
+        ear_key_pem: config.ear_key_pem,
+        ear_jwk,
+        admin_token_sha256: config.admin_token_sha256,
+        trust: config.trust,
+        nonce_ttl_secs: i64::try_from(config.nonce_ttl.as_secs()).unwrap_or(i64::MAX),
+        metrics: Metrics::new(),
+    });
+    let admin = Router::new()
+        .route("/policies", get(list_policies))
+        .route(
+            "/policies/{name}",
+            get(get_policy).put(put_policy).delete(delete_policy),
+        )
+        .route("/resources", get(list_resources))
+        .route(
+            "/resources/{name}",
+            get(get_resource)
+                .put(put_resource)
+                .patch(patch_resource)
+                .delete(delete_resource),
+        )
+        .route("/nodes", get(list_nodes))
+        .route("/audit", get(read_audit))
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            require_admin,
+        ));
+    let api = Router::new()
+        .route("/challenge", post(challenge))
+        .route("/attest", post(attest))
+        .route("/release", post(release))
+        .route("/ear-key", get(ear_key))
+        .nest("/admin", admin);
+    Ok(Router::new()
+        .nest(api::PREFIX, api)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            measure,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(DefaultBodyLimit::max(config.max_body))
+        .with_state(shared))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// Every answer that is not a success.
+#[derive(Debug)]
+enum ApiError {
+    Malformed {
+        field: Option<String>,
+        message: String,
+    },
+    TooLarge,
+    Unauthorized,
+    NotFound(String),
+    Conflict(String),
+    Refused {
+        message: String,
+        failed: Vec<FailedCheck>,
+    },
+    Unavailable,
+    Internal(&'static str),
+}
+
+impl ApiError {
+    fn malformed(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError::Malformed {
+            field: Some(field.to_owned()),
+            message: message.into(),
+        }
+    }
+}
+
+/// Whether a database error means "cannot reach it now" (503, retry) rather than a bug.
+fn unreachable_database(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        // PostgreSQL SQLSTATE classes 08 (connection exception) and 57 (operator
+        // intervention: the server is shutting down); SQLite "database is locked/busy".
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57") || c == "5" || c == "6"),
+        _ => false,
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match &e {
+            StoreError::Database(d) if unreachable_database(d) => {
+                tracing::warn!(error = %d, "database unavailable");
+                ApiError::Unavailable
+            }
+            _ => {
+                tracing::error!(error = %e, "database error");
+                ApiError::Internal("database error")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::Malformed { field, message } => (
+                StatusCode::BAD_REQUEST,
+                ErrorBody {
+                    error: "malformed".into(),
+                    message,
+                    field,
+                    failed_checks: vec![],
+                },
+            ),
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorBody {
+                    error: "too_large".into(),
+                    message: "the request body exceeds the broker's limit".into(),
+                    field: None,
+                    failed_checks: vec![],
+                },
+            ),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                ErrorBody {
+                    error: "unauthorized".into(),
+                    message: "the admin API needs `Authorization: Bearer <admin token>`".into(),
+                    field: None,
+                    failed_checks: vec![],
+                },
+            ),
+            ApiError::NotFound(message) => (
+                StatusCode::NOT_FOUND,
+                ErrorBody {
+                    error: "not_found".into(),
+                    message,
+                    field: None,
+                    failed_checks: vec![],
+                },
+            ),
+            ApiError::Conflict(message) => (
+                StatusCode::CONFLICT,
+                ErrorBody {
+                    error: "conflict".into(),
+                    message,
+                    field: None,
+                    failed_checks: vec![],
+                },
+            ),
+            ApiError::Refused { message, failed } => (
+                StatusCode::FORBIDDEN,
+                ErrorBody {
+                    error: "refused".into(),
+                    message,
+                    field: None,
+                    failed_checks: failed,
+                },
+            ),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorBody {
+                    error: "unavailable".into(),
+                    message: "the broker's database cannot be reached; retry".into(),
+                    field: None,
+                    failed_checks: vec![],
+                },
+            ),
+            ApiError::Internal(what) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorBody {
+                    error: "internal".into(),
+                    message: what.into(),
+                    field: None,
+                    failed_checks: vec![],
+                },
+            ),
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// A JSON body decoded strictly: unknown fields refused, the offending field named, the body
+/// limit answered 413.
+struct StrictJson<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge
+            } else {
+                ApiError::Malformed {
+                    field: None,
+                    message: e.body_text(),
+                }
+            }
+        })?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            ApiError::Malformed {
+                field: (path != ".").then_some(path),
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        Ok(StrictJson(value))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Middleware
+
+async fn measure(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    s.metrics
+        .latency
+        .get_or_create(&EndpointLabels {
+            endpoint: endpoint.clone(),
+        })
+        .observe(start.elapsed().as_secs_f64());
+    s.metrics
+        .requests
+        .get_or_create(&RequestLabels { endpoint, status })
+        .inc();
+    if status == 503 {
+        s.metrics.database_unavailable.inc();
+    }
+    response
+}
+
+async fn require_admin(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| super::config::token_hash(t.trim()));
+    let ok = presented.is_some_and(|h| bool::from(h.ct_eq(&s.admin_token_sha256)));
+    if !ok {
+        let path = req.uri().path().to_owned();
+        if let Err(e) = audit(
+            &s,
+            "admin",
+            &path,
+            "refused",
+            vec!["wrong or missing admin credentials".into()],
+        )
+        .await
+        {
+            return e.into_response();
+        }
+        return ApiError::Unauthorized.into_response();
+    }
+    next.run(req).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+async fn audit(
+    s: &Shared,
+    action: &str,
+    subject: &str,
+    decision: &str,
+    reasons: Vec<String>,
+) -> Result<(), ApiError> {
+    s.store
+        .audit(&AuditRecord {
+            at: now(),
+            action: action.to_owned(),
+            subject: subject.to_owned(),
+            decision: decision.to_owned(),
+            reasons,
+        })
+        .await?;
+    s.metrics
+        .decisions
+        .get_or_create(&DecisionLabels {
+            action: action.to_owned(),
+            decision: decision.to_owned(),
+        })
+        .inc();
+    Ok(())
+}
+
+fn check(check: &str, reason: impl Into<String>) -> FailedCheck {
+    FailedCheck {
+        check: check.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn reasons(failed: &[FailedCheck]) -> Vec<String> {
+    failed
+        .iter()
+        .map(|f| format!("{}: {}", f.check, f.reason))
+        .collect()
+}
+
+fn decode_bundle(json: BundleJson) -> Result<Bundle, ApiError> {
+    Bundle::from_parsed(json).map_err(|e| ApiError::malformed("bundle", e.to_string()))
+}
+
+async fn load_policy(
+    s: &Shared,
+    name: &str,
+    for_release: bool,
+) -> Result<CompiledPolicy, ApiError> {
+    let body = s
+        .store
+        .policy(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no policy named {name:?}")))?;
+    let doc = PolicyDocument::from_json(&body).map_err(|e| {
+        tracing::error!(policy = name, error = %e, "stored policy does not parse");
+        ApiError::Internal("a stored policy does not parse")
+    })?;
+    doc.compile(for_release).map_err(|e| {
+        tracing::error!(policy = name, error = %e, "stored policy does not compile");
+        ApiError::Internal("a stored policy does not compile")
+    })
+}
+
+/// The subject line of an audit row.
+fn subject(what: &str, instance: Option<&[u8; 16]>, nonce: &[u8]) -> String {
+    match instance {
+        Some(i) => format!(
+            "{what} instance={} nonce={}",
+            hex::encode(i),
+            hex::encode(nonce)
+        ),
+        None => format!("{what} nonce={}", hex::encode(nonce)),
+    }
+}
+
+/// Redeems the bundle's nonce, auditing a refusal.
+async fn redeem(s: &Shared, action: &str, what: &str, nonce: &[u8]) -> Result<(), ApiError> {
+    let refusal = if nonce.len() == super::store::NONCE_LEN {
+        s.store.redeem_nonce(nonce, now()).await?.err()
+    } else {
+        Some(super::store::NonceRefusal::Unknown)
+    };
+    if let Some(r) = refusal {
+        let failed = vec![check("broker.nonce", r.to_string())];
+        audit(
+            s,
+            action,
+            &subject(what, None, nonce),
+            "refused",
+            reasons(&failed),
+        )
+        .await?;
+        return Err(ApiError::Refused {
+            message: "the bundle's nonce is not a live nonce of this broker".into(),
+            failed,
+        });
+    }
+    Ok(())
+}
+
+/// Appraises on a blocking thread (ECDSA and RSA verification take milliseconds).
+async fn appraise(
+    s: &Shared,
+    bundle: Arc<Bundle>,
+    policy: CompiledPolicy,
+) -> Result<BundleAppraisal, ApiError> {
+    let trust = s.trust.clone();
+    tokio::task::spawn_blocking(move || {
+        let verifier = Verifier::with_trust_store(trust, policy.snp);
+        let mut ctx = BundleContext::new(&verifier, &bundle.nonce, SystemTime::now());
+        ctx.expected_pcrs = policy.reference_pcrs;
+        ctx.requester_vmpl = policy.requester_vmpl;
+        ctx.min_epoch = policy.min_epoch;
+        verify_bundle(&bundle, &ctx)
+    })
+    .await
+    .map_err(|_| ApiError::Internal("the appraisal task failed"))?
+    .map_err(|e| {
+        tracing::warn!(error = %e, "appraisal could not run");
+        ApiError::Internal("the appraisal could not run")
+    })
+}
+
+fn failed_checks(appraisal: &BundleAppraisal) -> Vec<FailedCheck> {
+    appraisal
+        .failures()
+        .map(|c| {
+            check(
+                &c.id.to_string(),
+                c.failure().map(|f| f.to_string()).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// The manifest's state, as the epoch record needs it (the appraisal already parsed and
+/// checked the manifest; this re-parse cannot fail for an affirming bundle).
+fn observed(manifest: &VtpmManifestV2<'_>) -> ObservedState {
+    let m = &manifest.module;
+    match m.state {
+        StateKind::Fresh => ObservedState::Fresh { epoch: m.epoch },
+        StateKind::Restored => ObservedState::Restored { epoch: m.epoch },
+        StateKind::Ephemeral => ObservedState::Ephemeral,
+    }
+}
+
+/// Accepts the manifest's sealed state for its instance, or the refusal as a failed check.
+async fn accept_epoch(
+    s: &Shared,
+    manifest: &VtpmManifestV2<'_>,
+) -> Result<Option<FailedCheck>, ApiError> {
+    match s
+        .store
+        .observe_state(manifest.module.instance_id, observed(manifest), now())
+        .await?
+    {
+        Ok(()) => Ok(None),
+        Err(r) => Ok(Some(check("broker.epoch", r.to_string()))),
+    }
+}
+
+fn sign_ear(
+    s: &Shared,
+    appraisal: &BundleAppraisal,
+    extra: &[FailedCheck],
+) -> Result<String, ApiError> {
+    let mut ear = appraisal
+        .to_ear(now())
+        .map_err(|_| ApiError::Internal("the EAR could not be built"))?;
+    if !extra.is_empty() {
+        // A broker check (the epoch record) failed after an affirming appraisal: the SVSM
+        // submodule is then contraindicated, and so is the EAR.
+        if let Some(svsm) = ear.submods.get_mut(crate::bundle_verify::EAR_SUBMOD_SVSM) {
+            svsm.status = ear::TrustTier::Contraindicated;
+        }
+        ear.status = Some(ear::TrustTier::Contraindicated);
+    }
+    ear.sign_jwt_pem(ear::Algorithm::ES256, &s.ear_key_pem)
+        .map_err(|_| ApiError::Internal("the EAR could not be signed"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+
+async fn challenge(State(s): State<AppState>) -> Result<axum::Json<api::Challenge>, ApiError> {
+    let mut nonce = [0u8; super::store::NONCE_LEN];
+    {
+        use rand_core::RngCore;
+        rand_core::OsRng
+            .try_fill_bytes(&mut nonce)
+            .map_err(|_| ApiError::Internal("no randomness"))?;
+    }
+    let at = now();
+    s.store.issue_nonce(&nonce, at, s.nonce_ttl_secs).await?;
+    Ok(axum::Json(api::Challenge {
+        nonce: hex::encode(nonce),
+        expires_at: at.saturating_add(s.nonce_ttl_secs),
+    }))
+}
+
+async fn attest(
+    State(s): State<AppState>,
+    StrictJson(req): StrictJson<api::AttestRequest>,
+) -> Result<axum::Json<api::AttestResponse>, ApiError> {
+    let bundle = Arc::new(decode_bundle(req.bundle)?);
+    let policy_name = req.policy.as_deref().unwrap_or(DEFAULT_POLICY);
+    let policy = load_policy(&s, policy_name, false).await?;
+    let what = format!("policy={policy_name}");
+    redeem(&s, "attest", &what, &bundle.nonce).await?;
+    let appraisal = appraise(&s, bundle.clone(), policy).await?;
+    let mut failed = failed_checks(&appraisal);
+    let manifest = VtpmManifestV2::parse(&bundle.manifest).ok();
+    let mut broker_failed = Vec::new();
+    if failed.is_empty() {
+        if let Some(m) = &manifest {
+            broker_failed.extend(accept_epoch(&s, m).await?);
+        }
+    }
+    failed.extend(broker_failed.iter().cloned());
+    let decision = if failed.is_empty() {
+        "allowed"
+    } else {
+        "refused"
+    };
+    let instance = manifest.as_ref().map(|m| m.module.instance_id);
+    audit(
+        &s,
+        "attest",
+        &subject(&what, instance, &bundle.nonce),
+        decision,
+        reasons(&failed),
+    )
+    .await?;
+    if let Some(i) = instance {
+        s.store.note_decision(i, "attest", decision, now()).await?;
+    }
+    let ear = sign_ear(&s, &appraisal, &broker_failed)?;
+    Ok(axum::Json(api::AttestResponse {
+        verdict: if failed.is_empty() {
+            "affirming"
+        } else {
+            "contraindicated"
+        }
+        .to_owned(),
+        ear,
+        failed_checks: failed,
+        instance_id: instance.map(hex::encode),
+    }))
+}
+
+async fn release(
+    State(s): State<AppState>,
+    StrictJson(req): StrictJson<api::ReleaseRequest>,
+) -> Result<axum::Json<api::Released>, ApiError> {
+    let bundle = Arc::new(decode_bundle(req.bundle)?);
+    let resource = s
+        .store
+        .resource(&req.resource)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no resource named {:?}", req.resource)))?;
+    let policy = load_policy(&s, &resource.policy, true).await?;
+    let what = format!("resource={}", resource.name);
+    redeem(&s, "release", &what, &bundle.nonce).await?;
+    let appraisal = appraise(&s, bundle.clone(), policy).await?;
+    let mut failed = failed_checks(&appraisal);
+    let manifest = VtpmManifestV2::parse(&bundle.manifest).ok();
+    let instance = manifest.as_ref().map(|m| m.module.instance_id);
+    let manifest = match (failed.is_empty(), manifest) {
+        (true, Some(m)) => {
+            failed.extend(accept_epoch(&s, &m).await?);
+            Some(m)
+        }
+        (true, None) => {
+            failed.push(check("svsm.manifest", "the manifest does not parse"));
+            None
+        }
+        (false, m) => m,
+    };
+    let subject_line = subject(&what, instance, &bundle.nonce);
+    let (Some(manifest), true) = (manifest, failed.is_empty()) else {
+        audit(&s, "release", &subject_line, "refused", reasons(&failed)).await?;
+        if let Some(i) = instance {
+            s.store
+                .note_decision(i, "release", "refused", now())
+                .await?;
+        }
+        return Err(ApiError::Refused {
+            message: format!(
+                "the appraisal does not admit a release of {:?}",
+                resource.name
+            ),
+            failed,
+        });
+    };
+    let package = wrap(&s, &resource, &manifest, &bundle.nonce)?;
+    audit(&s, "release", &subject_line, "allowed", vec![]).await?;
+    s.store
+        .note_decision(manifest.module.instance_id, "release", "allowed", now())
+        .await?;
+    use base64::Engine;
+    Ok(axum::Json(api::Released {
+        resource: resource.name.clone(),
+        kind: resource.kind.clone(),
+        package: base64::engine::general_purpose::STANDARD.encode(package),
+        owner_vmpl: manifest.module.requester_vmpl,
+        instance_id: hex::encode(manifest.module.instance_id),
+        public_key: resource.public_key.as_deref().map(hex::encode),
+    }))
+}
+
+/// Wraps the resource's key for what the appraised manifest names.
+fn wrap(
+    s: &Shared,
+    resource: &StoredResource,
+    manifest: &VtpmManifestV2<'_>,
+    nonce: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let kind = api::kind_from_name(&resource.kind).ok_or(ApiError::Internal("stored kind"))?;
+    let usage = Usage::from_bits(resource.usage).ok_or(ApiError::Internal("stored usage"))?;
+    let owner = svsm_core::platform::Vmpl::new(manifest.module.requester_vmpl)
+        .ok_or(ApiError::Internal("requester VMPL above 3"))?;
+    let material = s
+        .master_key
+        .open(&resource.name, &resource.sealed)
+        .map_err(|e| {
+            tracing::error!(resource = %resource.name, error = %e, "a sealed secret does not open");
+            ApiError::Internal("a sealed secret does not open")
+        })?;
+    let mut rng = rand_core::OsRng;
+    let ephemeral = p384::SecretKey::random(&mut rng);
+    let mut iv = [0u8; 12];
+    {
+        use rand_core::RngCore;
+        rng.try_fill_bytes(&mut iv)
+            .map_err(|_| ApiError::Internal("no randomness"))?;
+    }
+    svsm_core::vault::wrap_for_import(
+        &svsm_core::vault::ImportTarget {
+            kind,
+            usage,
+            owner,
+            instance_id: manifest.module.instance_id,
+            recipient: manifest.module.transport_public,
+            name: resource.name.as_bytes(),
+            nonce,
+        },
+        &ephemeral,
+        &iv,
+        &material,
+    )
+    .map_err(|_| ApiError::Internal("the key could not be wrapped"))
+}
+
+async fn ear_key(State(s): State<AppState>) -> axum::Json<api::EarKey> {
+    axum::Json(api::EarKey {
+        alg: "ES256".into(),
+        jwk: s.ear_jwk.clone(),
+    })
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    match s.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ok"})),
+        )
+            .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, &s.metrics.registry).is_err() {
+        return ApiError::Internal("metrics").into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint (the API is under /v1; see docs/broker.md)".into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin API
+
+fn valid_name(name: &str) -> Result<(), ApiError> {
+    if valid_key_name(name.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::malformed(
+            "name",
+            "a name is 1..64 printable ASCII characters without spaces",
+        ))
+    }
+}
+
+async fn list_policies(
+    State(s): State<AppState>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let mut out = serde_json::Map::new();
+    for (name, body) in s.store.policies().await? {
+        let doc: serde_json::Value =
+            serde_json::from_str(&body).map_err(|_| ApiError::Internal("stored policy"))?;
+        out.insert(name, doc);
+    }
+    Ok(axum::Json(serde_json::Value::Object(out)))
+}
+
+async fn get_policy(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<PolicyDocument>, ApiError> {
+    let body = s
+        .store
+        .policy(&name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no policy named {name:?}")))?;
+    PolicyDocument::from_json(&body)
+        .map(axum::Json)
+        .map_err(|_| ApiError::Internal("stored policy"))
+}
+
+async fn put_policy(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    StrictJson(doc): StrictJson<PolicyDocument>,
+) -> Result<axum::Json<PolicyDocument>, ApiError> {
+    valid_name(&name)?;
+    doc.compile(false)
+        .map_err(|e| ApiError::malformed("policy", e.to_string()))?;
+    // A policy some resource releases under must stay fit for a release.
+    if s.store.resources().await?.iter().any(|r| r.policy == name) {
+        doc.compile(true)
+            .map_err(|e| ApiError::malformed("policy", e.to_string()))?;
+    }
+    let body = serde_json::to_string(&doc).map_err(|_| ApiError::Internal("policy encoding"))?;
+    s.store.put_policy(&name, &body, now()).await?;
+    audit(
+        &s,
+        "admin",
+        &format!("put policy={name}"),
+        "allowed",
+        vec![],
+    )
+    .await?;
+    Ok(axum::Json(doc))
+}
+
+async fn delete_policy(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    match s.store.delete_policy(&name).await? {
+        Err(user) => Err(ApiError::Conflict(format!(
+            "resource {user:?} releases under policy {name:?}"
+        ))),
+        Ok(false) => Err(ApiError::NotFound(format!("no policy named {name:?}"))),
+        Ok(true) => {
+            audit(
+                &s,
+                "admin",
+                &format!("delete policy={name}"),
+                "allowed",
+                vec![],
+            )
+            .await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+    }
+}
+
+fn resource_info(r: &StoredResource) -> api::ResourceInfo {
+    api::ResourceInfo {
+        name: r.name.clone(),
+        kind: r.kind.clone(),
+        usage: api::usage_names(Usage::from_bits_truncate(r.usage)),
+        policy: r.policy.clone(),
+        public_key: r.public_key.as_deref().map(hex::encode),
+        created_at: r.created_at,
+    }
+}
+
+/// A new key's secret material and, for an asymmetric key, its public key (SEC1).
+type KeyMaterial = (Zeroizing<Vec<u8>>, Option<Vec<u8>>);
+
+/// The material for a new key (given or generated) and its public key (SEC1 uncompressed).
+fn key_material(
+    kind: KeyKind,
+    given: Option<&str>,
+) -> Result<KeyMaterial, ApiError> {
+    let material = match given {
+        Some(b64) => {
+            use base64::Engine;
+            let bytes = Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|_| ApiError::malformed("material", "not base64"))?,
+            );
+            if bytes.len() != kind.secret_len() {
+                return Err(ApiError::malformed(
+                    "material",
+                    format!(
+                        "{} bytes; a {} key is {} bytes",
+                        bytes.len(),
+                        api::kind_name(kind),
+                        kind.secret_len()
+                    ),
+                ));
+            }
+            bytes
+        }
+        None => {
+            use rand_core::RngCore;
+            let mut bytes = Zeroizing::new(vec![0u8; kind.secret_len()]);
+            match kind {
+                KeyKind::EcdsaP256 => bytes
+                    .copy_from_slice(&p256::SecretKey::random(&mut rand_core::OsRng).to_bytes()),
+                KeyKind::EcdsaP384 | KeyKind::EcdhP384 => bytes
+                    .copy_from_slice(&p384::SecretKey::random(&mut rand_core::OsRng).to_bytes()),
+                KeyKind::Aes256Gcm | KeyKind::HmacSha384 => rand_core::OsRng
+                    .try_fill_bytes(&mut bytes)
+                    .map_err(|_| ApiError::Internal("no randomness"))?,
+            }
+            bytes
+        }
+    };
+    let public = match kind {
+        KeyKind::EcdsaP256 => Some(
+            p256::SecretKey::from_slice(&material)
+                .map_err(|_| ApiError::malformed("material", "not a P-256 private scalar"))?
+                .public_key()
+                .to_sec1_bytes()
+                .to_vec(),
+        ),
+        KeyKind::EcdsaP384 | KeyKind::EcdhP384 => Some(
+            p384::SecretKey::from_slice(&material)
+                .map_err(|_| ApiError::malformed("material", "not a P-384 private scalar"))?
+                .public_key()
+                .to_sec1_bytes()
+                .to_vec(),
+        ),
+        KeyKind::Aes256Gcm | KeyKind::HmacSha384 => None,
+    };
+    Ok((material, public))
+}
+
+async fn put_resource(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    StrictJson(req): StrictJson<api::NewResource>,
+) -> Result<(StatusCode, axum::Json<api::ResourceInfo>), ApiError> {
+    valid_name(&name)?;
+    let kind = api::kind_from_name(&req.kind).ok_or_else(|| {
+        ApiError::malformed(
+            "kind",
+            "one of ecdsa-p256, ecdsa-p384, aes-256-gcm, hmac-sha384, ecdh-p384",
+        )
+    })?;
+    let usage = api::usage_from_names(&req.usage)
+        .map_err(|u| ApiError::malformed("usage", format!("unknown usage {u:?}")))?;
+    if usage.is_empty() || !kind.allowed_usages().contains(usage) {
+        return Err(ApiError::malformed(
+            "usage",
+            format!(
+                "a {} key allows {:?}",
+                req.kind,
+                api::usage_names(kind.allowed_usages())
+            ),
+        ));
+    }
+    let body = s.store.policy(&req.policy).await?.ok_or_else(|| {
+        ApiError::malformed("policy", format!("no policy named {:?}", req.policy))
+    })?;
+    PolicyDocument::from_json(&body)
+        .map_err(|_| ApiError::Internal("stored policy"))?
+        .compile(true)
+        .map_err(|e| ApiError::malformed("policy", e.to_string()))?;
+    let (material, public_key) = key_material(kind, req.material.as_deref())?;
+    let sealed = s
+        .master_key
+        .seal(&name, &material)
+        .map_err(|_| ApiError::Internal("the secret could not be sealed"))?;
+    let stored = StoredResource {
+        name: name.clone(),
+        kind: req.kind.clone(),
+        usage: usage.bits(),
+        policy: req.policy.clone(),
+        sealed,
+        public_key,
+        created_at: now(),
+    };
+    if !s.store.insert_resource(&stored).await? {
+        return Err(ApiError::Conflict(format!(
+            "resource {name:?} exists (a released key never changes under its name; delete it first)"
+        )));
+    }
+    audit(
+        &s,
+        "admin",
+        &format!(
+            "create resource={name} kind={} policy={}",
+            req.kind, req.policy
+        ),
+        "allowed",
+        vec![],
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(resource_info(&stored))))
+}
+
+async fn patch_resource(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    StrictJson(req): StrictJson<api::ResourcePolicyChange>,
+) -> Result<axum::Json<api::ResourceInfo>, ApiError> {
+    let body = s.store.policy(&req.policy).await?.ok_or_else(|| {
+        ApiError::malformed("policy", format!("no policy named {:?}", req.policy))
+    })?;
+    PolicyDocument::from_json(&body)
+        .map_err(|_| ApiError::Internal("stored policy"))?
+        .compile(true)
+        .map_err(|e| ApiError::malformed("policy", e.to_string()))?;
+    if !s.store.set_resource_policy(&name, &req.policy).await? {
+        return Err(ApiError::NotFound(format!("no resource named {name:?}")));
+    }
+    audit(
+        &s,
+        "admin",
+        &format!("set resource={name} policy={}", req.policy),
+        "allowed",
+        vec![],
+    )
+    .await?;
+    let r = s
+        .store
+        .resource(&name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no resource named {name:?}")))?;
+    Ok(axum::Json(resource_info(&r)))
+}
+
+async fn get_resource(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<api::ResourceInfo>, ApiError> {
+    let r = s
+        .store
+        .resource(&name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no resource named {name:?}")))?;
+    Ok(axum::Json(resource_info(&r)))
+}
+
+async fn list_resources(
+    State(s): State<AppState>,
+) -> Result<axum::Json<Vec<api::ResourceInfo>>, ApiError> {
+    Ok(axum::Json(
+        s.store
+            .resources()
+            .await?
+            .iter()
+            .map(resource_info)
+            .collect(),
+    ))
+}
+
+async fn delete_resource(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !s.store.delete_resource(&name).await? {
+        return Err(ApiError::NotFound(format!("no resource named {name:?}")));
+    }
+    audit(
+        &s,
+        "admin",
+        &format!("delete resource={name}"),
+        "allowed",
+        vec![],
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    since: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn list_nodes(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<Vec<super::store::NodeRecord>>, ApiError> {
+    Ok(axum::Json(
+        s.store
+            .nodes(q.limit.unwrap_or(1000).clamp(1, 10_000))
+            .await?,
+    ))
+}
+
+async fn read_audit(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<Vec<AuditRecord>>, ApiError> {
+    Ok(axum::Json(
+        s.store
+            .audit_since(
+                q.since.unwrap_or(0),
+                q.limit.unwrap_or(1000).clamp(1, 100_000),
+            )
+            .await?,
+    ))
+}
