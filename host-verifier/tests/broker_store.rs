@@ -8,6 +8,7 @@
 
 use host_verifier::broker::store::{
     AuditRecord, EpochRefusal, NonceRefusal, ObservedState, Store, StoreError, NONCE_LEN,
+    SCHEMA_VERSION,
 };
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -245,17 +246,17 @@ fn the_audit_log_keeps_every_decision_with_its_reasons() {
 fn migrations_run_once_and_a_newer_schema_or_unknown_url_is_refused() {
     on_both("schema", |url| async move {
         let s = Store::open(&url, 4).await.unwrap();
-        assert_eq!(s.schema_version().await.unwrap(), 1);
+        assert_eq!(s.schema_version().await.unwrap(), SCHEMA_VERSION as i64);
         s.close().await;
         let again = Store::open(&url, 4).await.unwrap();
-        assert_eq!(again.schema_version().await.unwrap(), 1);
+        assert_eq!(again.schema_version().await.unwrap(), SCHEMA_VERSION as i64);
         again.set_schema_version_for_tests(99).await.unwrap();
         again.close().await;
         assert!(matches!(
             Store::open(&url, 4).await,
             Err(StoreError::SchemaTooNew {
                 found: 99,
-                known: 1
+                known: SCHEMA_VERSION
             })
         ));
     });

@@ -98,11 +98,9 @@ struct Metrics {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new(
-        [
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-        ],
-    )
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ])
 }
 
 impl Metrics {
@@ -962,10 +960,7 @@ fn resource_info(r: &StoredResource) -> api::ResourceInfo {
 type KeyMaterial = (Zeroizing<Vec<u8>>, Option<Vec<u8>>);
 
 /// The material for a new key (given or generated) and its public key (SEC1 uncompressed).
-fn key_material(
-    kind: KeyKind,
-    given: Option<&str>,
-) -> Result<KeyMaterial, ApiError> {
+fn key_material(kind: KeyKind, given: Option<&str>) -> Result<KeyMaterial, ApiError> {
     let material = match given {
         Some(b64) => {
             use base64::Engine;

@@ -13,9 +13,12 @@ use std::time::Duration;
 /// Bytes of a challenge nonce (the quote's qualifying data holds up to 64).
 pub const NONCE_LEN: usize = 32;
 
+/// The schema version this broker migrates to.
+pub const SCHEMA_VERSION: usize = 2;
+
 /// The schema, in order; `broker_schema.version` counts how many have run. Portable SQL:
 /// `BYTEA` and `BIGINT` mean the same to both engines (SQLite keeps blobs as given).
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; SCHEMA_VERSION] = [
     "CREATE TABLE nonces (
         nonce BYTEA PRIMARY KEY,
         issued_at BIGINT NOT NULL,
