@@ -144,3 +144,91 @@ pub fn bundle_json(bundle: &Bundle) -> Result<BundleJson, BrokerHarnessError> {
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     serde_json::from_str(&text).map_err(|e| BrokerHarnessError::Io(std::io::Error::other(e)))
 }
+
+/// The MEASUREMENT the simulated node launches with.
+pub const NODE_MEASUREMENT: [u8; 48] = [0x5a; 48];
+const NODE_FIRMWARE: &[u8] = b"node firmware";
+const NODE_KERNEL: &[u8] = b"node kernel";
+const NODE_INITRD: &[u8] = b"node initrd";
+const NODE_CMDLINE: &[u8] = b"console=ttyS0\0";
+
+/// A simulated node: a machine launched with [`NODE_MEASUREMENT`] whose SVSM measured a fixed
+/// firmware, kernel, initrd and command line, and an app at VMPL1 that attests.
+pub struct SimNode {
+    /// The machine.
+    pub machine: crate::sim::SimMachine,
+}
+
+fn sim_err(e: impl std::fmt::Display) -> BrokerHarnessError {
+    BrokerHarnessError::Io(std::io::Error::other(e.to_string()))
+}
+
+/// VMPL1: the app that asks for keys.
+pub fn app_vmpl() -> svsm_core::platform::Vmpl {
+    svsm_core::platform::Vmpl::new(1).unwrap_or(svsm_core::platform::Vmpl::ZERO)
+}
+
+impl SimNode {
+    /// Launches a node on `store` (a reboot when it holds sealed state) or on a fresh one.
+    pub fn launch(
+        store: Option<crate::sim::store::SimStore>,
+    ) -> Result<SimNode, BrokerHarnessError> {
+        use svsm_core::measure::{Component, ComponentKind};
+        let config = crate::sim::psp::LaunchConfig::genoa(NODE_MEASUREMENT);
+        let machine = match store {
+            Some(s) => {
+                crate::sim::SimMachine::boot(config, crate::sim::store::AnyStore::Memory(s), None)
+            }
+            None => crate::sim::SimMachine::new(config),
+        }
+        .map_err(sim_err)?;
+        let components = [
+            (ComponentKind::Firmware, NODE_FIRMWARE),
+            (ComponentKind::Kernel, NODE_KERNEL),
+            (ComponentKind::Initrd, NODE_INITRD),
+            (ComponentKind::CommandLine, NODE_CMDLINE),
+        ];
+        machine
+            .module()
+            .measure_launch(&components.map(|(kind, bytes)| Component { kind, bytes }))
+            .map_err(sim_err)?;
+        Ok(SimNode { machine })
+    }
+
+    /// The node's evidence bundle for `nonce`, asked for by the app at VMPL1.
+    pub fn bundle(&self, nonce: &[u8]) -> Result<Bundle, BrokerHarnessError> {
+        crate::evidence::collect(
+            self.machine.transport(app_vmpl()),
+            self.machine.transport(app_vmpl()),
+            nonce,
+            &[],
+        )
+        .map_err(sim_err)
+    }
+
+    /// The release policy of the node's reference values: its MEASUREMENT, the PCRs its
+    /// files give, the app's VMPL.
+    pub fn policy() -> host_verifier::broker::policy::PolicyDocument {
+        use svsm_core::measure::ComponentKind;
+        let pcrs = host_verifier::reference::launch_pcrs(&[
+            (ComponentKind::Firmware, NODE_FIRMWARE),
+            (ComponentKind::Kernel, NODE_KERNEL),
+            (ComponentKind::Initrd, NODE_INITRD),
+            (ComponentKind::CommandLine, NODE_CMDLINE),
+        ]);
+        let mut snp = serde_json::Map::new();
+        snp.insert(
+            "measurements".into(),
+            serde_json::json!([hex::encode(NODE_MEASUREMENT)]),
+        );
+        host_verifier::broker::policy::PolicyDocument {
+            snp,
+            reference_pcrs: pcrs
+                .iter()
+                .map(|(i, v)| (i.to_string(), hex::encode(v)))
+                .collect(),
+            requester_vmpl: Some(1),
+            min_epoch: None,
+        }
+    }
+}

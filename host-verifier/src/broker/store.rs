@@ -127,8 +127,9 @@ pub enum EpochRefusal {
         /// The highest seen.
         highest: u64,
     },
-    /// A fresh state for an instance whose state this broker saw: it was lost or deleted.
-    #[error("the instance starts from fresh state, but this broker saw its sealed state at epoch {highest} (lost or deleted)")]
+    /// A fresh state for a known instance at an epoch below one this broker saw: the state it
+    /// had was lost or deleted and the instance id replayed.
+    #[error("the instance reports fresh state below epoch {highest}, which this broker saw (state lost or deleted)")]
     FreshAfterKnown {
         /// The highest seen.
         highest: u64,
@@ -352,9 +353,9 @@ impl Store {
 
     /// Accepts `state` for `instance` and remembers its epoch, or says why it is refused. The
     /// decision and the update are one statement each, so two concurrent observations of one
-    /// instance cannot both pass a check the other one invalidates: a restored epoch moves the
-    /// record only if it is not below it, and a fresh state is accepted only for an instance
-    /// never seen (its row is inserted by exactly one of them).
+    /// instance cannot both pass a check the other one invalidates: the first observation of an
+    /// instance inserts its row (exactly one of concurrent ones does), every later one moves the
+    /// record only if its epoch is not below it.
     pub async fn observe_state(
         &self,
         instance: &[u8],
@@ -377,10 +378,9 @@ impl Store {
         if inserted.rows_affected() == 1 {
             return Ok(Ok(()));
         }
-        if let ObservedState::Fresh { .. } = state {
-            let highest = self.highest_epoch(instance).await?.unwrap_or(0);
-            return Ok(Err(EpochRefusal::FreshAfterKnown { highest }));
-        }
+        // A known instance: its epoch must not go back. A fresh state of a known instance is
+        // the same boot attesting again after more writes (a fresh boot draws a new random
+        // instance id), so it too may only move forward.
         let moved = sqlx::query(
             "UPDATE instances SET max_epoch = $1, last_seen = $2
              WHERE instance_id = $3 AND max_epoch <= $1",
@@ -394,9 +394,12 @@ impl Store {
             return Ok(Ok(()));
         }
         let highest = self.highest_epoch(instance).await?.unwrap_or(0);
-        Ok(Err(EpochRefusal::RolledBack {
-            found: epoch,
-            highest,
+        Ok(Err(match state {
+            ObservedState::Fresh { .. } => EpochRefusal::FreshAfterKnown { highest },
+            _ => EpochRefusal::RolledBack {
+                found: epoch,
+                highest,
+            },
         }))
     }
 
