@@ -232,3 +232,248 @@ impl SimNode {
         }
     }
 }
+
+/// The simulated PSP's TEST ARK and ASK as DER files in `dir`, for `serve --trust-ark/--trust-ask`.
+pub fn write_sim_roots(dir: &Path) -> Result<(PathBuf, PathBuf), BrokerHarnessError> {
+    let psp = crate::sim::psp::SimPsp::new(
+        crate::sim::psp::LaunchConfig::genoa([0; 48]),
+        crate::sim::DEFAULT_CHIP_SEED,
+        svsm_core::platform::Vmpl::ZERO,
+    )
+    .map_err(sim_err)?;
+    let (ark, ask) = (dir.join("test-ark.der"), dir.join("test-ask.der"));
+    std::fs::write(&ark, &psp.chain().ark_der)?;
+    std::fs::write(&ask, &psp.chain().ask_der)?;
+    Ok((ark, ask))
+}
+
+/// A `host-verifier serve` process (tied to this process: it dies with it).
+pub struct ServeProcess {
+    /// The process.
+    pub child: svsm_process::Child,
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its log (stderr).
+    pub log: PathBuf,
+}
+
+impl ServeProcess {
+    /// Starts `bin serve` for `data_dir` on `database`, trusting the simulated roots, on a free
+    /// loopback port; returns once it listens. `extra` are more `serve` options.
+    pub fn spawn(
+        bin: &Path,
+        data_dir: &Path,
+        database: &str,
+        extra: &[&str],
+    ) -> Result<ServeProcess, BrokerHarnessError> {
+        use std::io::BufRead;
+        let (ark, ask) = write_sim_roots(data_dir)?;
+        let log = data_dir.join(format!("serve-{}.log", rand::random::<u32>()));
+        let mut cmd = std::process::Command::new(bin);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--database", database])
+            .arg("--trust-ark")
+            .arg(&ark)
+            .arg("--trust-ask")
+            .arg(&ask)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log)?);
+        let mut child = svsm_process::spawn(&mut cmd).map_err(sim_err)?;
+        let stdout = child
+            .inner_mut()
+            .stdout
+            .take()
+            .ok_or_else(|| sim_err("no stdout"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the broker never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(Duration::from_secs(60)).map_err(|_| {
+            sim_err(format!(
+                "host-verifier serve did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ))
+        })?;
+        let url = line
+            .rsplit(' ')
+            .next()
+            .filter(|u| u.starts_with("https://"))
+            .ok_or_else(|| sim_err(format!("unexpected first line {line:?}")))?
+            .to_owned();
+        Ok(ServeProcess { child, url, log })
+    }
+}
+
+/// What a load run saw.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Answered 200.
+    pub released: usize,
+    /// Answered 403.
+    pub refused: usize,
+    /// Answered 503 (the database was unreachable).
+    pub unavailable: usize,
+    /// Transport errors and other answers.
+    pub errors: usize,
+    /// Latency of every 200.
+    pub latencies: Vec<Duration>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// The nonce (hex) of every 200, in answer order.
+    pub released_nonces: Vec<String>,
+    /// The reasons of 403s.
+    pub refusals: Vec<String>,
+}
+
+impl LoadReport {
+    /// Releases per second.
+    pub fn rate(&self) -> f64 {
+        self.released as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The `p`-th percentile (0..=100) of release latency.
+    pub fn percentile(&self, p: f64) -> Duration {
+        let mut v = self.latencies.clone();
+        v.sort();
+        if v.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+        v[i.min(v.len() - 1)]
+    }
+}
+
+/// How a load run treats failures.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Concurrent clients.
+    pub concurrency: usize,
+    /// Retry a bundle answered 503 (after 100 ms) until this deadline passes.
+    pub retry_unavailable_for: Option<Duration>,
+    /// On a transport error, move to the next replica and retry the bundle there.
+    pub failover: bool,
+}
+
+/// Releases `resource` once per bundle with `options.concurrency` clients spread over the
+/// replicas `clients`. `done` counts answered bundles as the run goes.
+pub async fn release_load(
+    clients: Vec<BrokerClient>,
+    resource: &str,
+    bundles: Vec<BundleJson>,
+    options: LoadOptions,
+    done: Arc<std::sync::atomic::AtomicUsize>,
+) -> LoadReport {
+    use host_verifier::broker::client::ClientError;
+    use std::sync::atomic::Ordering;
+    let queue = Arc::new(std::sync::Mutex::new(
+        bundles
+            .into_iter()
+            .collect::<std::collections::VecDeque<_>>(),
+    ));
+    let report = Arc::new(std::sync::Mutex::new(LoadReport::default()));
+    let start = std::time::Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..options.concurrency.max(1) {
+        let queue = queue.clone();
+        let report = report.clone();
+        let clients = clients.clone();
+        let resource = resource.to_owned();
+        let done = done.clone();
+        workers.push(tokio::spawn(async move {
+            let mut replica = w % clients.len().max(1);
+            loop {
+                let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
+                let Some(bundle) = next else { break };
+                let nonce = hex::encode(
+                    base64::Engine::decode(
+                        &base64::engine::general_purpose::STANDARD,
+                        &bundle.nonce,
+                    )
+                    .unwrap_or_default(),
+                );
+                let first = std::time::Instant::now();
+                loop {
+                    let Some(client) = clients.get(replica) else {
+                        break;
+                    };
+                    let t = std::time::Instant::now();
+                    let answer = client.release(&resource, bundle.clone()).await;
+                    let latency = t.elapsed();
+                    let retry = {
+                        let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
+                        match answer {
+                            Ok(_) => {
+                                r.released += 1;
+                                r.latencies.push(latency);
+                                r.released_nonces.push(nonce.clone());
+                                false
+                            }
+                            Err(e @ ClientError::Api { status: 403, .. }) => {
+                                r.refused += 1;
+                                r.refusals.push(
+                                    e.failed_checks()
+                                        .iter()
+                                        .map(|f| format!("{}: {}", f.check, f.reason))
+                                        .collect::<Vec<_>>()
+                                        .join("; "),
+                                );
+                                false
+                            }
+                            Err(ClientError::Api { status: 503, .. }) => {
+                                r.unavailable += 1;
+                                options
+                                    .retry_unavailable_for
+                                    .is_some_and(|d| first.elapsed() < d)
+                            }
+                            Err(ClientError::Http(_)) if options.failover && clients.len() > 1 => {
+                                r.errors += 1;
+                                replica = (replica + 1) % clients.len();
+                                first.elapsed() < Duration::from_secs(60)
+                            }
+                            Err(_) => {
+                                r.errors += 1;
+                                false
+                            }
+                        }
+                    };
+                    if !retry {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    let mut r = std::mem::take(&mut *report.lock().unwrap_or_else(|p| p.into_inner()));
+    r.elapsed = start.elapsed();
+    r
+}
+
+/// `count` challenges spread over `clients`, then a bundle from `node` for each nonce.
+pub fn challenged_bundles(
+    rt: &tokio::runtime::Runtime,
+    clients: &[BrokerClient],
+    node: &SimNode,
+    count: usize,
+) -> Result<Vec<BundleJson>, BrokerHarnessError> {
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let client = &clients[i % clients.len().max(1)];
+        let ch = rt.block_on(client.challenge())?;
+        let nonce = hex::decode(&ch.nonce).map_err(sim_err)?;
+        out.push(bundle_json(&node.bundle(&nonce)?)?);
+    }
+    Ok(out)
+}

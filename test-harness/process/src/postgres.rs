@@ -42,6 +42,9 @@ pub enum ClusterError {
 pub struct Cluster {
     server: Child,
     dir: PathBuf,
+    bin: PathBuf,
+    uid: u32,
+    gid: u32,
 }
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> ClusterError {
@@ -83,22 +86,33 @@ impl Cluster {
                 String::from_utf8_lossy(&init.stderr).into_owned(),
             ));
         }
+        let mut cluster = Cluster {
+            server: Cluster::spawn_server(&bin, dir, user.uid.as_raw(), user.gid.as_raw())?,
+            dir: dir.to_path_buf(),
+            bin,
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        };
+        cluster.wait_ready()?;
+        Ok(cluster)
+    }
+
+    fn spawn_server(bin: &Path, dir: &Path, uid: u32, gid: u32) -> Result<Child, ClusterError> {
         let mut cmd = Command::new(bin.join("postgres"));
         cmd.arg("-D")
-            .arg(&data)
+            .arg(dir.join("data"))
             .arg("-k")
             .arg(dir)
             .args(["-c", "listen_addresses=", "-c", "fsync=off"])
-            .uid(user.uid.as_raw())
-            .gid(user.gid.as_raw())
+            .uid(uid)
+            .gid(gid)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let server = spawn(&mut cmd)?;
-        let cluster = Cluster {
-            server,
-            dir: dir.to_path_buf(),
-        };
-        let socket = dir.join(".s.PGSQL.5432");
+        Ok(spawn(&mut cmd)?)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), ClusterError> {
+        let socket = self.dir.join(".s.PGSQL.5432");
         let limit = Duration::from_secs(30);
         let deadline = Instant::now() + limit;
         while !socket.exists() {
@@ -107,7 +121,28 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(cluster)
+        Ok(())
+    }
+
+    /// Stops the server the way an operator's fast shutdown does (SIGINT: open sessions are
+    /// cut), waiting for it to exit; the data directory stays for [`Cluster::restart`].
+    pub fn stop(&mut self) -> Result<(), ClusterError> {
+        if let Ok(pid) = i32::try_from(self.server.pid()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGINT,
+            );
+        }
+        if self.server.wait_timeout(Duration::from_secs(30))?.is_none() {
+            self.server.kill()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same data directory and socket.
+    pub fn restart(&mut self) -> Result<(), ClusterError> {
+        self.server = Cluster::spawn_server(&self.bin, &self.dir, self.uid, self.gid)?;
+        self.wait_ready()
     }
 
     /// The server process.
