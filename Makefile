@@ -51,6 +51,8 @@ bench: bootstrap
 	$(CARGO) bench -p test-harness --bench tpm
 	$(CARGO) bench -p test-harness --bench vault
 	$(CARGO) bench -p test-harness --bench bundle
+	$(CARGO) build --release -p host-verifier --bins
+	$(CARGO) bench -p test-harness --bench broker
 	$(CARGO) build --release -p guest-driver --features std --bins
 	$(CARGO) bench -p svsm-sim --bench guest_tpm
 	$(CARGO) bench -p ovmf --bench measure

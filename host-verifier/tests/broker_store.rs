@@ -136,26 +136,26 @@ fn epochs_only_move_forward_and_fresh_state_is_refused_once_known() {
         let s = Store::open(&url, 4).await.unwrap();
         let id = [0xA1u8; 16];
         assert_eq!(
-            s.observe_state(&id, ObservedState::Fresh { epoch: 1 }, NOW)
+            s.observe_state(&id, ObservedState::Fresh { epoch: 1 }, NOW, "attest")
                 .await
                 .unwrap(),
             Ok(())
         );
         assert_eq!(
-            s.observe_state(&id, ObservedState::Restored { epoch: 3 }, NOW)
+            s.observe_state(&id, ObservedState::Restored { epoch: 3 }, NOW, "attest")
                 .await
                 .unwrap(),
             Ok(())
         );
         // The same state attested again is fine; an older one is a rollback.
         assert_eq!(
-            s.observe_state(&id, ObservedState::Restored { epoch: 3 }, NOW)
+            s.observe_state(&id, ObservedState::Restored { epoch: 3 }, NOW, "attest")
                 .await
                 .unwrap(),
             Ok(())
         );
         assert_eq!(
-            s.observe_state(&id, ObservedState::Restored { epoch: 2 }, NOW)
+            s.observe_state(&id, ObservedState::Restored { epoch: 2 }, NOW, "attest")
                 .await
                 .unwrap(),
             Err(EpochRefusal::RolledBack {
@@ -164,7 +164,7 @@ fn epochs_only_move_forward_and_fresh_state_is_refused_once_known() {
             })
         );
         assert_eq!(
-            s.observe_state(&id, ObservedState::Fresh { epoch: 1 }, NOW)
+            s.observe_state(&id, ObservedState::Fresh { epoch: 1 }, NOW, "attest")
                 .await
                 .unwrap(),
             Err(EpochRefusal::FreshAfterKnown { highest: 3 })
@@ -173,7 +173,7 @@ fn epochs_only_move_forward_and_fresh_state_is_refused_once_known() {
         let boot = [0x43u8; 16];
         for epoch in [1, 1, 4] {
             assert_eq!(
-                s.observe_state(&boot, ObservedState::Fresh { epoch }, NOW)
+                s.observe_state(&boot, ObservedState::Fresh { epoch }, NOW, "attest")
                     .await
                     .unwrap(),
                 Ok(())
@@ -181,7 +181,7 @@ fn epochs_only_move_forward_and_fresh_state_is_refused_once_known() {
         }
         assert_eq!(s.highest_epoch(&boot).await.unwrap(), Some(4));
         assert_eq!(
-            s.observe_state(&id, ObservedState::Ephemeral, NOW)
+            s.observe_state(&id, ObservedState::Ephemeral, NOW, "attest")
                 .await
                 .unwrap(),
             Err(EpochRefusal::Ephemeral)
@@ -201,8 +201,8 @@ fn concurrent_observations_of_one_instance_never_regress_its_epoch() {
         // Two first sightings at once at the same epoch (the same boot attesting twice): one
         // inserts the row, the other finds it and does not move it; both are accepted.
         let (x, y) = tokio::join!(
-            a.observe_state(&id, ObservedState::Fresh { epoch: 1 }, NOW),
-            b.observe_state(&id, ObservedState::Fresh { epoch: 1 }, NOW),
+            a.observe_state(&id, ObservedState::Fresh { epoch: 1 }, NOW, "attest"),
+            b.observe_state(&id, ObservedState::Fresh { epoch: 1 }, NOW, "attest"),
         );
         assert_eq!((x.unwrap(), y.unwrap()), (Ok(()), Ok(())));
         assert_eq!(a.highest_epoch(&id).await.unwrap(), Some(1));
@@ -210,7 +210,7 @@ fn concurrent_observations_of_one_instance_never_regress_its_epoch() {
         for epoch in 2..=21u64 {
             let s = if epoch % 2 == 0 { a.clone() } else { b.clone() };
             tasks.push(tokio::spawn(async move {
-                s.observe_state(&id, ObservedState::Restored { epoch }, NOW)
+                s.observe_state(&id, ObservedState::Restored { epoch }, NOW, "attest")
                     .await
             }));
         }

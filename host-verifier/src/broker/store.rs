@@ -220,8 +220,24 @@ impl Store {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         let pool = AnyPoolOptions::new()
-            // SQLite serialises writers: one connection avoids SQLITE_BUSY under load.
-            .max_connections(if sqlite { 1 } else { max_connections.max(1) })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // Write-ahead log, synced at checkpoints: a commit survives the
+                        // broker's crash (kill -9), and costs no fsync of its own.
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            // SQLite (WAL) reads in parallel and serialises writers; a writer waits for the
+            // lock (sqlx sets a 5 s busy timeout) and every write is one statement.
+            .max_connections(if sqlite { 4 } else { max_connections.max(1) })
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
@@ -356,38 +372,36 @@ impl Store {
     /// instance cannot both pass a check the other one invalidates: the first observation of an
     /// instance inserts its row (exactly one of concurrent ones does), every later one moves the
     /// record only if its epoch is not below it.
+    /// `action` (`attest`, `release`) is recorded as the instance's last allowed decision,
+    /// in the same statement.
     pub async fn observe_state(
         &self,
         instance: &[u8],
         state: ObservedState,
         now: i64,
+        action: &str,
     ) -> Result<Result<(), EpochRefusal>, StoreError> {
         let epoch = match state {
             ObservedState::Ephemeral => return Ok(Err(EpochRefusal::Ephemeral)),
             ObservedState::Fresh { epoch } | ObservedState::Restored { epoch } => epoch,
         };
-        let inserted = sqlx::query(
-            "INSERT INTO instances (instance_id, max_epoch, first_seen, last_seen)
-             VALUES ($1, $2, $3, $3) ON CONFLICT (instance_id) DO NOTHING",
-        )
-        .bind(instance.to_vec())
-        .bind(epoch_i64(epoch))
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            return Ok(Ok(()));
-        }
-        // A known instance: its epoch must not go back. A fresh state of a known instance is
-        // the same boot attesting again after more writes (a fresh boot draws a new random
-        // instance id), so it too may only move forward.
+        // One statement: the first observation inserts the row; a later one moves it only if
+        // its epoch is not below the record (a fresh state of a known instance is the same
+        // boot attesting again after more writes: a fresh boot draws a new random instance
+        // id). Zero rows affected means the record is ahead: refused.
         let moved = sqlx::query(
-            "UPDATE instances SET max_epoch = $1, last_seen = $2
-             WHERE instance_id = $3 AND max_epoch <= $1",
+            "INSERT INTO instances
+                (instance_id, max_epoch, first_seen, last_seen, last_action, last_decision)
+             VALUES ($1, $2, $3, $3, $4, 'allowed')
+             ON CONFLICT (instance_id) DO UPDATE
+             SET max_epoch = excluded.max_epoch, last_seen = excluded.last_seen,
+                 last_action = excluded.last_action, last_decision = 'allowed'
+             WHERE instances.max_epoch <= excluded.max_epoch",
         )
+        .bind(instance.to_vec())
         .bind(epoch_i64(epoch))
         .bind(now)
-        .bind(instance.to_vec())
+        .bind(action.to_owned())
         .execute(&self.pool)
         .await?;
         if moved.rows_affected() == 1 {
@@ -581,6 +595,23 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(resource_row).transpose()
+    }
+
+    /// The resource `name` and the body of its policy, in one query (the release path).
+    pub async fn resource_with_policy(
+        &self,
+        name: &str,
+    ) -> Result<Option<(StoredResource, Option<String>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT r.name, r.kind, r.usage, r.policy, r.sealed, r.public_key, r.created_at,
+                    p.body
+             FROM resources r LEFT JOIN policies p ON p.name = r.policy WHERE r.name = $1",
+        )
+        .bind(name.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((resource_row(&r)?, r.try_get(7)?)))
+            .transpose()
     }
 
     /// Every resource (sealed secrets included: callers show only the metadata).

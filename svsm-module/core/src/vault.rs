@@ -256,21 +256,46 @@ pub fn wrap_for_import(
         .as_bytes()
         .try_into()
         .map_err(|_| WrapError::BadRecipient)?;
+    let shared =
+        p384::ecdh::diffie_hellman(ephemeral_secret.to_nonzero_scalar(), recipient.as_affine());
+    let shared_x: Zeroizing<[u8; 48]> = Zeroizing::new(
+        shared.raw_secret_bytes()[..]
+            .try_into()
+            .map_err(|_| WrapError::BadRecipient)?,
+    );
+    seal_import(target, &ephemeral, &shared_x, iv, material)
+}
+
+/// The rest of [`wrap_for_import`] for a provider that does the ECDH itself (for example with
+/// a faster constant-time implementation): `ephemeral` is the SEC1 uncompressed public key of
+/// a fresh ephemeral key `e`, `shared_x` the x-coordinate of e·T for the target's recipient T.
+/// The package is byte-for-byte what [`wrap_for_import`] makes from the same inputs.
+pub fn seal_import(
+    target: &ImportTarget<'_>,
+    ephemeral: &[u8; P384_POINT_LEN],
+    shared_x: &[u8; 48],
+    iv: &[u8; IV_LEN],
+    material: &[u8],
+) -> Result<Vec<u8>, WrapError> {
+    if material.len() != target.kind.secret_len() {
+        return Err(WrapError::MaterialLength {
+            actual: material.len(),
+            expected: target.kind.secret_len(),
+        });
+    }
     let binding = ImportBinding {
         kind: target.kind,
         usage: target.usage,
         owner_vmpl: target.owner.level(),
         instance_id: target.instance_id,
         recipient: target.recipient,
-        ephemeral: &ephemeral,
+        ephemeral,
         name: target.name,
         nonce: target.nonce,
     };
     let mut package = alloc::vec![0u8; binding.len()];
     binding.write(&mut package).ok_or(WrapError::BadBinding)?;
-    let shared =
-        p384::ecdh::diffie_hellman(ephemeral_secret.to_nonzero_scalar(), recipient.as_affine());
-    let key = import_key(shared.raw_secret_bytes(), &package);
+    let key = import_key(shared_x, &package);
     let ct = Aes256Gcm::new_from_slice(key.as_ref())
         .map_err(|_| WrapError::Encrypt)?
         .encrypt(
