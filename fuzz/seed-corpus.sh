@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 vectors=${SVSM_VECTORS:-$here/../vectors}/snp
 [ -d "$vectors" ] || { echo "seed-corpus: vectors not found at $vectors (set SVSM_VECTORS)" >&2; exit 1; }
-targets=(snp_report cert_table services_manifest attest_request vtpm_buffer guest_message page_info tpm_command dispatcher host_verify vek_extensions vault_request snp_guest_response ovmf_firmware igvm_measure azure_hcl bundle_json image_frame swtpm_ctrl ima_log direct_boot)
+targets=(snp_report cert_table services_manifest attest_request vtpm_buffer guest_message page_info tpm_command dispatcher host_verify vek_extensions vault_request snp_guest_response ovmf_firmware igvm_measure azure_hcl bundle_json image_frame swtpm_ctrl ima_log direct_boot broker_request)
 for t in "${targets[@]}"; do
   mkdir -p "$here/corpus/$t"
   if [ -d "$here/seeds/$t" ]; then cp "$here/seeds/$t"/* "$here/corpus/$t/"; fi
@@ -57,4 +57,11 @@ head -c 106 "$ima" > "$here/corpus/ima_log/debian-6.1-ima-boot-aggregate.bin"
 for k in "$here"/../target/guest/vmlinuz; do
   [ -f "$k" ] || continue
   { printf '\x40\x0f'; head -c 65536 "$k"; } > "$here/corpus/direct_boot/debian-vmlinuz-head.bin"
+done
+# broker_request: release and attest requests around the real guest's evidence bundle and the
+# simulator's (policy and resource documents are committed seeds).
+for b in "$here"/../host-verifier/tests/data/bundle-real-guest/bundle.json "$here"/../host-verifier/tests/data/bundle-sim/bundle.json; do
+  name=$(basename "$(dirname "$b")")
+  { printf '{"resource": "payments", "bundle": '; cat "$b"; printf '}'; } > "$here/corpus/broker_request/$name-release.json"
+  { printf '{"policy": "default", "bundle": '; cat "$b"; printf '}'; } > "$here/corpus/broker_request/$name-attest.json"
 done

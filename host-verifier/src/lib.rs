@@ -7,7 +7,8 @@
 //! report, the runtime claims it binds, and a TPM2 quote by the attestation key they carry.
 //! And it appraises svsm-vhsm evidence bundles ([`bundle_verify`]): SNP report, vTPM manifest,
 //! quote, PCR values and the event log replayed to them, bound to one nonce. With the `broker`
-//! feature it also owns the key broker's shared state ([`broker`]).
+//! feature it also owns the key broker ([`broker`]): its service, state and client; the
+//! `broker-api` feature alone gives its wire types and policy documents.
 //!
 //! It trusts only AMD's ARK, ASK and ASVK for Milan, Genoa and Turin, pinned in this binary, the
 //! caller's policy and the caller's clock (or the `at` time it is given). The report, the VEK,
@@ -44,7 +45,7 @@ pub mod appraisal;
 pub mod azure;
 /// The evidence bundle format (crate `svsm-evidence`, shared with the guest tools).
 pub use svsm_evidence as bundle;
-#[cfg(feature = "broker")]
+#[cfg(feature = "broker-api")]
 pub mod broker;
 pub mod bundle_verify;
 pub mod check;

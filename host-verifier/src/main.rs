@@ -100,6 +100,10 @@ struct ServeArgs {
     /// Seconds a request may take, body included (slow clients get 408).
     #[arg(long, default_value_t = 30)]
     request_timeout: u64,
+    /// Seconds a client has for its TLS handshake and for each request head (then it is
+    /// disconnected).
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -657,6 +661,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     options.nonce_ttl = Duration::from_secs(args.nonce_ttl);
     options.max_body = args.max_body;
     options.request_timeout = Duration::from_secs(args.request_timeout);
+    options.handshake_timeout = Duration::from_secs(args.handshake_timeout);
     let runtime = tokio::runtime::Runtime::new().context("tokio runtime")?;
     runtime.block_on(async {
         let broker = start(&options).await?;

@@ -400,10 +400,7 @@ pub async fn release_load(
                     .unwrap_or_default(),
                 );
                 let first = std::time::Instant::now();
-                loop {
-                    let Some(client) = clients.get(replica) else {
-                        break;
-                    };
+                while let Some(client) = clients.get(replica) {
                     let t = std::time::Instant::now();
                     let answer = client.release(&resource, bundle.clone()).await;
                     let latency = t.elapsed();

@@ -175,7 +175,7 @@ fn a_replica_killed_during_load_loses_nothing_and_serves_again() {
     let record = nodes.iter().find(|n| n.instance_id == instance).unwrap();
     assert!(record.max_epoch >= epoch);
     // The restarted replica serves a new flow.
-    let fresh = challenged_bundles(&rt, &[ca.clone()], &node, 1).unwrap();
+    let fresh = challenged_bundles(&rt, std::slice::from_ref(&ca), &node, 1).unwrap();
     rt.block_on(ca.release("payments", fresh[0].clone()))
         .unwrap();
     drop(pg);
@@ -196,7 +196,7 @@ fn the_database_stopped_during_load_gives_503s_then_service_resumes_without_rest
         .with_admin_token(&dir.admin_token);
     provision(&rt, &c);
     let node = SimNode::launch(None).unwrap();
-    let bundles = challenged_bundles(&rt, &[c.clone()], &node, 120).unwrap();
+    let bundles = challenged_bundles(&rt, std::slice::from_ref(&c), &node, 120).unwrap();
     let total = bundles.len();
     let done = Arc::new(AtomicUsize::new(0));
     let load = rt.spawn(release_load(
@@ -262,7 +262,7 @@ fn the_database_stopped_during_load_gives_503s_then_service_resumes_without_rest
             "release of {n} not audited"
         );
     }
-    let fresh = challenged_bundles(&rt, &[c.clone()], &node, 1).unwrap();
+    let fresh = challenged_bundles(&rt, std::slice::from_ref(&c), &node, 1).unwrap();
     rt.block_on(c.release("payments", fresh[0].clone()))
         .unwrap();
     let _ = broker.child.stop(Duration::from_secs(10));

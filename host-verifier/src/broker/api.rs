@@ -6,6 +6,36 @@ use serde::{Deserialize, Serialize};
 use svsm_abi::vault::{KeyKind, Usage};
 use svsm_evidence::BundleJson;
 
+/// Why a request body was refused: the offending field's path (when there is one) and what is
+/// wrong, both for the `malformed` answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RequestError {
+    /// `bundle.quote.attest`, or `None` for the body as a whole.
+    pub field: Option<String>,
+    /// serde's message (`unknown field `x``, `missing field `y``, `invalid type ...`).
+    pub message: String,
+}
+
+/// Decodes a request body strictly: JSON of `T`'s shape, unknown fields refused, the offending
+/// field named. Every API handler decodes its body with this.
+pub fn decode_request<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        RequestError {
+            field: (path != ".").then_some(path),
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    // Anything but whitespace after the JSON value is malformed too.
+    de.end().map_err(|e| RequestError {
+        field: None,
+        message: format!("trailing data after the JSON body: {e}"),
+    })?;
+    Ok(value)
+}
+
 /// Path prefix of every versioned endpoint.
 pub const PREFIX: &str = "/v1";
 
@@ -223,6 +253,32 @@ mod tests {
         assert_eq!(u, Usage::SIGN | Usage::VERIFY);
         assert_eq!(usage_names(u), ["sign", "verify"]);
         assert_eq!(usage_from_names(&["fly".into()]), Err("fly".into()));
+    }
+
+    #[test]
+    fn malformed_bodies_name_the_field() {
+        let e = decode_request::<ResourcePolicyChange>(br#"{"policy": 7}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("policy"));
+        let e = decode_request::<ResourcePolicyChange>(br#"{}"#).unwrap_err();
+        assert!(e.message.contains("missing field `policy`"), "{e}");
+        let e = decode_request::<ResourcePolicyChange>(br#"{"policy": "a"} {}"#).unwrap_err();
+        assert!(e.message.contains("trailing"), "{e}");
+        for bad in [
+            &b""[..],
+            b"{",
+            b"null",
+            b"[]",
+            b"\xff",
+            &[b'['; 100_000][..],
+        ] {
+            assert!(decode_request::<ReleaseRequest>(bad).is_err());
+        }
+        assert_eq!(
+            decode_request::<ResourcePolicyChange>(b" {\"policy\": \"a\"}\n")
+                .unwrap()
+                .policy,
+            "a"
+        );
     }
 
     #[test]

@@ -18,119 +18,22 @@
 //!   [`client`]: a client of the API.
 
 pub mod api;
-pub mod client;
-pub mod config;
 pub mod policy;
+
+#[cfg(feature = "broker")]
+pub mod client;
+#[cfg(feature = "broker")]
+pub mod config;
+#[cfg(feature = "broker")]
 pub mod secrets;
+#[cfg(feature = "broker")]
 pub mod server;
+#[cfg(feature = "broker")]
 pub mod service;
+#[cfg(feature = "broker")]
 pub mod store;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-
-/// Everything `serve` needs besides the data directory's files.
-#[derive(Clone, Debug)]
-pub struct ServeOptions {
-    /// The data directory (`host-verifier broker init`).
-    pub data_dir: PathBuf,
-    /// Where to listen.
-    pub listen: SocketAddr,
-    /// The database URL (default: SQLite `broker.db` in the data directory).
-    pub database: Option<String>,
-    /// Connections to the database (PostgreSQL; SQLite uses one writer).
-    pub max_connections: u32,
-    /// The TLS certificate chain (default `tls-cert.pem` in the data directory).
-    pub tls_cert: Option<PathBuf>,
-    /// The TLS key (default `tls-key.pem` in the data directory).
-    pub tls_key: Option<PathBuf>,
-    /// The roots SNP reports must chain to.
-    pub trust: Arc<crate::TrustStore>,
-    /// How long a nonce lives.
-    pub nonce_ttl: Duration,
-    /// Largest request body.
-    pub max_body: usize,
-    /// The longest a request may take.
-    pub request_timeout: Duration,
-}
-
-impl ServeOptions {
-    /// Defaults: 127.0.0.1:8443, SQLite in the data directory, 16 database connections,
-    /// nonces valid 300 s, bodies up to 12 MiB (an evidence bundle with logs), 30 s per
-    /// request.
-    pub fn new(data_dir: PathBuf, trust: Arc<crate::TrustStore>) -> ServeOptions {
-        ServeOptions {
-            data_dir,
-            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
-            database: None,
-            max_connections: 16,
-            tls_cert: None,
-            tls_key: None,
-            trust,
-            nonce_ttl: Duration::from_secs(300),
-            max_body: 12 * 1024 * 1024,
-            request_timeout: Duration::from_secs(30),
-        }
-    }
-
-    /// The database URL in effect.
-    pub fn database_url(&self) -> String {
-        self.database.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite:{}?mode=rwc",
-                self.data_dir.join(config::SQLITE_FILE).display()
-            )
-        })
-    }
-}
-
-/// Why the broker could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    /// The data directory.
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    /// The database.
-    #[error("database: {0}")]
-    Store(#[from] store::StoreError),
-    /// The service.
-    #[error(transparent)]
-    Service(#[from] service::ServiceError),
-    /// TLS or the listener.
-    #[error(transparent)]
-    Server(#[from] server::ServerError),
-}
-
-/// Opens the database (migrating it), reads the data directory and starts serving on the
-/// current tokio runtime.
-pub async fn start(options: &ServeOptions) -> Result<server::RunningBroker, StartError> {
-    let dir = &options.data_dir;
-    let master_key = config::load_master_key(&dir.join(config::MASTER_KEY))?;
-    let ear_key_pem = config::read_private(&dir.join(config::EAR_KEY))?;
-    let admin_token_sha256 = config::read_admin_hash(&dir.join(config::ADMIN_TOKEN_HASH))?;
-    let tls = server::tls_config(
-        &options
-            .tls_cert
-            .clone()
-            .unwrap_or_else(|| dir.join(config::TLS_CERT)),
-        &options
-            .tls_key
-            .clone()
-            .unwrap_or_else(|| dir.join(config::TLS_KEY)),
-    )?;
-    let store = store::Store::open(&options.database_url(), options.max_connections).await?;
-    let app = service::router(service::ServiceConfig {
-        store,
-        master_key,
-        ear_key_pem,
-        admin_token_sha256,
-        trust: options.trust.clone(),
-        nonce_ttl: options.nonce_ttl,
-        max_body: options.max_body,
-        request_timeout: options.request_timeout,
-    })?;
-    Ok(server::start(options.listen, tls, app).await?)
-}
+#[cfg(feature = "broker")]
+mod run;
+#[cfg(feature = "broker")]
+pub use run::{start, ServeOptions, StartError};

@@ -18,10 +18,8 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-/// How long a client has to finish the TLS handshake.
+/// How long a client has to finish the TLS handshake, by default.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client has to send a request's head (HTTP/1.1).
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -101,11 +99,13 @@ impl Drop for RunningBroker {
     }
 }
 
-/// Binds `addr` and serves `app` over TLS on the current tokio runtime.
+/// Binds `addr` and serves `app` over TLS on the current tokio runtime; a client has
+/// `handshake_timeout` for its TLS handshake and again for each request head.
 pub async fn start(
     addr: SocketAddr,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
+    handshake_timeout: Duration,
 ) -> Result<RunningBroker, ServerError> {
     let listener = TcpListener::bind(addr)
         .await
@@ -118,7 +118,13 @@ pub async fn start(
         source,
     })?;
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, TlsAcceptor::from(tls), app, stopped));
+    let task = tokio::spawn(accept_loop(
+        listener,
+        TlsAcceptor::from(tls),
+        app,
+        stopped,
+        handshake_timeout,
+    ));
     Ok(RunningBroker {
         addr: bound,
         stop,
@@ -131,6 +137,7 @@ async fn accept_loop(
     acceptor: TlsAcceptor,
     app: Router,
     mut stopped: watch::Receiver<bool>,
+    handshake_timeout: Duration,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -151,7 +158,7 @@ async fn accept_loop(
         let service = TowerToHyperService::new(app.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -166,7 +173,7 @@ async fn accept_loop(
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
+                .header_read_timeout(handshake_timeout);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");

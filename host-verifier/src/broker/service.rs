@@ -391,13 +391,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
                 }
             }
         })?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            ApiError::Malformed {
-                field: (path != ".").then_some(path),
-                message: e.into_inner().to_string(),
-            }
+        let value = api::decode_request(&bytes).map_err(|e| ApiError::Malformed {
+            field: e.field,
+            message: e.message,
         })?;
         Ok(StrictJson(value))
     }
@@ -1218,10 +1214,20 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
+fn list_query(
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<ListQuery, ApiError> {
+    q.map(|Query(q)| q).map_err(|e| ApiError::Malformed {
+        field: Some("query".into()),
+        message: e.body_text(),
+    })
+}
+
 async fn list_nodes(
     State(s): State<AppState>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::Json<Vec<super::store::NodeRecord>>, ApiError> {
+    let q = list_query(q)?;
     Ok(axum::Json(
         s.store
             .nodes(q.limit.unwrap_or(1000).clamp(1, 10_000))
@@ -1231,8 +1237,9 @@ async fn list_nodes(
 
 async fn read_audit(
     State(s): State<AppState>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::Json<Vec<AuditRecord>>, ApiError> {
+    let q = list_query(q)?;
     Ok(axum::Json(
         s.store
             .audit_since(
