@@ -638,8 +638,10 @@ fn broker_init(data_dir: &std::path::Path, names: &[String], json: bool) -> Resu
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
     use host_verifier::broker::{start, ServeOptions};
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -57,10 +57,10 @@ pub struct PolicyDocument {
     #[serde(default)]
     pub reference_pcrs: BTreeMap<String, String>,
     /// The VMPL that must have asked for the attestation; a released key is owned there.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requester_vmpl: Option<u8>,
     /// The oldest sealed-state epoch accepted (the broker also enforces the highest it saw).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_epoch: Option<u64>,
 }
 

@@ -100,6 +100,7 @@ pub async fn start(options: &ServeOptions) -> Result<server::RunningBroker, Star
             .unwrap_or_else(|| dir.join(config::TLS_KEY)),
     )?;
     let store = store::Store::open(&options.database_url(), options.max_connections).await?;
+    let pruner = tokio::spawn(prune_nonces(store.clone()));
     let app = service::router(service::ServiceConfig {
         store,
         master_key,
@@ -110,5 +111,27 @@ pub async fn start(options: &ServeOptions) -> Result<server::RunningBroker, Star
         max_body: options.max_body,
         request_timeout: options.request_timeout,
     })?;
-    Ok(server::start(options.listen, tls, app, options.handshake_timeout).await?)
+    let mut running = server::start(options.listen, tls, app, options.handshake_timeout).await?;
+    running.attach(pruner);
+    Ok(running)
+}
+
+/// How often expired nonces are deleted, and how long after expiry (a redeemed or expired
+/// nonce is refused either way; a deleted one is refused as unknown).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_AFTER: i64 = 3600;
+
+async fn prune_nonces(store: store::Store) {
+    loop {
+        tokio::time::sleep(PRUNE_EVERY).await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        match store.prune_nonces(now.saturating_sub(PRUNE_AFTER)).await {
+            Ok(n) if n > 0 => tracing::debug!(pruned = n, "expired nonces deleted"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning nonces failed"),
+        }
+    }
 }

@@ -81,12 +81,21 @@ pub struct RunningBroker {
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningBroker {
+    /// Ties a background task (maintenance) to the broker: it is aborted when the broker stops.
+    pub fn attach(&mut self, task: tokio::task::JoinHandle<()>) {
+        self.background.push(task);
+    }
+
     /// Stops accepting, lets requests in flight finish (at most 5 s), and returns.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        for t in self.background.drain(..) {
+            t.abort();
+        }
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -96,6 +105,9 @@ impl RunningBroker {
 impl Drop for RunningBroker {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        for t in self.background.drain(..) {
+            t.abort();
+        }
     }
 }
 
@@ -129,6 +141,7 @@ pub async fn start(
         addr: bound,
         stop,
         task: Some(task),
+        background: Vec::new(),
     })
 }
 

@@ -440,7 +440,11 @@ async fn require_admin(
         .map(|t| super::config::token_hash(t.trim()));
     let ok = presented.is_some_and(|h| bool::from(h.ct_eq(&s.admin_token_sha256)));
     if !ok {
-        let path = req.uri().path().to_owned();
+        let path = req
+            .extensions()
+            .get::<axum::extract::OriginalUri>()
+            .map(|u| u.path().to_owned())
+            .unwrap_or_else(|| req.uri().path().to_owned());
         if let Err(e) = audit(
             &s,
             "admin",

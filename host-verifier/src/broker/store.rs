@@ -14,7 +14,7 @@ use std::time::Duration;
 pub const NONCE_LEN: usize = 32;
 
 /// The schema version this broker migrates to.
-pub const SCHEMA_VERSION: usize = 2;
+pub const SCHEMA_VERSION: usize = 3;
 
 /// The schema, in order; `broker_schema.version` counts how many have run. Portable SQL:
 /// `BYTEA` and `BIGINT` mean the same to both engines (SQLite keeps blobs as given).
@@ -58,6 +58,9 @@ const MIGRATIONS: [&str; SCHEMA_VERSION] = [
     );
     ALTER TABLE instances ADD COLUMN last_action TEXT;
     ALTER TABLE instances ADD COLUMN last_decision TEXT",
+    // 3: audit rows in the order they were written (seconds are too coarse).
+    "ALTER TABLE audit ADD COLUMN at_micros BIGINT;
+    CREATE INDEX audit_at_micros ON audit (at_micros)",
 ];
 
 /// Why the store failed (the database, not the evidence).
@@ -423,8 +426,8 @@ impl Store {
         let reasons =
             serde_json::to_string(&record.reasons).map_err(|_| StoreError::Corrupt("reasons"))?;
         sqlx::query(
-            "INSERT INTO audit (id, at, action, subject, decision, reasons)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO audit (id, at, action, subject, decision, reasons, at_micros)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(id.to_vec())
         .bind(record.at)
@@ -432,6 +435,7 @@ impl Store {
         .bind(record.subject.clone())
         .bind(record.decision.clone())
         .bind(reasons)
+        .bind(now_micros(record.at))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -445,7 +449,7 @@ impl Store {
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT at, action, subject, decision, reasons FROM audit
-             WHERE at >= $1 ORDER BY at, id LIMIT $2",
+             WHERE at >= $1 ORDER BY at, at_micros, id LIMIT $2",
         )
         .bind(since)
         .bind(limit)
@@ -694,6 +698,20 @@ fn resource_row(r: &AnyRow) -> Result<StoredResource, StoreError> {
         public_key: r.try_get(5)?,
         created_at: r.try_get(6)?,
     })
+}
+
+/// Microseconds for the audit order: the wall clock when it agrees with the record's second,
+/// else the record's second (records written with an explicit time, as in tests).
+fn now_micros(at: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    if now / 1_000_000 == at {
+        now
+    } else {
+        at.saturating_mul(1_000_000)
+    }
 }
 
 fn rand_id() -> [u8; 16] {
