@@ -104,6 +104,10 @@ struct ServeArgs {
     /// disconnected).
     #[arg(long, default_value_t = 10)]
     handshake_timeout: u64,
+    /// A DER CRL from AMD KDS (/vcek/v1/<Product>/crl), checked against the ARK: revoked ASKs
+    /// and VCEKs are refused. Read at start; restart to load a newer one.
+    #[arg(long)]
+    crl: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -664,11 +668,12 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     options.max_body = args.max_body;
     options.request_timeout = Duration::from_secs(args.request_timeout);
     options.handshake_timeout = Duration::from_secs(args.handshake_timeout);
+    options.crl = args.crl;
     let runtime = tokio::runtime::Runtime::new().context("tokio runtime")?;
     runtime.block_on(async {
         let broker = start(&options).await?;
         println!("host-verifier broker listening on https://{}", broker.addr);
-        tracing::info!(addr = %broker.addr, database = %redact(&options.database_url()), "serving");
+        tracing::info!(addr = %broker.addr, database = %host_verifier::broker::config::redact_url(&options.database_url()), "serving");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("SIGTERM handler")?;
         tokio::select! {
@@ -679,20 +684,6 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         broker.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// A database URL without its password (logs never carry secrets).
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 fn main() -> ExitCode {

@@ -78,28 +78,54 @@ fn a_first_run_serves_on_sqlite_refuses_what_it_must_and_stops_cleanly() {
 
     // Another engine's URL.
     let bad = Command::new(bin())
-        .args(["serve", "--database", "mysql://x/y", "--data-dir"])
+        .args([
+            "serve",
+            "--database",
+            "mysql://admin:hunter2@x/y",
+            "--data-dir",
+        ])
         .arg(&dir)
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("must start with sqlite: or postgres:"),
-        "{}",
-        String::from_utf8_lossy(&bad.stderr)
+        stderr.contains("must start with sqlite: or postgres:"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is echoed: {stderr}"
     );
 
-    // A private key others can read.
-    let ear = dir.join("ear-key.pem");
-    std::fs::set_permissions(&ear, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let open = Command::new(bin())
-        .args(["serve", "--data-dir"])
+    // A CRL that cannot be read stops the start, naming the file.
+    let no_crl = Command::new(bin())
+        .args(["serve", "--crl", "/nonexistent/vcek.crl", "--data-dir"])
         .arg(&dir)
         .output()
         .unwrap();
-    assert_eq!(open.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&open.stderr).contains("readable by group or others"));
-    std::fs::set_permissions(&ear, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(no_crl.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&no_crl.stderr);
+    assert!(stderr.contains("/nonexistent/vcek.crl"), "{stderr}");
+
+    // A private key others can read: the EAR signing key, the TLS key.
+    for name in ["ear-key.pem", "tls-key.pem"] {
+        let key = dir.join(name);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let open = Command::new(bin())
+            .args(["serve", "--data-dir"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(open.status.code(), Some(1), "{name}");
+        let stderr = String::from_utf8_lossy(&open.stderr);
+        assert!(
+            stderr.contains("readable by group or others"),
+            "{name}: {stderr}"
+        );
+        assert!(stderr.contains(name), "{stderr}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
 
     // The first start creates and migrates the SQLite database in the data directory.
     let (mut child, url) = serve(
@@ -179,14 +205,29 @@ fn a_first_run_serves_on_sqlite_refuses_what_it_must_and_stops_cleanly() {
         .await
         .unwrap();
         tls.flush().await.unwrap();
-        let mut answer = vec![0u8; 512];
-        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut answer))
-            .await
-            .expect("answered before the test's own timeout")
-            .unwrap();
-        String::from_utf8_lossy(&answer[..n]).lines().next().unwrap_or("").to_owned()
+        // Head and JSON body, however the reads split them.
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 512];
+        while !String::from_utf8_lossy(&answer).trim_end().ends_with('}') {
+            let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut chunk))
+                .await
+                .expect("answered before the test's own timeout")
+                .unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&answer).into_owned()
     });
-    assert_eq!(status_line, "HTTP/1.1 408 Request Timeout");
+    assert!(
+        status_line.starts_with("HTTP/1.1 408 Request Timeout"),
+        "{status_line}"
+    );
+    assert!(
+        status_line.contains("\"error\":\"timeout\""),
+        "{status_line}"
+    );
 
     // SIGTERM: a clean stop.
     nix::sys::signal::kill(

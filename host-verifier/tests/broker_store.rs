@@ -188,6 +188,17 @@ fn epochs_only_move_forward_and_fresh_state_is_refused_once_known() {
         );
         assert_eq!(s.highest_epoch(&id).await.unwrap(), Some(3));
         assert_eq!(s.highest_epoch(&[0u8; 16]).await.unwrap(), None);
+        // Beyond what the database holds: refused, not clamped (clamping would make every
+        // larger epoch equal and let an older one of them pass).
+        for epoch in [u64::MAX, 1 << 63] {
+            assert_eq!(
+                s.observe_state(&id, ObservedState::Restored { epoch }, NOW, "attest")
+                    .await
+                    .unwrap(),
+                Err(EpochRefusal::OutOfRange { found: epoch })
+            );
+        }
+        assert_eq!(s.highest_epoch(&id).await.unwrap(), Some(3));
         s.close().await;
     });
 }

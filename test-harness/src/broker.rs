@@ -111,10 +111,21 @@ impl LocalBroker {
         trust: Arc<TrustStore>,
         nonce_ttl: Duration,
     ) -> Result<LocalBroker, BrokerHarnessError> {
+        Self::start_configured(rt, data_dir, database, trust, |o| o.nonce_ttl = nonce_ttl)
+    }
+
+    /// Starts a replica whose options `configure` adjusts (a CRL, a shorter request timeout).
+    pub fn start_configured(
+        rt: &tokio::runtime::Runtime,
+        data_dir: &Path,
+        database: Option<String>,
+        trust: Arc<TrustStore>,
+        configure: impl FnOnce(&mut ServeOptions),
+    ) -> Result<LocalBroker, BrokerHarnessError> {
         let mut options = ServeOptions::new(data_dir.to_owned(), trust);
         options.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         options.database = database;
-        options.nonce_ttl = nonce_ttl;
+        configure(&mut options);
         let database = options.database_url();
         let running = rt.block_on(host_verifier::broker::start(&options))?;
         Ok(LocalBroker {

@@ -307,6 +307,73 @@ fn exercise(database: Option<String>) {
         );
     }
 
+    // A policy that does not pin the image affirms any SVSM on genuine hardware: its attest
+    // answers, but it must not touch the instance records (a foreign SVSM could otherwise
+    // claim a victim's instance id with a huge epoch and lock it out).
+    let mut any_image = policy.clone();
+    any_image.snp.remove("measurements");
+    rt.block_on(ca.put_policy("any-image", &any_image)).unwrap();
+    let lax = SimNode::launch(None).unwrap();
+    let lax_instance = hex::encode(lax.machine.module().instance_id());
+    let answer = rt
+        .block_on(ca.attest(
+            bundle_json(&fresh_bundle(&cb, &lax)).unwrap(),
+            Some("any-image"),
+        ))
+        .unwrap();
+    assert_eq!(answer.verdict, "affirming", "{:?}", answer.failed_checks);
+    assert_eq!(answer.instance_id.as_deref(), Some(lax_instance.as_str()));
+    let nodes = rt.block_on(ca.nodes()).unwrap();
+    assert!(
+        !nodes.iter().any(|n| n.instance_id == lax_instance),
+        "an attest under a policy without MEASUREMENTs recorded the instance: {nodes:?}"
+    );
+    let rows = rt.block_on(ca.audit(0)).unwrap();
+    assert!(
+        !rows.iter().any(|r| r.subject.contains(&lax_instance)),
+        "the audit log names an instance no pinned image vouched for"
+    );
+    // The same node under the image-pinning policy is recorded.
+    let answer = rt
+        .block_on(ca.attest(bundle_json(&fresh_bundle(&cb, &lax)).unwrap(), None))
+        .unwrap();
+    assert_eq!(answer.verdict, "affirming");
+    let nodes = rt.block_on(ca.nodes()).unwrap();
+    assert!(nodes.iter().any(|n| n.instance_id == lax_instance));
+    drop(lax);
+
+    // Names that do not exist: 404, and audited (a probe for resource names is visible).
+    let e = rt
+        .block_on(ca.release("no-such-key", bundle_json(&bundle).unwrap()))
+        .unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    let n = SimNode::launch(None).unwrap();
+    let e = rt
+        .block_on(ca.attest(
+            bundle_json(&fresh_bundle(&cb, &n)).unwrap(),
+            Some("no-such-policy"),
+        ))
+        .unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    drop(n);
+
+    // A replica given a CRL checks it: one that does not parse refuses every release.
+    let crl_path = dir.path.join("not-a-crl.der");
+    std::fs::write(&crl_path, b"not a CRL").unwrap();
+    let revoking =
+        LocalBroker::start_configured(&rt, &dir.path, database.clone(), trust.clone(), |o| {
+            o.crl = Some(crl_path.clone())
+        })
+        .unwrap();
+    let cr = revoking.client(&dir).unwrap();
+    let n = SimNode::launch(None).unwrap();
+    let (status, failed) =
+        refusal(rt.block_on(cr.release("payments", bundle_json(&fresh_bundle(&cr, &n)).unwrap())));
+    assert_eq!(status, 403);
+    assert!(has_check(&failed, "cpu.snp", "crl failed"), "{failed:?}");
+    drop(n);
+    revoking.stop(&rt);
+
     // attest: an EAR signed by the broker's key, verifiable with /v1/ear-key.
     let n = SimNode::launch(None).unwrap();
     let answer = rt
@@ -414,6 +481,14 @@ fn exercise(database: Option<String>) {
     assert_eq!((status, body.error.as_str()), (413, "too_large"));
     let (status, _) = raw("/v1/nothing-here", vec![]);
     assert_eq!(status, 404);
+    let (status, body) = rt.block_on(async {
+        let r = ca.http().get(ca.url("/v1/release")).send().await.unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<api::ErrorBody>().await.unwrap(),
+        )
+    });
+    assert_eq!((status, body.error.as_str()), (405, "method_not_allowed"));
 
     // Every refusal is in the audit log with its reason.
     let rows = rt.block_on(cb.audit(0)).unwrap();
@@ -430,6 +505,8 @@ fn exercise(database: Option<String>) {
         ("attest", "allowed", ""),
         ("attest", "refused", "cpu.measurement"),
         ("admin", "refused", "admin credentials"),
+        ("release", "refused", "no resource named \"no-such-key\""),
+        ("attest", "refused", "no policy named \"no-such-policy\""),
         ("admin", "allowed", ""),
     ] {
         let found = if reason.is_empty() {

@@ -53,11 +53,21 @@ impl ClientError {
 }
 
 /// A broker client.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BrokerClient {
     http: reqwest::Client,
     base: String,
     admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for BrokerClient {
+    // Never the admin token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerClient")
+            .field("base", &self.base)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl BrokerClient {

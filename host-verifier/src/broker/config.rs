@@ -233,6 +233,44 @@ pub fn load_master_key(path: &Path) -> Result<MasterKey, ConfigError> {
     Ok(MasterKey::from_file(path)?)
 }
 
+/// A database URL fit for a log line: the password of its user part and any `password=`
+/// parameter masked.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let authority = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{user}:***@{host}"),
+                    None => format!("{userinfo}@{host}"),
+                },
+                None => authority.to_owned(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => base.to_owned(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
 /// The SHA-256 an admin token is compared by.
 pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
@@ -241,6 +279,30 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_urls_are_logged_without_passwords() {
+        for (url, shown) in [
+            (
+                "postgres://broker:s3cret@db/broker",
+                "postgres://broker:***@db/broker",
+            ),
+            (
+                "postgres://broker:p@ss@db/broker",
+                "postgres://broker:***@db/broker",
+            ),
+            (
+                "postgres://broker@db/b?password=x&sslmode=require",
+                "postgres://broker@db/b?password=***&sslmode=require",
+            ),
+            (
+                "sqlite:/var/lib/b/broker.db?mode=rwc",
+                "sqlite:/var/lib/b/broker.db?mode=rwc",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
+    }
 
     #[test]
     fn init_makes_private_files_once() {

@@ -31,6 +31,8 @@ pub struct ServeOptions {
     pub request_timeout: Duration,
     /// The longest a TLS handshake, or a request head, may take.
     pub handshake_timeout: Duration,
+    /// A DER CRL from AMD's KDS (`/vcek/v1/<Product>/crl`): revoked certificates are refused.
+    pub crl: Option<PathBuf>,
 }
 
 impl ServeOptions {
@@ -50,6 +52,7 @@ impl ServeOptions {
             max_body: 12 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             handshake_timeout: server::HANDSHAKE_TIMEOUT,
+            crl: None,
         }
     }
 
@@ -89,16 +92,33 @@ pub async fn start(options: &ServeOptions) -> Result<server::RunningBroker, Star
     let master_key = config::load_master_key(&dir.join(config::MASTER_KEY))?;
     let ear_key_pem = config::read_private(&dir.join(config::EAR_KEY))?;
     let admin_token_sha256 = config::read_admin_hash(&dir.join(config::ADMIN_TOKEN_HASH))?;
+    let tls_key = match &options.tls_key {
+        Some(k) => k.clone(),
+        None => {
+            // The data directory's key is held to the same mode as the other private files;
+            // a key given by path is the operator's to protect (e.g. group ssl-cert).
+            let k = dir.join(config::TLS_KEY);
+            config::read_private(&k)?;
+            k
+        }
+    };
     let tls = server::tls_config(
         &options
             .tls_cert
             .clone()
             .unwrap_or_else(|| dir.join(config::TLS_CERT)),
-        &options
-            .tls_key
-            .clone()
-            .unwrap_or_else(|| dir.join(config::TLS_KEY)),
+        &tls_key,
     )?;
+    let crl = options
+        .crl
+        .as_ref()
+        .map(|p| {
+            std::fs::read(p).map_err(|source| config::ConfigError::Io {
+                path: p.clone(),
+                source,
+            })
+        })
+        .transpose()?;
     let store = store::Store::open(&options.database_url(), options.max_connections).await?;
     let pruner = tokio::spawn(prune_nonces(store.clone()));
     let app = service::router(service::ServiceConfig {
@@ -110,6 +130,7 @@ pub async fn start(options: &ServeOptions) -> Result<server::RunningBroker, Star
         nonce_ttl: options.nonce_ttl,
         max_body: options.max_body,
         request_timeout: options.request_timeout,
+        crl,
     })?;
     let mut running = server::start(options.listen, tls, app, options.handshake_timeout).await?;
     running.attach(pruner);

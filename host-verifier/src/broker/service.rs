@@ -58,6 +58,8 @@ pub struct ServiceConfig {
     pub max_body: usize,
     /// The longest a request may take, body included.
     pub request_timeout: Duration,
+    /// A DER CRL from AMD's KDS: revoked ASKs and VCEKs are refused.
+    pub crl: Option<Vec<u8>>,
 }
 
 /// Why the service could not be built.
@@ -147,6 +149,9 @@ impl Metrics {
 const VERIFIER_CACHE_LIMIT: usize = 32;
 
 struct Shared {
+    /// At most one appraisal per core at a time: more only adds context switches (requests
+    /// wait their turn in async code instead, holding no thread).
+    appraisals: tokio::sync::Semaphore,
     verifiers: std::sync::Mutex<std::collections::HashMap<String, Arc<Verifier>>>,
     store: Store,
     master_key: MasterKey,
@@ -154,6 +159,7 @@ struct Shared {
     ear_jwk: serde_json::Value,
     admin_token_sha256: [u8; 32],
     trust: Arc<TrustStore>,
+    crl: Option<Arc<Vec<u8>>>,
     nonce_ttl_secs: i64,
     metrics: Metrics,
 }
@@ -169,7 +175,9 @@ pub fn router(config: ServiceConfig) -> Result<Router, ServiceError> {
     };
     let ear_jwk = serde_json::from_str(&secret.public_key().to_jwk_string())
         .map_err(|_| ServiceError::EarKey)?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let shared = Arc::new(Shared {
+        appraisals: tokio::sync::Semaphore::new(cores),
         verifiers: std::sync::Mutex::new(std::collections::HashMap::new()),
         store: config.store,
         master_key: config.master_key,
@@ -177,6 +185,7 @@ pub fn router(config: ServiceConfig) -> Result<Router, ServiceError> {
         ear_jwk,
         admin_token_sha256: config.admin_token_sha256,
         trust: config.trust,
+        crl: config.crl.map(Arc::new),
         nonce_ttl_secs: i64::try_from(config.nonce_ttl.as_secs()).unwrap_or(i64::MAX),
         metrics: Metrics::new(),
     });
@@ -211,13 +220,16 @@ pub fn router(config: ServiceConfig) -> Result<Router, ServiceError> {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Innermost first: the deadline covers the handler and reading the body; `measure`
+        // sees every answer, a timeout's 408 included.
+        .layer(axum::middleware::from_fn_with_state(
+            config.request_timeout,
+            deadline,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             measure,
-        ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout,
         ))
         .layer(DefaultBodyLimit::max(config.max_body))
         .with_state(shared))
@@ -242,6 +254,8 @@ enum ApiError {
         failed: Vec<FailedCheck>,
     },
     Unavailable,
+    Timeout,
+    MethodNotAllowed,
     Internal(&'static str),
 }
 
@@ -263,11 +277,17 @@ fn unreachable_database(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => true,
-        // PostgreSQL SQLSTATE classes 08 (connection exception) and 57 (operator
-        // intervention: the server is shutting down); SQLite "database is locked/busy".
-        sqlx::Error::Database(d) => d
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57") || c == "5" || c == "6"),
+        // PostgreSQL SQLSTATE classes 08 (connection exception), 53 (insufficient resources:
+        // too many connections, disk full) and 57 (operator intervention: shutting down).
+        // SQLite reports extended result codes: the primary code is the low byte, and BUSY
+        // (5), LOCKED (6), IOERR (10), FULL (13) and CANTOPEN (14) mean "not now".
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57")
+                || c.parse::<i64>()
+                    .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13 | 14))
+        }),
         _ => false,
     }
 }
@@ -353,6 +373,24 @@ impl IntoResponse for ApiError {
                     failed_checks: vec![],
                 },
             ),
+            ApiError::Timeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorBody {
+                    error: "timeout".into(),
+                    message: "the request took longer than the broker allows".into(),
+                    field: None,
+                    failed_checks: vec![],
+                },
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorBody {
+                    error: "method_not_allowed".into(),
+                    message: "this endpoint does not take that method (see docs/broker.md)".into(),
+                    field: None,
+                    failed_checks: vec![],
+                },
+            ),
             ApiError::Internal(what) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorBody {
@@ -425,6 +463,14 @@ async fn measure(State(s): State<AppState>, req: Request, next: Next) -> Respons
         s.metrics.database_unavailable.inc();
     }
     response
+}
+
+/// Answers 408 when a request (reading its body included) outlives `limit`.
+async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
 }
 
 async fn require_admin(
@@ -521,15 +567,6 @@ struct Loaded {
     verifier: Arc<Verifier>,
 }
 
-async fn load_policy(s: &Shared, name: &str, for_release: bool) -> Result<Loaded, ApiError> {
-    let body = s
-        .store
-        .policy(name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no policy named {name:?}")))?;
-    compile_policy(s, name, &body, for_release)
-}
-
 fn compile_policy(
     s: &Shared,
     name: &str,
@@ -564,16 +601,30 @@ fn compile_policy(
     Ok(Loaded { policy, verifier })
 }
 
-/// The subject line of an audit row.
+/// The subject line of an audit row. `instance` is the appraised manifest's (only given when
+/// the appraisal affirmed it); a nonce of any other length than the broker's is not copied
+/// into the log (a client could make it megabytes long).
 fn subject(what: &str, instance: Option<&[u8; 16]>, nonce: &[u8]) -> String {
+    let nonce = if nonce.len() == super::store::NONCE_LEN {
+        hex::encode(nonce)
+    } else {
+        format!("({} bytes)", nonce.len())
+    };
     match instance {
-        Some(i) => format!(
-            "{what} instance={} nonce={}",
-            hex::encode(i),
-            hex::encode(nonce)
-        ),
-        None => format!("{what} nonce={}", hex::encode(nonce)),
+        Some(i) => format!("{what} instance={} nonce={nonce}", hex::encode(i)),
+        None => format!("{what} nonce={nonce}"),
     }
+}
+
+/// Audits and answers a request for something that does not exist.
+async fn not_found_refusal(
+    s: &Shared,
+    action: &str,
+    what: &str,
+    message: String,
+) -> Result<ApiError, ApiError> {
+    audit(s, action, what, "refused", vec![message.clone()]).await?;
+    Ok(ApiError::NotFound(message))
 }
 
 /// Redeems the bundle's nonce, auditing a refusal.
@@ -602,9 +653,20 @@ async fn redeem(s: &Shared, action: &str, what: &str, nonce: &[u8]) -> Result<()
 }
 
 /// Appraises on a blocking thread (ECDSA and RSA verification take milliseconds).
-async fn appraise(bundle: Arc<Bundle>, loaded: Loaded) -> Result<BundleAppraisal, ApiError> {
+async fn appraise(
+    s: &Shared,
+    bundle: Arc<Bundle>,
+    loaded: Loaded,
+) -> Result<BundleAppraisal, ApiError> {
+    let _turn = s
+        .appraisals
+        .acquire()
+        .await
+        .map_err(|_| ApiError::Internal("the appraisal queue is closed"))?;
+    let crl = s.crl.clone();
     tokio::task::spawn_blocking(move || {
         let mut ctx = BundleContext::new(&loaded.verifier, &bundle.nonce, SystemTime::now());
+        ctx.crl = crl.as_deref().map(Vec::as_slice);
         ctx.expected_pcrs = loaded.policy.reference_pcrs;
         ctx.requester_vmpl = loaded.policy.requester_vmpl;
         ctx.min_epoch = loaded.policy.min_epoch;
@@ -707,17 +769,31 @@ async fn attest(
 ) -> Result<axum::Json<api::AttestResponse>, ApiError> {
     let bundle = Arc::new(decode_bundle(req.bundle)?);
     let policy_name = req.policy.as_deref().unwrap_or(DEFAULT_POLICY);
-    let policy = load_policy(&s, policy_name, false).await?;
     let what = format!("policy={policy_name}");
+    let policy = match s.store.policy(policy_name).await? {
+        Some(body) => compile_policy(&s, policy_name, &body, false)?,
+        None => {
+            let message = format!("no policy named {policy_name:?}");
+            return Err(not_found_refusal(&s, "attest", &what, message).await?);
+        }
+    };
+    // Only an appraisal that pins the SVSM image may move an instance's epoch record: under a
+    // policy without a MEASUREMENT allowlist any SVSM on genuine hardware is affirmed, and it
+    // could claim another instance's id with a huge epoch.
+    let pins_image = policy
+        .policy
+        .snp
+        .measurements
+        .as_ref()
+        .is_some_and(|m| !m.is_empty());
     redeem(&s, "attest", &what, &bundle.nonce).await?;
-    let appraisal = appraise(bundle.clone(), policy).await?;
+    let appraisal = appraise(&s, bundle.clone(), policy).await?;
     let mut failed = failed_checks(&appraisal);
+    let affirmed = failed.is_empty();
     let manifest = VtpmManifestV2::parse(&bundle.manifest).ok();
     let mut broker_failed = Vec::new();
-    if failed.is_empty() {
-        if let Some(m) = &manifest {
-            broker_failed.extend(accept_epoch(&s, m, "attest").await?);
-        }
+    if let (true, true, Some(m)) = (affirmed, pins_image, &manifest) {
+        broker_failed.extend(accept_epoch(&s, m, "attest").await?);
     }
     failed.extend(broker_failed.iter().cloned());
     let decision = if failed.is_empty() {
@@ -725,18 +801,23 @@ async fn attest(
     } else {
         "refused"
     };
-    let instance = manifest.as_ref().map(|m| m.module.instance_id);
+    // The answer names the instance the affirmed manifest claims; the broker's own records
+    // name it only when the policy pinned the image, which is what vouches for the claim.
+    let instance = manifest
+        .as_ref()
+        .filter(|_| affirmed)
+        .map(|m| m.module.instance_id);
+    let vouched = instance.filter(|_| pins_image);
     audit(
         &s,
         "attest",
-        &subject(&what, instance, &bundle.nonce),
+        &subject(&what, vouched, &bundle.nonce),
         decision,
         reasons(&failed),
     )
     .await?;
-    // An allowed attestation recorded itself with its epoch; a refusal is noted here.
-    if let (Some(i), false) = (instance, failed.is_empty()) {
-        s.store.note_decision(i, "attest", decision, now()).await?;
+    if let (Some(i), false) = (vouched, broker_failed.is_empty()) {
+        s.store.note_decision(i, "attest", "refused", now()).await?;
     }
     let ear = sign_ear(&s, &appraisal, &broker_failed)?;
     Ok(axum::Json(api::AttestResponse {
@@ -757,39 +838,58 @@ async fn release(
     StrictJson(req): StrictJson<api::ReleaseRequest>,
 ) -> Result<axum::Json<api::Released>, ApiError> {
     let bundle = Arc::new(decode_bundle(req.bundle)?);
-    let (resource, policy) = s
-        .store
-        .resource_with_policy(&req.resource)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no resource named {:?}", req.resource)))?;
+    let what = format!("resource={}", req.resource);
+    let Some((resource, policy)) = s.store.resource_with_policy(&req.resource).await? else {
+        let message = format!("no resource named {:?}", req.resource);
+        return Err(not_found_refusal(&s, "release", &what, message).await?);
+    };
     let policy = match policy {
         Some(body) => compile_policy(&s, &resource.policy, &body, true)?,
         None => {
-            tracing::error!(resource = %resource.name, "the resource's policy is missing");
+            // Deleting a policy in use is refused; this is a race with an admin change.
+            audit(
+                &s,
+                "release",
+                &what,
+                "refused",
+                vec![format!(
+                    "the resource's policy {:?} is missing",
+                    resource.policy
+                )],
+            )
+            .await?;
             return Err(ApiError::Internal("the resource's policy is missing"));
         }
     };
-    let what = format!("resource={}", resource.name);
     redeem(&s, "release", &what, &bundle.nonce).await?;
-    let appraisal = appraise(bundle.clone(), policy).await?;
+    let appraisal = appraise(&s, bundle.clone(), policy).await?;
     let mut failed = failed_checks(&appraisal);
     let manifest = VtpmManifestV2::parse(&bundle.manifest).ok();
-    let instance = manifest.as_ref().map(|m| m.module.instance_id);
-    let manifest = match (failed.is_empty(), manifest) {
-        (true, Some(m)) => {
-            failed.extend(accept_epoch(&s, &m, "release").await?);
-            Some(m)
+    // A release policy always pins the image, so an affirmed appraisal vouches for the
+    // manifest's instance id: a refusal after it (epoch, transport key) may name the instance.
+    let vouched = manifest
+        .as_ref()
+        .filter(|_| failed.is_empty())
+        .map(|m| m.module.instance_id);
+    // The package is made before the epoch moves: a manifest whose transport key is not a
+    // P-384 point (an SVSM that had no entropy at boot) is refused without touching state.
+    let mut package = None;
+    if let (true, Some(m)) = (failed.is_empty(), &manifest) {
+        match wrap(&s, &resource, m, &bundle.nonce)? {
+            Ok(p) => package = Some(p),
+            Err(f) => failed.push(f),
         }
-        (true, None) => {
-            failed.push(check("svsm.manifest", "the manifest does not parse"));
-            None
-        }
-        (false, m) => m,
-    };
-    let subject_line = subject(&what, instance, &bundle.nonce);
-    let (Some(manifest), true) = (manifest, failed.is_empty()) else {
+    }
+    if let (true, Some(m)) = (failed.is_empty(), &manifest) {
+        failed.extend(accept_epoch(&s, m, "release").await?);
+    }
+    if manifest.is_none() && failed.is_empty() {
+        failed.push(check("svsm.manifest", "the manifest does not parse"));
+    }
+    let (Some(manifest), Some(package), true) = (manifest, package, failed.is_empty()) else {
+        let subject_line = subject(&what, vouched, &bundle.nonce);
         audit(&s, "release", &subject_line, "refused", reasons(&failed)).await?;
-        if let Some(i) = instance {
+        if let Some(i) = vouched {
             s.store
                 .note_decision(i, "release", "refused", now())
                 .await?;
@@ -802,7 +902,7 @@ async fn release(
             failed,
         });
     };
-    let package = wrap(&s, &resource, &manifest, &bundle.nonce)?;
+    let subject_line = subject(&what, Some(manifest.module.instance_id), &bundle.nonce);
     audit(&s, "release", &subject_line, "allowed", vec![]).await?;
     use base64::Engine;
     Ok(axum::Json(api::Released {
@@ -815,13 +915,14 @@ async fn release(
     }))
 }
 
-/// Wraps the resource's key for what the appraised manifest names.
+/// Wraps the resource's key for what the appraised manifest names; `Ok(Err(_))` when the
+/// manifest's transport key cannot receive it.
 fn wrap(
     s: &Shared,
     resource: &StoredResource,
     manifest: &VtpmManifestV2<'_>,
     nonce: &[u8],
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Result<Vec<u8>, FailedCheck>, ApiError> {
     let kind = api::kind_from_name(&resource.kind).ok_or(ApiError::Internal("stored kind"))?;
     let usage = Usage::from_bits(resource.usage).ok_or(ApiError::Internal("stored usage"))?;
     let owner = svsm_core::platform::Vmpl::new(manifest.module.requester_vmpl)
@@ -857,6 +958,12 @@ fn wrap(
         name: resource.name.as_bytes(),
         nonce,
     };
+    if p384::PublicKey::from_sec1_bytes(manifest.module.transport_public).is_err() {
+        return Ok(Err(check(
+            "svsm.transport_key",
+            "the manifest's transport key is not a P-384 point (the SVSM had no entropy at boot?): nothing can be wrapped for it",
+        )));
+    }
     let recipient =
         agreement::UnparsedPublicKey::new(&agreement::ECDH_P384, manifest.module.transport_public);
     agreement::agree_ephemeral(
@@ -873,6 +980,7 @@ fn wrap(
                 .map_err(|_| ApiError::Internal("the key could not be wrapped"))
         },
     )
+    .map(Ok)
 }
 
 async fn ear_key(State(s): State<AppState>) -> axum::Json<api::EarKey> {
@@ -906,6 +1014,10 @@ async fn metrics(State(s): State<AppState>) -> Response {
         text,
     )
         .into_response()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 async fn not_found() -> ApiError {

@@ -68,7 +68,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION] = [
 #[non_exhaustive]
 pub enum StoreError {
     /// The URL names no engine this build supports.
-    #[error("database URL must start with sqlite: or postgres:, got {0:?}")]
+    #[error("database URL must start with sqlite: or postgres:, got a {0:?} URL")]
     UnsupportedUrl(String),
     /// The database answered an error or cannot be reached.
     #[error("database: {0}")]
@@ -140,6 +140,12 @@ pub enum EpochRefusal {
     /// Ephemeral state: nothing to remember, and nothing a key can be bound to.
     #[error("the module runs on ephemeral state")]
     Ephemeral,
+    /// An epoch no real sealed-state counter reaches (above 2^63 - 1).
+    #[error("sealed-state epoch {found} is out of range")]
+    OutOfRange {
+        /// The manifest's epoch.
+        found: u64,
+    },
 }
 
 /// One audit row.
@@ -199,11 +205,6 @@ pub struct Store {
     pool: AnyPool,
 }
 
-fn epoch_i64(epoch: u64) -> i64 {
-    // Epochs are counters of sealed writes; above i64::MAX they saturate (never reached).
-    i64::try_from(epoch).unwrap_or(i64::MAX)
-}
-
 impl Store {
     /// Connects to `url` (`sqlite:PATH?mode=rwc` creates the file; `postgres://...`) and runs
     /// the migrations not yet applied.
@@ -218,7 +219,9 @@ impl Store {
             || url.starts_with("postgres:")
             || url.starts_with("postgresql:"))
         {
-            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+            // Only the scheme: the rest may hold a password.
+            let scheme = url.split(':').next().unwrap_or("").to_owned();
+            return Err(StoreError::UnsupportedUrl(scheme));
         }
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
@@ -388,6 +391,11 @@ impl Store {
             ObservedState::Ephemeral => return Ok(Err(EpochRefusal::Ephemeral)),
             ObservedState::Fresh { epoch } | ObservedState::Restored { epoch } => epoch,
         };
+        // The database keeps signed 64-bit integers; a real counter of sealed writes never
+        // gets there, and clamping would make every larger epoch look equal.
+        let Ok(epoch_db) = i64::try_from(epoch) else {
+            return Ok(Err(EpochRefusal::OutOfRange { found: epoch }));
+        };
         // One statement: the first observation inserts the row; a later one moves it only if
         // its epoch is not below the record (a fresh state of a known instance is the same
         // boot attesting again after more writes: a fresh boot draws a new random instance
@@ -402,7 +410,7 @@ impl Store {
              WHERE instances.max_epoch <= excluded.max_epoch",
         )
         .bind(instance.to_vec())
-        .bind(epoch_i64(epoch))
+        .bind(epoch_db)
         .bind(now)
         .bind(action.to_owned())
         .execute(&self.pool)
