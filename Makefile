@@ -46,7 +46,8 @@ guest: bootstrap
 	$(CARGO) run --quiet --release -p svsm-sim --bin svsm-sim -- guest build
 
 ## bench: performance side by side with the peers named in the issues, one run, as ratios.
-## The verifier comparison needs snpguest 0.11 (installed on first use: several minutes).
+## The verifier comparison needs snpguest 0.11 (installed on first use: several minutes); the IMA
+## one installs Keylime 7.14.3 from PyPI into target/keylime-venv on first use.
 bench: bootstrap
 	$(CARGO) bench -p test-harness --bench tpm
 	$(CARGO) bench -p test-harness --bench vault
@@ -57,6 +58,7 @@ bench: bootstrap
 	$(CARGO) bench -p svsm-sim --bench guest_tpm
 	$(CARGO) bench -p ovmf --bench measure
 	$(CARGO) bench -p host-verifier --bench azure
+	$(CARGO) bench -p host-verifier --bench ima
 	scripts/bench-verifier.sh
 	$(MAKE) bench-image
 

@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 vectors=${SVSM_VECTORS:-$here/../vectors}/snp
 [ -d "$vectors" ] || { echo "seed-corpus: vectors not found at $vectors (set SVSM_VECTORS)" >&2; exit 1; }
-targets=(snp_report cert_table services_manifest attest_request vtpm_buffer guest_message page_info tpm_command dispatcher host_verify vek_extensions vault_request snp_guest_response ovmf_firmware igvm_measure azure_hcl bundle_json image_frame swtpm_ctrl ima_log direct_boot broker_request)
+targets=(snp_report cert_table services_manifest attest_request vtpm_buffer guest_message page_info tpm_command dispatcher host_verify vek_extensions vault_request snp_guest_response ovmf_firmware igvm_measure azure_hcl bundle_json image_frame swtpm_ctrl ima_log ima_rounds ima_runtime_policy direct_boot broker_request)
 for t in "${targets[@]}"; do
   mkdir -p "$here/corpus/$t"
   if [ -d "$here/seeds/$t" ]; then cp "$here/seeds/$t"/* "$here/corpus/$t/"; fi
@@ -52,6 +52,8 @@ done
 ima=$here/../svsm-module/abi/tests/data/qemu-ovmf-linux6.1/ima-binary_runtime_measurements.bin
 cp "$ima" "$here/corpus/ima_log/debian-6.1-ima.bin"
 head -c 106 "$ima" > "$here/corpus/ima_log/debian-6.1-ima-boot-aggregate.bin"
+# ima_rounds: the same list behind the target's 9 knob bytes (nothing kept, offset 0).
+{ printf '\x00\x00\x00\x00\x00\x00\x00\x00\x00'; cat "$ima"; } > "$here/corpus/ima_rounds/debian-6.1-ima.bin"
 # direct_boot: the head of Debian's cloud kernel (setup header and PE headers) when `make guest`
 # or the real-guest tests have downloaded it, behind the target's two knob bytes.
 for k in "$here"/../target/guest/vmlinuz; do

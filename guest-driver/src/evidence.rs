@@ -153,8 +153,20 @@ pub fn quote_all<D: TpmDevice + ?Sized>(
                 error,
             }
         })?;
+    let pcrs = read_pcrs(tpm, ALL_PCRS)?;
+    Ok((attest, signature, pcrs))
+}
+
+/// Reads the SHA-256 PCRs of `mask` (bit i: PCR i), asking again for those a TPM2_PCR_Read
+/// answer left out (a TPM returns at most 8 per answer); all 24 slots are returned, those
+/// outside `mask` zero.
+pub fn read_pcrs<D: TpmDevice + ?Sized>(
+    tpm: &mut D,
+    mask: u32,
+) -> Result<Vec<[u8; 32]>, EvidenceError> {
+    let mut rsp = vec![0u8; TPM_RESPONSE_MAX];
     let mut pcrs = vec![[0u8; 32]; 24];
-    let mut remaining = ALL_PCRS;
+    let mut remaining = mask & ALL_PCRS;
     while remaining != 0 {
         let cmd = pcr_read_sha256(remaining).map_err(|_| EvidenceError::Marshal("PCR_Read"))?;
         let (returned, values) = parse_pcr_read(run_tpm(tpm, "PCR_Read", &cmd, &mut rsp)?)
@@ -175,7 +187,7 @@ pub fn quote_all<D: TpmDevice + ?Sized>(
         }
         remaining &= !returned;
     }
-    Ok((attest, signature, pcrs))
+    Ok(pcrs)
 }
 
 /// Gathers a bundle bound to `nonce` (at most 64 bytes: it is the quote's qualifying data).
@@ -215,6 +227,7 @@ pub fn collect<T: SvsmTransport, D: TpmDevice + ?Sized>(
         event_log,
         firmware_log: guest_logs.firmware,
         ima_log: guest_logs.ima,
+        ima_offset: 0,
         extra_evidence: extra.to_vec(),
     })
 }

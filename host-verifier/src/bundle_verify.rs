@@ -19,14 +19,16 @@
 //!    TPMS_ATTEST, its ECDSA signature verifies with the AK, its extraData is the nonce, its
 //!    pcrDigest covers the bundle's PCR values;
 //! 4. `vtpm.event_log_digest`, `vtpm.event_log_replay`, `vtpm.ima_replay`,
-//!    `vtpm.ima_boot_aggregate`: SHA-384 of the SVSM's log is the manifest's, and — only once
+//!    `vtpm.ima_boot_aggregate`, `vtpm.ima_policy`: SHA-384 of the SVSM's log is the manifest's, and — only once
 //!    every signature on the path from the trust anchors to the PCR values has verified — the
 //!    SVSM's log and then the guest firmware's log (if the bundle has one), each parsed with
 //!    hard bounds, replay (SHA-256 bank, from zero, linear: the SVSM measures before any
 //!    firmware runs) to the quoted value of every PCR they extend ([`replay`]); the IMA log (if
 //!    any) replays to the quoted PCR 10 up to the entries the quote covers (the log is read
 //!    after the quote and may be longer), and its boot_aggregate is SHA-256 of the quoted PCRs
-//!    0-9 ([`ima`]);
+//!    0-9 ([`ima`]); `vtpm.ima_policy`: with a kept position or a runtime policy the IMA entries
+//!    from the bundle's `ima_offset` must continue the kept position, and every entry the
+//!    quote newly covers must be allowed by the policy ([`crate::measured::ima_rounds`]);
 //! 5. `cpu.measurement`, `vtpm.reference_pcrs`: reference values (the policy's MEASUREMENT list,
 //!    the caller's expected PCR values);
 //! 6. `svsm.requester_vmpl`, `svsm.epoch`, `svsm.state`, `svsm.persisted`: the VMPL that asked
@@ -54,6 +56,10 @@ use crate::appraisal::{self, Appraisal, Verdict};
 use crate::bundle::Bundle;
 use crate::check::{CheckId, CheckResult, NamedCheck, Outcome, TrustClaimName};
 use crate::error::Error;
+use crate::measured::ima_rounds::{
+    admit_entries, replay_round, ImaPosition, PolicyFailures, Round, RoundFailure,
+};
+use crate::measured::runtime_policy::RuntimePolicy;
 use crate::verifier::{Evidence, Verifier};
 use crate::x509::{rfc3339, unix_secs};
 use serde::Serialize;
@@ -133,6 +139,8 @@ pub enum BundleCheckId {
     VtpmImaReplay,
     /// IMA's boot_aggregate is SHA-256 of the quoted PCRs 0-9.
     VtpmImaBootAggregate,
+    /// Every IMA entry the quote newly covers is allowed by the caller's runtime policy.
+    VtpmImaPolicy,
     /// The SNP MEASUREMENT is in the policy's allowlist.
     CpuMeasurement,
     /// The quoted PCR values equal the caller's expected values.
@@ -154,7 +162,7 @@ pub enum BundleCheckId {
 
 impl BundleCheckId {
     /// Every check, in report order.
-    pub const ALL: [BundleCheckId; 23] = [
+    pub const ALL: [BundleCheckId; 24] = [
         BundleCheckId::CpuVek,
         BundleCheckId::CpuSnp,
         BundleCheckId::SvsmBinding,
@@ -170,6 +178,7 @@ impl BundleCheckId {
         BundleCheckId::VtpmLogReplay,
         BundleCheckId::VtpmImaReplay,
         BundleCheckId::VtpmImaBootAggregate,
+        BundleCheckId::VtpmImaPolicy,
         BundleCheckId::CpuMeasurement,
         BundleCheckId::VtpmReferencePcrs,
         BundleCheckId::SvsmRequester,
@@ -198,6 +207,7 @@ impl BundleCheckId {
             BundleCheckId::VtpmLogReplay => "vtpm.event_log_replay",
             BundleCheckId::VtpmImaReplay => "vtpm.ima_replay",
             BundleCheckId::VtpmImaBootAggregate => "vtpm.ima_boot_aggregate",
+            BundleCheckId::VtpmImaPolicy => "vtpm.ima_policy",
             BundleCheckId::CpuMeasurement => "cpu.measurement",
             BundleCheckId::VtpmReferencePcrs => "vtpm.reference_pcrs",
             BundleCheckId::SvsmRequester => "svsm.requester_vmpl",
@@ -233,6 +243,7 @@ impl BundleCheckId {
             | BundleCheckId::VtpmLogReplay
             | BundleCheckId::VtpmImaReplay
             | BundleCheckId::VtpmImaBootAggregate
+            | BundleCheckId::VtpmImaPolicy
             | BundleCheckId::VtpmReferencePcrs => EAR_SUBMOD_VTPM,
             BundleCheckId::GpuBinding => EAR_SUBMOD_GPU,
         }
@@ -242,9 +253,9 @@ impl BundleCheckId {
     /// state `configuration`, everything else is about whether this is the attested instance.
     pub const fn trust_claim(self) -> TrustClaimName {
         match self {
-            BundleCheckId::CpuMeasurement | BundleCheckId::VtpmReferencePcrs => {
-                TrustClaimName::Executables
-            }
+            BundleCheckId::CpuMeasurement
+            | BundleCheckId::VtpmReferencePcrs
+            | BundleCheckId::VtpmImaPolicy => TrustClaimName::Executables,
             BundleCheckId::SvsmEpoch | BundleCheckId::SvsmState | BundleCheckId::SvsmPersisted => {
                 TrustClaimName::Configuration
             }
@@ -413,6 +424,15 @@ pub enum BundleFailure {
     /// The IMA log does not match the quote.
     #[error("{0}")]
     Ima(ima::ImaFailure),
+    /// The IMA entries sent do not continue the kept position, or do not replay to the quote.
+    #[error("{0}")]
+    ImaRound(RoundFailure),
+    /// IMA entries the runtime policy does not allow.
+    #[error("{0}")]
+    ImaPolicy(PolicyFailures),
+    /// A runtime policy was given but the bundle carries no IMA log.
+    #[error("a runtime policy applies, but the bundle carries no IMA log")]
+    ImaLogMissing,
     /// The quote does not cover a PCR an IMA check needs.
     #[error("the quote does not cover PCR {0}, which the IMA log is checked against")]
     ImaPcrNotQuoted(usize),
@@ -605,6 +625,13 @@ pub struct BundleContext<'a> {
     pub require_extra_evidence: bool,
     /// An optional DER CRL from AMD's KDS.
     pub crl: Option<&'a [u8]>,
+    /// A runtime policy every newly covered IMA entry must satisfy (`vtpm.ima_policy`;
+    /// `None`: not applicable).
+    pub ima_policy: Option<&'a RuntimePolicy>,
+    /// The IMA position kept from earlier rounds of this boot (`None`: nothing appraised yet).
+    /// With a position or a policy the IMA log is appraised incrementally
+    /// ([`crate::measured::ima_rounds`]).
+    pub ima_position: Option<ImaPosition>,
 }
 
 impl<'a> BundleContext<'a> {
@@ -621,6 +648,8 @@ impl<'a> BundleContext<'a> {
             expected_pcrs: BTreeMap::new(),
             require_extra_evidence: false,
             crl: None,
+            ima_policy: None,
+            ima_position: None,
         }
     }
 }
@@ -753,10 +782,17 @@ pub struct LogSummary {
 pub struct ImaSummary {
     /// Size in bytes.
     pub bytes: usize,
+    /// Index of its first entry in the kernel's list.
+    pub offset: u64,
     /// Entries (when it was replayed).
     pub entries: Option<usize>,
-    /// Entries the quote covers (when it was replayed).
+    /// Entries the quote covers (when it was replayed), counted from the start of the
+    /// kernel's list.
     pub covered: Option<usize>,
+    /// Where the replay reached, when it was incremental (a kept position or a runtime
+    /// policy): the position a verifier keeps if it accepts the whole appraisal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<ImaPosition>,
 }
 
 /// One piece of extra evidence supplied.
@@ -1452,8 +1488,11 @@ impl<'a> Run<'a> {
         ])
     }
 
-    /// `vtpm.ima_replay`, `vtpm.ima_boot_aggregate`: not applicable without an IMA log; run
-    /// (like the firmware replay) only once every signature up to the PCR values verified.
+    /// `vtpm.ima_replay`, `vtpm.ima_boot_aggregate`, `vtpm.ima_policy`: not applicable without
+    /// an IMA log (unless a runtime policy applies: then the policy check fails); run (like the
+    /// firmware replay) only once every signature up to the PCR values verified. Incremental
+    /// (from the kept position, with the bundle's `ima_offset`) when the caller kept a position
+    /// or gave a runtime policy; otherwise the whole list is replayed from zero.
     fn ima_checks(
         &mut self,
         authentic: bool,
@@ -1464,10 +1503,19 @@ impl<'a> Run<'a> {
             let why = "the bundle carries no IMA log";
             self.push_na(BundleCheckId::VtpmImaReplay, why);
             self.push_na(BundleCheckId::VtpmImaBootAggregate, why);
+            if self.ctx.ima_policy.is_some() {
+                self.push(
+                    BundleCheckId::VtpmImaPolicy,
+                    Err(BundleFailure::ImaLogMissing),
+                );
+            } else {
+                self.push_na(BundleCheckId::VtpmImaPolicy, why);
+            }
             return;
         };
         *summary = Some(ImaSummary {
             bytes: log.len(),
+            offset: self.b.ima_offset,
             ..ImaSummary::default()
         });
         let ready = self.signatures_verified(authentic).and_then(|()| {
@@ -1481,39 +1529,128 @@ impl<'a> Run<'a> {
             Ok(v) => v,
             Err(e) => {
                 self.push(BundleCheckId::VtpmImaReplay, Err(e.clone()));
-                self.push(BundleCheckId::VtpmImaBootAggregate, Err(e));
+                self.push(BundleCheckId::VtpmImaBootAggregate, Err(e.clone()));
+                self.push(BundleCheckId::VtpmImaPolicy, Err(e));
                 return;
             }
         };
         let pcr10 = ima::IMA_PCR as usize;
-        let replay = if quoted.contains(&pcr10) {
-            let value = self.b.pcrs_sha256.get(pcr10).copied().unwrap_or([0; 32]);
-            ima::replay_sha256(&parsed, &value)
-                .map_err(BundleFailure::Ima)
-                .map(|r| {
-                    if let Some(s) = summary.as_mut() {
-                        s.entries = Some(r.total);
-                        s.covered = Some(r.covered);
-                    }
-                    format!(
-                        "{} of {} IMA entries replay to the quoted PCR 10 (the {} after them were \
-                         measured after the quote)",
-                        r.covered,
-                        r.total,
-                        r.total - r.covered
-                    )
-                })
-        } else {
-            Err(BundleFailure::ImaPcrNotQuoted(pcr10))
+        if !quoted.contains(&pcr10) {
+            let e = BundleFailure::ImaPcrNotQuoted(pcr10);
+            self.push(BundleCheckId::VtpmImaReplay, Err(e));
+            let prereq = BundleFailure::Prerequisite(BundleCheckId::VtpmImaReplay);
+            self.push(BundleCheckId::VtpmImaBootAggregate, Err(prereq.clone()));
+            self.push(BundleCheckId::VtpmImaPolicy, Err(prereq));
+            return;
+        }
+        let value = self.b.pcrs_sha256.get(pcr10).copied().unwrap_or([0; 32]);
+        let aggregate_pcrs_missing = (0..ima::BOOT_AGGREGATE_PCRS).find(|p| !quoted.contains(p));
+        let incremental = self.ctx.ima_policy.is_some()
+            || self.ctx.ima_position.is_some()
+            || self.b.ima_offset != 0;
+        if !incremental {
+            self.ima_whole_list(&parsed, &value, aggregate_pcrs_missing, summary);
+            self.push_na(BundleCheckId::VtpmImaPolicy, "no runtime policy was given");
+            return;
+        }
+        let position = self.ctx.ima_position.unwrap_or(ImaPosition::START);
+        let round = Round {
+            offset: self.b.ima_offset,
+            log: &parsed,
+            quoted_pcr10: value,
+            pcrs_0_to_9: None,
         };
+        let replayed = match replay_round(&position, &round) {
+            Ok(r) => r,
+            Err(e) => {
+                self.push(
+                    BundleCheckId::VtpmImaReplay,
+                    Err(BundleFailure::ImaRound(e)),
+                );
+                let prereq = BundleFailure::Prerequisite(BundleCheckId::VtpmImaReplay);
+                self.push(BundleCheckId::VtpmImaBootAggregate, Err(prereq.clone()));
+                self.push(BundleCheckId::VtpmImaPolicy, Err(prereq));
+                return;
+            }
+        };
+        if let Some(s) = summary.as_mut() {
+            s.entries = Some(parsed.len());
+            s.covered = usize::try_from(replayed.covered).ok();
+            s.position = Some(replayed.position());
+        }
+        self.push(
+            BundleCheckId::VtpmImaReplay,
+            Ok(format!(
+                "IMA entries {}..{} replay from the kept PCR 10 to the quoted one (the {} after \
+                 them were measured after the quote)",
+                replayed.from,
+                replayed.covered,
+                replayed.end - replayed.covered
+            )),
+        );
+        let aggregate_checked = replayed.covers_boot_aggregate();
+        if !aggregate_checked {
+            self.push_na(
+                BundleCheckId::VtpmImaBootAggregate,
+                "entry 0 was appraised in an earlier round",
+            );
+        } else if let Some(missing) = aggregate_pcrs_missing {
+            self.push(
+                BundleCheckId::VtpmImaBootAggregate,
+                Err(BundleFailure::ImaPcrNotQuoted(missing)),
+            );
+        } else {
+            let r = ima::check_boot_aggregate(&parsed, &self.b.pcrs_sha256)
+                .map_err(BundleFailure::Ima)
+                .map(|()| "boot_aggregate is SHA-256 of the quoted PCRs 0-9".to_owned());
+            self.push(BundleCheckId::VtpmImaBootAggregate, r);
+        }
+        let Some(policy) = self.ctx.ima_policy else {
+            self.push_na(BundleCheckId::VtpmImaPolicy, "no runtime policy was given");
+            return;
+        };
+        let admitted = admit_entries(policy, &round, &replayed, aggregate_checked)
+            .map_err(BundleFailure::ImaPolicy)
+            .map(|a| {
+                format!(
+                    "{} newly covered IMA entries are allowed ({} excluded, {} by signature)",
+                    a.checked, a.excluded, a.signed
+                )
+            });
+        self.push(BundleCheckId::VtpmImaPolicy, admitted);
+    }
+
+    /// `vtpm.ima_replay` and `vtpm.ima_boot_aggregate` over the whole list, from zero.
+    fn ima_whole_list(
+        &mut self,
+        parsed: &svsm_abi::ima::ImaLog<'_>,
+        value: &[u8; 32],
+        aggregate_pcrs_missing: Option<usize>,
+        summary: &mut Option<ImaSummary>,
+    ) {
+        let replay = ima::replay_sha256(parsed, value)
+            .map_err(BundleFailure::Ima)
+            .map(|r| {
+                if let Some(s) = summary.as_mut() {
+                    s.entries = Some(r.total);
+                    s.covered = Some(r.covered);
+                }
+                format!(
+                    "{} of {} IMA entries replay to the quoted PCR 10 (the {} after them were \
+                     measured after the quote)",
+                    r.covered,
+                    r.total,
+                    r.total - r.covered
+                )
+            });
         let replayed = replay.is_ok();
         self.push(BundleCheckId::VtpmImaReplay, replay);
         let aggregate = if !replayed {
             Err(BundleFailure::Prerequisite(BundleCheckId::VtpmImaReplay))
-        } else if let Some(missing) = (0..ima::BOOT_AGGREGATE_PCRS).find(|p| !quoted.contains(p)) {
+        } else if let Some(missing) = aggregate_pcrs_missing {
             Err(BundleFailure::ImaPcrNotQuoted(missing))
         } else {
-            ima::check_boot_aggregate(&parsed, &self.b.pcrs_sha256)
+            ima::check_boot_aggregate(parsed, &self.b.pcrs_sha256)
                 .map_err(BundleFailure::Ima)
                 .map(|()| "boot_aggregate is SHA-256 of the quoted PCRs 0-9".to_owned())
         };
@@ -1930,7 +2067,13 @@ impl BundleAppraisal {
                 "IMA log      {} bytes{}\n",
                 i.bytes,
                 match (i.covered, i.entries) {
-                    (Some(c), Some(n)) => format!(", {c} of {n} entries covered by the quote"),
+                    (Some(c), Some(n)) if i.offset == 0 =>
+                        format!(", {c} of {n} entries covered by the quote"),
+                    (Some(c), Some(n)) => format!(
+                        ", entries {}..{} sent, up to {c} covered by the quote",
+                        i.offset,
+                        i.offset + n as u64
+                    ),
                     _ => " (not replayed)".to_owned(),
                 }
             ));
@@ -1998,6 +2141,7 @@ mod tests {
             event_log: vec![],
             firmware_log: None,
             ima_log: None,
+            ima_offset: 0,
             extra_evidence: vec![],
         };
         let ctx = BundleContext::new(&verifier, &[1], SystemTime::now());

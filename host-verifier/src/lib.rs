@@ -54,6 +54,7 @@ pub mod decoded;
 pub mod ecdsa;
 mod error;
 pub mod kds;
+pub mod measured;
 pub mod policy;
 pub mod reference;
 pub mod trust;

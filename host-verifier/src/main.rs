@@ -1,5 +1,7 @@
 //! `host-verifier`: appraise SEV-SNP evidence offline. See `docs/host-verifier.md`.
 
+mod ima_cmd;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use host_verifier::azure::{parse_pcr_values, AzureEvidence};
@@ -30,6 +32,10 @@ enum Top {
     /// svsm-vhsm evidence bundles: SNP report, vTPM manifest, quote, PCRs and event log.
     #[command(subcommand)]
     Bundle(BundleCmd),
+    /// IMA runtime policies (Keylime's format): make one from a directory tree, appraise a
+    /// captured list against one.
+    #[command(subcommand)]
+    Ima(ima_cmd::ImaCmd),
     /// The key broker's data directory (keys, certificate, admin token): see docs/broker.md.
     #[command(subcommand)]
     Broker(BrokerCmd),
@@ -166,6 +172,10 @@ struct BundleVerifyArgs {
     /// Require extra evidence (e.g. a GPU report) listed in the manifest.
     #[arg(long)]
     require_extra_evidence: bool,
+    /// A runtime policy (Keylime's JSON; `host-verifier ima policy create`) every IMA entry
+    /// the quote covers must satisfy (`vtpm.ima_policy`; docs/agent.md).
+    #[arg(long)]
+    ima_policy: Option<PathBuf>,
     /// A DER CRL from AMD KDS (/vcek/v1/<Product>/crl), checked against the ARK.
     #[arg(long)]
     crl: Option<PathBuf>,
@@ -569,6 +579,18 @@ fn bundle_verify(args: BundleVerifyArgs) -> Result<ExitCode> {
     ctx.expected_pcrs = expected_pcrs;
     ctx.require_extra_evidence = args.require_extra_evidence;
     ctx.crl = crl.as_deref();
+    let ima_policy = args
+        .ima_policy
+        .as_ref()
+        .map(|p| {
+            host_verifier::measured::runtime_policy::RuntimePolicy::from_json(&read(
+                p,
+                "runtime policy",
+            )?)
+            .with_context(|| format!("runtime policy {}", p.display()))
+        })
+        .transpose()?;
+    ctx.ima_policy = ima_policy.as_ref();
     let appraisal = verify_bundle(&bundle, &ctx)?;
     if args.json {
         println!(
@@ -711,6 +733,7 @@ fn main() -> ExitCode {
             json,
         }) => broker_init(&data_dir, &names, json),
         Top::Serve(args) => serve(*args),
+        Top::Ima(cmd) => ima_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

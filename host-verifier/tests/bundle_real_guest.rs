@@ -4,16 +4,19 @@
 //! the check that covers it, naming what differs.
 
 use host_verifier::bundle::Bundle;
-use host_verifier::bundle_verify::ima::ImaFailure;
+use host_verifier::bundle_verify::ima::{entry_digest, extend, ImaFailure};
 use host_verifier::bundle_verify::replay::{LogSource, ReplayError};
 use host_verifier::bundle_verify::{
     verify_bundle, BundleAppraisal, BundleCheckId as C, BundleContext, BundleFailure,
 };
+use host_verifier::measured::ima_rounds::{ImaPosition, RoundFailure};
+use host_verifier::measured::runtime_policy::{RuntimePolicy, RuntimePolicyDocument};
 use host_verifier::trust::ProductAnchors;
 use host_verifier::{Outcome, Policy, TrustStore, Verdict, Verifier};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
+use svsm_abi::ima::ImaLog;
 use svsm_abi::snp::Product;
 
 fn read(dir: &str, file: &str) -> Vec<u8> {
@@ -29,6 +32,15 @@ fn bundle() -> Bundle {
 }
 
 fn appraise(b: &Bundle) -> BundleAppraisal {
+    appraise_with(b, None, None)
+}
+
+/// Appraises with a runtime policy and a kept IMA position.
+fn appraise_with(
+    b: &Bundle,
+    ima_policy: Option<&RuntimePolicy>,
+    ima_position: Option<ImaPosition>,
+) -> BundleAppraisal {
     let anchors = ProductAnchors::load(
         Product::Genoa,
         &read("bundle-sim", "ark.der"),
@@ -50,6 +62,8 @@ fn appraise(b: &Bundle) -> BundleAppraisal {
     let at = UNIX_EPOCH + Duration::from_secs(1_796_397_180);
     let mut ctx = BundleContext::new(&v, &nonce, at);
     ctx.requester_vmpl = Some(1);
+    ctx.ima_policy = ima_policy;
+    ctx.ima_position = ima_position;
     verify_bundle(b, &ctx).unwrap()
 }
 
@@ -195,5 +209,141 @@ fn an_ima_log_cut_before_the_quote_or_garbled_fails() {
     assert!(matches!(
         a.check(C::VtpmImaReplay).map(|c| &c.outcome),
         Some(Outcome::NotApplicable(_))
+    ));
+}
+
+/// A runtime policy listing every file the bundle's IMA log measured, but `without`.
+fn policy_of_the_log(b: &Bundle, without: Option<&str>) -> RuntimePolicy {
+    let log = ImaLog::parse(b.ima_log.as_deref().unwrap()).unwrap();
+    let mut doc = RuntimePolicyDocument::default();
+    for e in log.entries().skip(1) {
+        let name = String::from_utf8(e.file_name().unwrap().to_vec()).unwrap();
+        if Some(name.as_str()) == without {
+            continue;
+        }
+        let digest = hex::encode(e.file_digest().unwrap().digest);
+        doc.digests.entry(name).or_default().push(digest);
+    }
+    RuntimePolicy::compile(&doc).unwrap()
+}
+
+/// The list's first `n` entries and the PCR 10 they replay to, and the rest.
+fn split(b: &Bundle, n: usize) -> (ImaPosition, Vec<u8>) {
+    let bytes = b.ima_log.as_deref().unwrap();
+    let log = ImaLog::parse(bytes).unwrap();
+    let mut pcr = [0; 32];
+    let mut end = 0;
+    for e in log.entries().take(n) {
+        pcr = extend(&pcr, &entry_digest(&e));
+        end = e.template_data.as_ptr() as usize - bytes.as_ptr() as usize + e.template_data.len();
+    }
+    (
+        ImaPosition {
+            entries: n as u64,
+            pcr10: pcr,
+        },
+        bytes[end..].to_vec(),
+    )
+}
+
+fn failure(a: &BundleAppraisal, id: C) -> BundleFailure {
+    match a.check(id).map(|c| &c.outcome) {
+        Some(Outcome::Fail(f)) => f.clone(),
+        other => panic!("{id}: {other:?}\n{}", a.render_text()),
+    }
+}
+
+#[test]
+fn a_runtime_policy_of_the_guest_s_own_files_is_satisfied_and_one_missing_file_is_named() {
+    let b = bundle();
+    let policy = policy_of_the_log(&b, None);
+    let a = appraise_with(&b, Some(&policy), None);
+    assert_eq!(a.verdict(), Verdict::Affirming, "{}", a.render_text());
+    for id in [C::VtpmImaReplay, C::VtpmImaBootAggregate, C::VtpmImaPolicy] {
+        assert!(passed(&a, id), "{id}\n{}", a.render_text());
+    }
+    let ima = a.ima_log.clone().unwrap();
+    let position = ima.position.unwrap();
+    assert_eq!(position.entries, 60);
+    assert_eq!(position.pcr10, b.pcrs_sha256[10]);
+    // Without one binary the guest ran, the policy check fails naming it.
+    let policy = policy_of_the_log(&b, Some("/bin/busybox"));
+    let a = appraise_with(&b, Some(&policy), None);
+    assert_eq!(a.verdict(), Verdict::Contraindicated);
+    assert!(passed(&a, C::VtpmImaReplay));
+    let BundleFailure::ImaPolicy(f) = failure(&a, C::VtpmImaPolicy) else {
+        panic!("{}", a.render_text());
+    };
+    assert!(f.listed.iter().all(|e| e.path == "/bin/busybox"), "{f}");
+    assert!(
+        f.to_string()
+            .contains("/bin/busybox: not in the runtime policy"),
+        "{f}"
+    );
+    // No policy: not applicable; a policy but no IMA log: fails.
+    assert!(matches!(
+        appraise(&b).check(C::VtpmImaPolicy).map(|c| &c.outcome),
+        Some(Outcome::NotApplicable(_))
+    ));
+    let mut bare = b.clone();
+    bare.ima_log = None;
+    let policy = policy_of_the_log(&b, None);
+    assert_eq!(
+        failure(&appraise_with(&bare, Some(&policy), None), C::VtpmImaPolicy),
+        BundleFailure::ImaLogMissing
+    );
+}
+
+#[test]
+fn a_later_round_sends_only_new_entries_from_the_kept_position() {
+    let b = bundle();
+    let policy = policy_of_the_log(&b, None);
+    let (kept, rest) = split(&b, 30);
+    let mut round = b.clone();
+    round.ima_log = Some(rest);
+    round.ima_offset = 30;
+    let a = appraise_with(&round, Some(&policy), Some(kept));
+    assert_eq!(a.verdict(), Verdict::Affirming, "{}", a.render_text());
+    assert!(matches!(
+        a.check(C::VtpmImaBootAggregate).map(|c| &c.outcome),
+        Some(Outcome::NotApplicable(_))
+    ));
+    let text = a.render_text();
+    assert!(text.contains("IMA entries 30..60 replay"), "{text}");
+    assert!(
+        text.contains("30 newly covered IMA entries are allowed"),
+        "{text}"
+    );
+    assert_eq!(a.ima_log.unwrap().position.unwrap().entries, 60);
+    // The same entries from a kept position one entry short: a gap.
+    let (short, _) = split(&b, 29);
+    let a = appraise_with(&round, Some(&policy), Some(short));
+    assert_eq!(
+        failure(&a, C::VtpmImaReplay),
+        BundleFailure::ImaRound(RoundFailure::Gap {
+            appraised: 29,
+            offset: 30
+        })
+    );
+    // The whole list resent, against a kept PCR 10 that is not what its first 30 entries
+    // replay to: an entry already appraised was rewritten.
+    let forged = ImaPosition {
+        pcr10: [7; 32],
+        ..kept
+    };
+    let a = appraise_with(&b, Some(&policy), Some(forged));
+    assert!(matches!(
+        failure(&a, C::VtpmImaReplay),
+        BundleFailure::ImaRound(RoundFailure::Rewritten { appraised: 30, .. })
+    ));
+    assert_eq!(a.verdict(), Verdict::Contraindicated);
+    // An offset without a kept position (nothing appraised yet) is a gap too.
+    let a = appraise_with(&round, None, None);
+    assert!(matches!(
+        failure(&a, C::VtpmImaReplay),
+        BundleFailure::ImaRound(RoundFailure::Gap {
+            appraised: 0,
+            offset: 30
+        })
     ));
 }

@@ -360,7 +360,7 @@ fn a_real_bundle_is_affirming_with_every_part() {
         if id == C::VtpmReferencePcrs || id == C::SvsmEpoch || id == C::SvsmRequester {
             continue; // not asked for
         }
-        if id == C::VtpmImaReplay || id == C::VtpmImaBootAggregate {
+        if id == C::VtpmImaReplay || id == C::VtpmImaBootAggregate || id == C::VtpmImaPolicy {
             // The simulated machine boots no kernel: no IMA log, the checks do not apply.
             assert!(
                 matches!(

@@ -115,7 +115,7 @@ pub enum ImaFailure {
 }
 
 /// PCR 10 extended with `digest` (TPM2_PCR_Extend on the SHA-256 bank).
-fn extend(pcr: &[u8; 32], digest: &[u8; 32]) -> [u8; 32] {
+pub fn extend(pcr: &[u8; 32], digest: &[u8; 32]) -> [u8; 32] {
     Sha256::new()
         .chain_update(pcr)
         .chain_update(digest)
@@ -143,12 +143,7 @@ pub fn replay_sha256(log: &ImaLog<'_>, quoted_pcr10: &[u8; 32]) -> Result<ImaRep
                 pcr: entry.pcr,
             });
         }
-        let digest = if entry.is_violation() {
-            [0xFF; 32]
-        } else {
-            Sha256::digest(entry.template_data).into()
-        };
-        pcr10 = extend(&pcr10, &digest);
+        pcr10 = extend(&pcr10, &entry_digest(&entry));
         if covered.is_none() && &pcr10 == quoted_pcr10 {
             covered = Some(entry.index + 1);
         }
@@ -164,6 +159,16 @@ pub fn replay_sha256(log: &ImaLog<'_>, quoted_pcr10: &[u8; 32]) -> Result<ImaRep
         pcr10: *quoted_pcr10,
         boot_aggregate: logged_boot_aggregate(log),
     })
+}
+
+/// What the kernel extends the SHA-256 bank of PCR 10 with for `entry`: SHA-256 of its
+/// template data, or all-0xFF bytes for a violation.
+pub fn entry_digest(entry: &svsm_abi::ima::ImaEntry<'_>) -> [u8; 32] {
+    if entry.is_violation() {
+        [0xFF; 32]
+    } else {
+        Sha256::digest(entry.template_data).into()
+    }
 }
 
 /// The first entry's SHA-256 boot_aggregate, if it is one.

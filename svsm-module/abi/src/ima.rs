@@ -21,12 +21,17 @@
 //! legacy `ima` template is refused, since its template digest covers bytes the list does not
 //! hold (a name padded to 256 bytes).
 
+use crate::assert_layout;
 use core::fmt;
+use zerocopy::big_endian::{U16, U32};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-/// Most entries the parser accepts.
-pub const MAX_ENTRIES: usize = 65_536;
-/// Largest list the parser accepts.
-pub const MAX_LOG: usize = 32 * 1024 * 1024;
+/// Most entries the parser accepts: a long-running server's list passes 100,000 entries, and
+/// a verifier that appraises incrementally still reads the whole list once.
+pub const MAX_ENTRIES: usize = 1 << 20;
+/// Largest list the parser accepts (entries of a few hundred bytes each, at most
+/// [`MAX_ENTRIES`]).
+pub const MAX_LOG: usize = 256 * 1024 * 1024;
 /// Largest template name: a custom template is named by its format string
 /// (`ima_measurements_show`: `template_desc->fmt` when the name is empty), at most
 /// `IMA_TEMPLATE_NUM_FIELDS_MAX` (15) field ids of `IMA_TEMPLATE_FIELD_ID_MAX_LEN` (16) bytes
@@ -215,6 +220,28 @@ impl HashAlgo {
             HashAlgo::Sha384 | HashAlgo::Sha3_384 => 48,
             HashAlgo::Sha512 | HashAlgo::Streebog512 | HashAlgo::Sha3_512 => 64,
         }
+    }
+}
+
+impl HashAlgo {
+    /// The algorithm a kernel `enum hash_algo` value names (`include/uapi/linux/hash_info.h`),
+    /// as a signature header carries it.
+    pub fn from_kernel_id(id: u8) -> Option<HashAlgo> {
+        Some(match id {
+            1 => HashAlgo::Md5,
+            2 => HashAlgo::Sha1,
+            4 => HashAlgo::Sha256,
+            5 => HashAlgo::Sha384,
+            6 => HashAlgo::Sha512,
+            7 => HashAlgo::Sha224,
+            18 => HashAlgo::Streebog256,
+            19 => HashAlgo::Streebog512,
+            20 => HashAlgo::Sm3,
+            21 => HashAlgo::Sha3_256,
+            22 => HashAlgo::Sha3_384,
+            23 => HashAlgo::Sha3_512,
+            _ => return None,
+        })
     }
 }
 
@@ -418,6 +445,23 @@ impl<'a> ImaLog<'a> {
         self.count == 0
     }
 
+    /// The bytes of the list from entry `first` on (what a guest sends a verifier that has
+    /// appraised `first` entries); empty when `first` is the number of entries, `None` past it.
+    pub fn bytes_from(&self, first: usize) -> Option<&'a [u8]> {
+        if first > self.count {
+            return None;
+        }
+        let mut r = Reader {
+            data: self.data,
+            index: 0,
+        };
+        for _ in 0..first {
+            next_entry(&mut r).ok()?;
+            r.index += 1;
+        }
+        Some(r.data)
+    }
+
     /// The entries in list order (the order they were extended in).
     pub fn entries(&self) -> Entries<'a> {
         Entries {
@@ -520,6 +564,17 @@ pub struct FileDigest<'a> {
     pub digest: &'a [u8],
 }
 
+/// The decoded fields of an `ima-ng` or `ima-sig` entry ([`ImaEntry::ng_fields`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NgFields<'a> {
+    /// d-ng ([`ImaEntry::file_digest`]).
+    pub digest: FileDigest<'a>,
+    /// n-ng without its NUL ([`ImaEntry::file_name`]).
+    pub name: &'a [u8],
+    /// sig, when present and not empty ([`ImaEntry::signature`]).
+    pub signature: Option<&'a [u8]>,
+}
+
 /// The fields of an entry's template data, each a u32 length and its bytes
 /// (`ima_show_template_data_binary` with `IMA_SHOW_BINARY`; `ima_parse_buf`).
 #[derive(Clone)]
@@ -608,6 +663,21 @@ impl<'a> ImaEntry<'a> {
     /// The file digest (d-ng, the first field of `ima-ng` and `ima-sig`).
     pub fn file_digest(&self) -> Result<FileDigest<'a>, ImaError> {
         let [d_ng, _, _] = self.decoded_fields()?;
+        self.digest_field(d_ng)
+    }
+
+    /// The three decoded fields of an `ima-ng` or `ima-sig` entry at once (one pass over the
+    /// template data instead of one per accessor): file digest, file name, signature.
+    pub fn ng_fields(&self) -> Result<NgFields<'a>, ImaError> {
+        let [d_ng, n_ng, sig] = self.decoded_fields()?;
+        Ok(NgFields {
+            digest: self.digest_field(d_ng)?,
+            name: self.name_field(n_ng)?,
+            signature: Some(sig).filter(|s| !s.is_empty()),
+        })
+    }
+
+    fn digest_field(&self, d_ng: &'a [u8]) -> Result<FileDigest<'a>, ImaError> {
         let index = self.index;
         let colon = d_ng
             .iter()
@@ -666,6 +736,10 @@ impl<'a> ImaEntry<'a> {
     /// with every space replaced by `_`; it is a path, or `boot_aggregate` for the first entry.
     pub fn file_name(&self) -> Result<&'a [u8], ImaError> {
         let [_, n_ng, _] = self.decoded_fields()?;
+        self.name_field(n_ng)
+    }
+
+    fn name_field(&self, n_ng: &'a [u8]) -> Result<&'a [u8], ImaError> {
         match n_ng.split_last() {
             Some((0, name)) if !name.contains(&0) => Ok(name),
             _ => Err(ImaError::FileName { index: self.index }),
@@ -683,14 +757,115 @@ impl<'a> ImaEntry<'a> {
 
     /// Everything [`ImaLog::parse`] checks beyond the framing.
     fn check(&self) -> Result<(), ImaError> {
-        for field in self.fields() {
-            field?;
-        }
-        if self.template() != Template::Other {
-            self.file_digest()?;
-            self.file_name()?;
-            self.signature()?;
+        if self.template() == Template::Other {
+            for field in self.fields() {
+                field?;
+            }
+        } else {
+            // Walks every field too, reporting the first bad one as the loop above would.
+            self.ng_fields()?;
         }
         Ok(())
+    }
+}
+
+/// `security.ima` xattr type of a file signature (`EVM_IMA_XATTR_DIGSIG`, Linux
+/// `security/integrity/integrity.h`, `enum evm_ima_xattr_type`).
+pub const XATTR_DIGSIG: u8 = 3;
+/// `security.evm` xattr type of a portable signature (`EVM_XATTR_PORTABLE_DIGSIG`), which
+/// `ima-sig` also shows.
+pub const XATTR_PORTABLE_DIGSIG: u8 = 5;
+/// The only signature format the kernel verifies with asymmetric keys (`DIGSIG_VERSION_2`).
+pub const SIGNATURE_VERSION_2: u8 = 2;
+
+/// The header of a version 2 file signature, the `sig` field of an `ima-sig` entry
+/// (`struct signature_v2_hdr`, Linux `security/integrity/integrity.h`; verified by
+/// `asymmetric_verify`, `security/integrity/digsig_asymmetric.c`): packed, 9 bytes, big-endian.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct SignatureV2Header {
+    /// [`XATTR_DIGSIG`] or [`XATTR_PORTABLE_DIGSIG`].
+    pub xattr_type: u8,
+    /// [`SIGNATURE_VERSION_2`].
+    pub version: u8,
+    /// The hash algorithm of the signed file digest (`enum hash_algo`).
+    pub hash_algo: u8,
+    /// The signing key's id: the low 32 bits of SHA-1 over its public key bits (the X.509
+    /// subject key identifier of `evmctl`).
+    pub keyid: U32,
+    /// Length of the signature that follows.
+    pub sig_size: U16,
+}
+assert_layout!(
+    SignatureV2Header,
+    size = 9,
+    xattr_type = 0,
+    version = 1,
+    hash_algo = 2,
+    keyid = 3,
+    sig_size = 7
+);
+
+/// A decoded version 2 file signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileSignature<'a> {
+    /// The algorithm of the file digest that was signed.
+    pub hash_algo: HashAlgo,
+    /// The signing key's id (see [`SignatureV2Header::keyid`]).
+    pub keyid: u32,
+    /// The signature: RSASSA-PKCS1-v1_5 bytes or a DER ECDSA-Sig-Value, over the file digest.
+    pub signature: &'a [u8],
+}
+
+/// Why an `ima-sig` signature field is not a version 2 file signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// Shorter than the 9-byte header.
+    #[error("the signature is {0} bytes, shorter than its 9-byte header")]
+    Truncated(usize),
+    /// Not a file signature xattr type.
+    #[error("the signature xattr type is {0}, expected 3 (digsig) or 5 (portable digsig)")]
+    XattrType(u8),
+    /// Not version 2.
+    #[error("the signature is version {0}; only version 2 is verified")]
+    Version(u8),
+    /// A hash algorithm id this module does not know.
+    #[error("the signature names hash algorithm {0}, which is not supported")]
+    HashAlgorithm(u8),
+    /// The declared size is not what follows the header.
+    #[error("the signature header declares {declared} bytes, but {actual} follow it")]
+    Size {
+        /// `sig_size`.
+        declared: u16,
+        /// Bytes after the header.
+        actual: usize,
+    },
+}
+
+impl<'a> FileSignature<'a> {
+    /// Decodes an `ima-sig` signature field ([`ImaEntry::signature`]).
+    pub fn parse(field: &'a [u8]) -> Result<Self, SignatureError> {
+        let (header, signature) = SignatureV2Header::read_from_prefix(field)
+            .map_err(|_| SignatureError::Truncated(field.len()))?;
+        if header.xattr_type != XATTR_DIGSIG && header.xattr_type != XATTR_PORTABLE_DIGSIG {
+            return Err(SignatureError::XattrType(header.xattr_type));
+        }
+        if header.version != SIGNATURE_VERSION_2 {
+            return Err(SignatureError::Version(header.version));
+        }
+        let hash_algo = HashAlgo::from_kernel_id(header.hash_algo)
+            .ok_or(SignatureError::HashAlgorithm(header.hash_algo))?;
+        if usize::from(header.sig_size.get()) != signature.len() {
+            return Err(SignatureError::Size {
+                declared: header.sig_size.get(),
+                actual: signature.len(),
+            });
+        }
+        Ok(FileSignature {
+            hash_algo,
+            keyid: header.keyid.get(),
+            signature,
+        })
     }
 }

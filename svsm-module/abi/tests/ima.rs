@@ -5,8 +5,8 @@
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use svsm_abi::ima::{
-    HashAlgo, ImaError, ImaField, ImaLog, Template, MAX_ENTRIES, MAX_LOG, MAX_TEMPLATE_DATA,
-    MAX_TEMPLATE_NAME,
+    FileSignature, HashAlgo, ImaError, ImaField, ImaLog, SignatureError, Template, MAX_ENTRIES,
+    MAX_LOG, MAX_TEMPLATE_DATA, MAX_TEMPLATE_NAME,
 };
 
 const LOG: &[u8] = include_bytes!("data/qemu-ovmf-linux6.1/ima-binary_runtime_measurements.bin");
@@ -500,4 +500,69 @@ fn every_byte_flip_of_the_first_entries_is_handled() {
         }
         log[at] = orig;
     }
+}
+
+#[test]
+fn file_signatures_decode_and_malformed_ones_are_named() {
+    let mut sig = vec![3u8, 2, 4, 0xDE, 0xAD, 0xBE, 0xEF, 0, 3, 9, 9, 9];
+    let s = FileSignature::parse(&sig).unwrap();
+    assert_eq!(
+        (s.hash_algo, s.keyid, s.signature),
+        (HashAlgo::Sha256, 0xDEAD_BEEF, &[9u8, 9, 9][..])
+    );
+    // A portable EVM signature (type 5) is read the same way.
+    sig[0] = 5;
+    assert!(FileSignature::parse(&sig).is_ok());
+    for (mutate, expected) in [
+        (
+            (|s: &mut Vec<u8>| s.truncate(8)) as fn(&mut Vec<u8>),
+            SignatureError::Truncated(8),
+        ),
+        (|s| s[0] = 4, SignatureError::XattrType(4)),
+        (|s| s[1] = 1, SignatureError::Version(1)),
+        (|s| s[2] = 3, SignatureError::HashAlgorithm(3)),
+        (
+            |s| s.push(0),
+            SignatureError::Size {
+                declared: 3,
+                actual: 4,
+            },
+        ),
+        (
+            |s| {
+                s.pop();
+            },
+            SignatureError::Size {
+                declared: 3,
+                actual: 2,
+            },
+        ),
+    ] {
+        let mut bad = sig.clone();
+        mutate(&mut bad);
+        assert_eq!(FileSignature::parse(&bad), Err(expected));
+    }
+    assert_eq!(FileSignature::parse(&[]), Err(SignatureError::Truncated(0)));
+    // Every kernel id this module knows maps to the algorithm of that size.
+    for (id, algo) in [
+        (2, HashAlgo::Sha1),
+        (5, HashAlgo::Sha384),
+        (6, HashAlgo::Sha512),
+    ] {
+        assert_eq!(HashAlgo::from_kernel_id(id), Some(algo));
+    }
+}
+
+#[test]
+fn the_list_from_an_entry_on_is_a_list_of_the_rest() {
+    let log = ImaLog::parse(LOG).unwrap();
+    assert_eq!(log.bytes_from(0), Some(LOG));
+    assert_eq!(log.bytes_from(ENTRIES), Some(&[][..]));
+    assert_eq!(log.bytes_from(ENTRIES + 1), None);
+    let rest = ImaLog::parse(log.bytes_from(50).unwrap()).unwrap();
+    assert_eq!(rest.len(), ENTRIES - 50);
+    assert_eq!(
+        rest.entries().next().unwrap().template_data,
+        log.entries().nth(50).unwrap().template_data
+    );
 }

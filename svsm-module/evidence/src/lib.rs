@@ -20,7 +20,8 @@
 //! | `pcrs.sha256` | the 24 SHA-256 PCR values the quote covers, index order |
 //! | `event_log` | the SVSM's own TCG crypto-agile log (`svsm_abi::eventlog`), SHA-384 in the manifest |
 //! | `firmware_log` | optional (v2): the guest firmware's TCG crypto-agile log, as Linux exposes it in `binary_bios_measurements`; replayed after `event_log` |
-//! | `ima_log` | optional (v2): Linux IMA's `binary_runtime_measurements` (PCR 10) |
+//! | `ima_log` | optional (v2): Linux IMA's `binary_runtime_measurements` (PCR 10), whole or from entry `ima_offset` |
+//! | `ima_offset` | optional (v2, only with `ima_log`): the index of `ima_log`'s first entry in the kernel's list (default 0); a verifier that kept a position appraises only what is new (continuous attestation) |
 //! | `extra_evidence` | optional `[{kind, data}]` whose SHA-384 the manifest lists (e.g. GPU) |
 
 #![forbid(unsafe_code)]
@@ -60,6 +61,9 @@ pub enum BundleError {
     /// A field has the wrong size.
     #[error("evidence bundle field {0} has the wrong size")]
     Size(&'static str),
+    /// A field that describes a log the bundle does not carry.
+    #[error("evidence bundle field {0} is present without ima_log")]
+    WithoutLog(&'static str),
     /// A version-1 bundle carries a field version 2 introduced.
     #[error("evidence bundle version 1 cannot carry {0} (a version-2 field)")]
     FieldOfNewerVersion(&'static str),
@@ -93,6 +97,9 @@ pub struct BundleJson {
     /// Base64; absent when the bundle has no IMA log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ima_log: Option<String>,
+    /// Index of `ima_log`'s first entry; absent means 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ima_offset: Option<u64>,
     /// Extra evidence.
     #[serde(default)]
     pub extra_evidence: Vec<ExtraJson>,
@@ -149,6 +156,8 @@ pub struct Bundle {
     pub firmware_log: Option<Vec<u8>>,
     /// The IMA runtime measurement log, if supplied.
     pub ima_log: Option<Vec<u8>>,
+    /// Index of `ima_log`'s first entry in the kernel's list (0: the whole list).
+    pub ima_offset: u64,
     /// Extra evidence (kind, data).
     pub extra_evidence: Vec<(u16, Vec<u8>)>,
 }
@@ -192,6 +201,9 @@ impl Bundle {
                 return Err(BundleError::FieldOfNewerVersion("ima_log"));
             }
         }
+        if j.ima_offset.is_some() && j.ima_log.is_none() {
+            return Err(BundleError::WithoutLog("ima_offset"));
+        }
         if j.pcrs.sha256.len() != 24 {
             return Err(BundleError::Size("pcrs.sha256"));
         }
@@ -223,6 +235,7 @@ impl Bundle {
                 .as_deref()
                 .map(|s| b64("ima_log", s))
                 .transpose()?,
+            ima_offset: j.ima_offset.unwrap_or(0),
             extra_evidence: j
                 .extra_evidence
                 .iter()
@@ -250,6 +263,7 @@ impl Bundle {
             event_log: enc(&self.event_log),
             firmware_log: self.firmware_log.as_deref().map(enc),
             ima_log: self.ima_log.as_deref().map(enc),
+            ima_offset: (self.ima_log.is_some() && self.ima_offset != 0).then_some(self.ima_offset),
             extra_evidence: self
                 .extra_evidence
                 .iter()
@@ -279,6 +293,7 @@ mod tests {
             event_log: vec![7; 60],
             firmware_log: Some(vec![8; 90]),
             ima_log: Some(vec![9; 120]),
+            ima_offset: 0,
             extra_evidence: vec![(1, vec![10; 5])],
         }
     }
@@ -291,6 +306,7 @@ mod tests {
         let bare = Bundle {
             firmware_log: None,
             ima_log: None,
+            ima_offset: 0,
             ..sample()
         };
         let json = bare.to_json().expect("encodes");
@@ -299,10 +315,34 @@ mod tests {
     }
 
     #[test]
+    fn an_ima_offset_travels_with_its_log_only() {
+        let b = Bundle {
+            ima_offset: 1234,
+            ..sample()
+        };
+        let json = b.to_json().expect("encodes");
+        assert!(json.contains("\"ima_offset\": 1234"), "{json}");
+        assert_eq!(Bundle::from_json(json.as_bytes()).expect("decodes"), b);
+        // Offset 0 is not written.
+        assert!(!sample().to_json().expect("encodes").contains("ima_offset"));
+        let orphan = b
+            .to_json()
+            .expect("encodes")
+            .replace("\"ima_log\"", "\"unused\"");
+        let mut v: serde_json::Value = serde_json::from_str(&orphan).expect("json");
+        v.as_object_mut().expect("object").remove("unused");
+        assert!(matches!(
+            Bundle::from_json(v.to_string().as_bytes()),
+            Err(BundleError::WithoutLog("ima_offset"))
+        ));
+    }
+
+    #[test]
     fn version_1_is_read_but_cannot_carry_version_2_fields() {
         let bare = Bundle {
             firmware_log: None,
             ima_log: None,
+            ima_offset: 0,
             ..sample()
         };
         let v1 = bare
