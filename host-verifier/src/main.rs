@@ -114,6 +114,10 @@ struct ServeArgs {
     /// and VCEKs are refused. Read at start; restart to load a newer one.
     #[arg(long)]
     crl: Option<PathBuf>,
+    /// Seconds between looks for nodes whose round of continuous attestation is overdue
+    /// (each is marked untrusted, loses reputation and is audited as "missed").
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    round_sweep: u64,
 }
 
 #[derive(Subcommand)]
@@ -691,6 +695,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     options.request_timeout = Duration::from_secs(args.request_timeout);
     options.handshake_timeout = Duration::from_secs(args.handshake_timeout);
     options.crl = args.crl;
+    options.round_sweep = Duration::from_secs(args.round_sweep);
     let runtime = tokio::runtime::Runtime::new().context("tokio runtime")?;
     runtime.block_on(async {
         let broker = start(&options).await?;

@@ -6,10 +6,13 @@
 
 #![cfg(feature = "broker")]
 
+use host_verifier::broker::reputation::RoundEvent;
+use host_verifier::broker::rounds::RoundResult;
 use host_verifier::broker::store::{
     AuditRecord, EpochRefusal, NonceRefusal, ObservedState, Store, StoreError, NONCE_LEN,
     SCHEMA_VERSION,
 };
+use host_verifier::measured::ima_rounds::ImaPosition;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -233,6 +236,126 @@ fn concurrent_observations_of_one_instance_never_regress_its_epoch() {
             }
         }
         assert_eq!(a.highest_epoch(&id).await.unwrap(), Some(21));
+        a.close().await;
+        b.close().await;
+    });
+}
+
+fn position(entries: u64) -> ImaPosition {
+    ImaPosition {
+        entries,
+        pcr10: [entries as u8; 32],
+    }
+}
+
+#[test]
+fn rounds_keep_the_position_reputation_and_misses_on_two_replicas() {
+    on_both("rounds", |url| async move {
+        let a = Store::open(&url, 8).await.unwrap();
+        let b = Store::open(&url, 8).await.unwrap();
+        let id = [0xC3u8; 16];
+        // No row yet: nothing is recorded for an instance the broker never accepted.
+        let good = |boot, entries| RoundResult::Good {
+            boot,
+            ima: position(entries),
+        };
+        assert_eq!(
+            a.record_round(&id, &good(1, 3), 100, NOW).await.unwrap(),
+            None
+        );
+        a.observe_state(&id, ObservedState::Fresh { epoch: 1 }, NOW, "attest")
+            .await
+            .unwrap()
+            .unwrap();
+        let st = a
+            .record_round(&id, &good(1, 3), 100, NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (st.reputation, st.trusted, st.interval),
+            (55, true, Some(55))
+        );
+        assert_eq!(st.ima_position_for(1), position(3));
+        assert_eq!(st.ima_position_for(2), ImaPosition::START);
+        // Twenty good rounds at once on two replicas: none lost, the position never moves
+        // backwards within the boot.
+        let mut tasks = Vec::new();
+        for i in 0..20u64 {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                s.record_round(&id, &good(1, 4 + i), 100, NOW + 1).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap().unwrap();
+        }
+        let st = a.round_state(&id).await.unwrap().unwrap();
+        assert_eq!(st.rounds_good, 21);
+        assert_eq!(st.reputation, 100);
+        assert_eq!(st.ima.unwrap().entries, 23);
+        // A failed round keeps the position; a rollback costs 50.
+        let failed = RoundResult::Failed {
+            event: RoundEvent::Failed,
+            why: "vtpm.ima_policy".into(),
+        };
+        let st = a
+            .record_round(&id, &failed, 100, NOW + 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (st.reputation, st.trusted, st.ima.unwrap().entries),
+            (75, false, 23)
+        );
+        assert_eq!(st.last_failure.as_deref(), Some("vtpm.ima_policy"));
+        let rollback = RoundResult::Failed {
+            event: RoundEvent::RolledBack,
+            why: "broker.epoch".into(),
+        };
+        let st = a
+            .record_round(&id, &rollback, 100, NOW + 3)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(st.reputation, 25);
+        // A new boot starts the position over, even at fewer entries.
+        let st = a
+            .record_round(&id, &good(2, 2), 100, NOW + 4)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((st.boot, st.ima.unwrap().entries), (Some(2), 2));
+        assert_eq!(st.interval, Some(30));
+        // Missed: not before the grace period (30 s + 50 %); then once per interval, even
+        // with both replicas sweeping.
+        assert!(a
+            .sweep_missed_rounds(NOW + 4 + 45)
+            .await
+            .unwrap()
+            .is_empty());
+        let (x, y) = tokio::join!(
+            a.sweep_missed_rounds(NOW + 4 + 46),
+            b.sweep_missed_rounds(NOW + 4 + 46)
+        );
+        let missed = x.unwrap().len() + y.unwrap().len();
+        assert_eq!(missed, 1);
+        let st = a.round_state(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (st.rounds_missed, st.reputation, st.trusted),
+            (1, 20, false)
+        );
+        assert!(a
+            .sweep_missed_rounds(NOW + 4 + 60)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(a.sweep_missed_rounds(NOW + 4 + 77).await.unwrap().len(), 1);
+        assert_eq!(a.round_census(NOW + 100).await.unwrap(), (0, 1));
+        let nodes = a.nodes(10, NOW + 100).await.unwrap();
+        let rounds = nodes[0].rounds.clone().unwrap();
+        assert_eq!((rounds.missed, rounds.good, rounds.failed), (2, 22, 2));
+        assert!(!rounds.trusted);
         a.close().await;
         b.close().await;
     });

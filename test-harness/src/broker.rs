@@ -168,6 +168,8 @@ const NODE_CMDLINE: &[u8] = b"console=ttyS0\0";
 pub struct SimNode {
     /// The machine.
     pub machine: crate::sim::SimMachine,
+    /// What its kernel's IMA measured this boot (empty until [`SimNode::ima_start`]).
+    ima: std::sync::Mutex<Vec<u8>>,
 }
 
 fn sim_err(e: impl std::fmt::Display) -> BrokerHarnessError {
@@ -203,7 +205,85 @@ impl SimNode {
             .module()
             .measure_launch(&components.map(|(kind, bytes)| Component { kind, bytes }))
             .map_err(sim_err)?;
-        Ok(SimNode { machine })
+        Ok(SimNode {
+            machine,
+            ima: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Starts the node's simulated kernel IMA as Linux does at boot: the first entry is the
+    /// `boot_aggregate`, SHA-256 of PCRs 0-9 as the vTPM holds them, extended into PCR 10.
+    pub fn ima_start(&self) -> Result<(), BrokerHarnessError> {
+        use sha2::Digest;
+        let mut tpm = guest_driver::vtpm::VtpmClient::probe(self.machine.transport(app_vmpl()))
+            .map_err(sim_err)?;
+        let pcrs = guest_driver::evidence::read_pcrs(&mut tpm, 0x3FF).map_err(sim_err)?;
+        let values = pcrs.get(..10).unwrap_or_default();
+        let aggregate: [u8; 32] = values
+            .iter()
+            .fold(sha2::Sha256::new(), |h, v| h.chain_update(v))
+            .finalize()
+            .into();
+        self.ima_extend("boot_aggregate", aggregate)
+    }
+
+    /// The simulated kernel measures a file it executes: appends an `ima-ng` entry and extends
+    /// PCR 10 of the vTPM with it.
+    pub fn ima_measure(&self, path: &str, content: &[u8]) -> Result<(), BrokerHarnessError> {
+        use sha2::Digest;
+        self.ima_extend(path, sha2::Sha256::digest(content).into())
+    }
+
+    fn ima_extend(&self, path: &str, file_digest: [u8; 32]) -> Result<(), BrokerHarnessError> {
+        let spec = host_verifier::measured::encode::EntrySpec {
+            path,
+            file_digest: Some(file_digest),
+            signature: None,
+        };
+        let mut tpm = guest_driver::vtpm::VtpmClient::probe(self.machine.transport(app_vmpl()))
+            .map_err(sim_err)?;
+        let mut response = vec![0u8; guest_driver::evidence::TPM_RESPONSE_MAX];
+        let command = svsm_tpm2::command::pcr_extend_sha256(10, &spec.sha256_template_digest())
+            .map_err(sim_err)?;
+        guest_driver::evidence::run_tpm(&mut tpm, "PCR_Extend", &command, &mut response)
+            .map_err(sim_err)?;
+        let mut log = self.ima.lock().map_err(|_| sim_err("IMA log lock"))?;
+        spec.write_binary(&mut log);
+        Ok(())
+    }
+
+    /// The node's IMA list so far (binary_runtime_measurements).
+    pub fn ima_list(&self) -> Result<Vec<u8>, BrokerHarnessError> {
+        Ok(self
+            .ima
+            .lock()
+            .map_err(|_| sim_err("IMA log lock"))?
+            .clone())
+    }
+
+    /// A bundle for `nonce` carrying the node's IMA entries from `first` on, as an agent sends
+    /// them in a round of continuous attestation.
+    pub fn bundle_with_ima(&self, nonce: &[u8], first: u64) -> Result<Bundle, BrokerHarnessError> {
+        let list = self.ima_list()?;
+        let parsed = svsm_abi::ima::ImaLog::parse(&list).map_err(sim_err)?;
+        let from = usize::try_from(first).map_err(sim_err)?;
+        let tail = parsed
+            .bytes_from(from)
+            .ok_or_else(|| sim_err("the IMA list has fewer entries"))?
+            .to_vec();
+        let mut vault = guest_driver::vault::VaultClient::probe(self.machine.transport(app_vmpl()))
+            .map_err(sim_err)?;
+        let mut tpm = guest_driver::vtpm::VtpmClient::probe(self.machine.transport(app_vmpl()))
+            .map_err(sim_err)?;
+        let mut bundle = guest_driver::evidence::collect(&mut vault, &mut tpm, nonce, &[], || {
+            Ok(guest_driver::evidence::GuestLogs {
+                firmware: None,
+                ima: Some(tail),
+            })
+        })
+        .map_err(sim_err)?;
+        bundle.ima_offset = first;
+        Ok(bundle)
     }
 
     /// The node's evidence bundle for `nonce`, asked for by the app at VMPL1.
@@ -240,6 +320,7 @@ impl SimNode {
                 .collect(),
             requester_vmpl: Some(1),
             min_epoch: None,
+            ..Default::default()
         }
     }
 }

@@ -179,6 +179,7 @@ impl DemoBroker {
                 .collect::<BTreeMap<_, _>>(),
             requester_vmpl: Some(1),
             min_epoch: None,
+            ..Default::default()
         };
         step(
             "PUT /v1/admin/policies/payments",

@@ -84,6 +84,34 @@ pub struct AttestResponse {
     /// The instance, hex (when the manifest parsed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
+    /// When the attestation was a round of continuous attestation (the policy names a runtime
+    /// policy) of a node the broker records: what its agent needs for the next round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<RoundInfo>,
+}
+
+/// The state of a node's continuous attestation after a round.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoundInfo {
+    /// IMA entries appraised this boot: send the list from this entry next round.
+    pub ima_offset: u64,
+    /// Seconds until the next round is due.
+    pub next_round_in_s: u64,
+    /// The node's reputation, 0..=100.
+    pub reputation: u32,
+    /// Whether its last round was good.
+    pub trusted: bool,
+}
+
+/// A runtime policy as the admin API lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImaPolicyInfo {
+    /// Name.
+    pub name: String,
+    /// Unix seconds of the last change.
+    pub updated_at: i64,
 }
 
 /// `POST /v1/release` body.

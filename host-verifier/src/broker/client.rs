@@ -200,6 +200,20 @@ impl BrokerClient {
         .await
     }
 
+    /// `PUT /v1/admin/ima-policies/{name}`: a runtime policy (Keylime's format).
+    pub async fn put_ima_policy(
+        &self,
+        name: &str,
+        doc: &crate::measured::runtime_policy::RuntimePolicyDocument,
+    ) -> Result<api::ImaPolicyInfo, ClientError> {
+        self.send(
+            reqwest::Method::PUT,
+            &format!("/v1/admin/ima-policies/{name}"),
+            Some(doc),
+        )
+        .await
+    }
+
     /// `PUT /v1/admin/resources/{name}`.
     pub async fn put_resource(
         &self,

@@ -13,17 +13,22 @@
 //!   conditional statement;
 //! - [`secrets`]: secrets at rest, AES-256-GCM under the master key kept outside the database;
 //! - [`policy`]: release and attestation policies, compiled into the appraisal's inputs;
+//! - [`rounds`], [`reputation`]: continuous attestation — per node the IMA position of its
+//!   boot, its reputation and when its next round is due;
 //! - [`api`]: the JSON wire types of API version 1; [`service`]: the axum handlers;
 //!   [`server`]: TLS and connection handling; [`config`]: the data directory;
 //!   [`client`]: a client of the API.
 
 pub mod api;
 pub mod policy;
+pub mod reputation;
 
 #[cfg(feature = "broker")]
 pub mod client;
 #[cfg(feature = "broker")]
 pub mod config;
+#[cfg(feature = "broker")]
+pub mod rounds;
 #[cfg(feature = "broker")]
 pub mod secrets;
 #[cfg(feature = "broker")]

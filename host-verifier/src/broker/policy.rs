@@ -44,7 +44,22 @@ pub enum ReleasePolicyError {
     /// A VMPL above 3.
     #[error("requester_vmpl: {0} is not a VMPL (0..3)")]
     BadVmpl(u8),
+    /// A round interval outside 1 s .. 1 day.
+    #[error("round_interval_s: {0} is not between 1 and 86400 seconds")]
+    BadInterval(u64),
+    /// A minimum reputation above 100.
+    #[error("min_reputation: {0} is above the highest reputation (100)")]
+    BadReputation(u32),
+    /// A round interval without a runtime policy to make rounds of.
+    #[error("round_interval_s: only a policy with an ima_policy makes rounds")]
+    IntervalWithoutRounds,
+    /// The runtime policy's name is empty or too long.
+    #[error("ima_policy: a runtime policy's name is 1..=64 characters of [A-Za-z0-9._-]")]
+    BadImaPolicyName,
 }
+
+/// Seconds between rounds at full reputation when a policy does not say.
+pub const DEFAULT_ROUND_INTERVAL: u64 = 300;
 
 /// A policy document as stored and as the admin API takes it (`docs/broker.md`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -62,6 +77,18 @@ pub struct PolicyDocument {
     /// The oldest sealed-state epoch accepted (the broker also enforces the highest it saw).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_epoch: Option<u64>,
+    /// A stored runtime policy (`/v1/admin/ima-policies/{name}`) every IMA entry must satisfy.
+    /// Attestations under a policy that names one are rounds of continuous attestation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ima_policy: Option<String>,
+    /// Seconds between rounds at full reputation (default 300); shorter as the reputation
+    /// falls (`docs/agent.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_interval_s: Option<u64>,
+    /// For a release: the node's last round was good, its next is not overdue, and its
+    /// reputation is at least this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_reputation: Option<u32>,
 }
 
 /// A policy ready to apply.
@@ -75,6 +102,12 @@ pub struct CompiledPolicy {
     pub requester_vmpl: Option<u8>,
     /// The oldest epoch accepted.
     pub min_epoch: Option<u64>,
+    /// The runtime policy every IMA entry must satisfy.
+    pub ima_policy: Option<String>,
+    /// Seconds between rounds at full reputation.
+    pub round_interval_s: u64,
+    /// The lowest reputation a release accepts (and a trusted node).
+    pub min_reputation: Option<u32>,
 }
 
 impl PolicyDocument {
@@ -125,11 +158,34 @@ impl PolicyDocument {
                 return Err(ReleasePolicyError::NoRequesterVmpl);
             }
         }
+        if let Some(i) = self.round_interval_s {
+            if !(1..=86_400).contains(&i) {
+                return Err(ReleasePolicyError::BadInterval(i));
+            }
+            if self.ima_policy.is_none() {
+                return Err(ReleasePolicyError::IntervalWithoutRounds);
+            }
+        }
+        if let Some(r) = self.min_reputation.filter(|r| *r > super::reputation::MAX) {
+            return Err(ReleasePolicyError::BadReputation(r));
+        }
+        if let Some(name) = &self.ima_policy {
+            let ok = (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !ok {
+                return Err(ReleasePolicyError::BadImaPolicyName);
+            }
+        }
         Ok(CompiledPolicy {
             snp,
             reference_pcrs,
             requester_vmpl: self.requester_vmpl,
             min_epoch: self.min_epoch,
+            ima_policy: self.ima_policy.clone(),
+            round_interval_s: self.round_interval_s.unwrap_or(DEFAULT_ROUND_INTERVAL),
+            min_reputation: self.min_reputation,
         })
     }
 }
@@ -183,6 +239,44 @@ mod tests {
             bad_v.compile(false),
             Err(ReleasePolicyError::BadVmpl(4))
         ));
+    }
+
+    #[test]
+    fn round_settings_are_checked() {
+        let ok = PolicyDocument::from_json(
+            r#"{"ima_policy": "guest-v1", "round_interval_s": 30, "min_reputation": 60}"#,
+        )
+        .unwrap()
+        .compile(false)
+        .unwrap();
+        assert_eq!(
+            (
+                ok.ima_policy.as_deref(),
+                ok.round_interval_s,
+                ok.min_reputation
+            ),
+            (Some("guest-v1"), 30, Some(60))
+        );
+        for (doc, expected) in [
+            (
+                r#"{"ima_policy": "a", "round_interval_s": 0}"#,
+                "round_interval_s: 0",
+            ),
+            (r#"{"ima_policy": "a", "round_interval_s": 90000}"#, "90000"),
+            (
+                r#"{"round_interval_s": 30}"#,
+                "only a policy with an ima_policy",
+            ),
+            (r#"{"min_reputation": 101}"#, "min_reputation: 101"),
+            (r#"{"ima_policy": "a/b"}"#, "ima_policy:"),
+            (r#"{"ima_policy": ""}"#, "ima_policy:"),
+        ] {
+            let e = PolicyDocument::from_json(doc)
+                .unwrap()
+                .compile(false)
+                .unwrap_err();
+            assert!(e.to_string().contains(expected), "{doc}: {e}");
+        }
     }
 
     #[test]

@@ -33,12 +33,15 @@ pub struct ServeOptions {
     pub handshake_timeout: Duration,
     /// A DER CRL from AMD's KDS (`/vcek/v1/<Product>/crl`): revoked certificates are refused.
     pub crl: Option<PathBuf>,
+    /// How often overdue rounds of continuous attestation are looked for.
+    pub round_sweep: Duration,
 }
 
 impl ServeOptions {
     /// Defaults: 127.0.0.1:8443, SQLite in the data directory, 16 database connections,
     /// nonces valid 300 s, bodies up to 12 MiB (an evidence bundle with logs), 30 s per
-    /// request, 10 s for a TLS handshake or a request head.
+    /// request, 10 s for a TLS handshake or a request head, missed rounds looked for every
+    /// 10 s.
     pub fn new(data_dir: PathBuf, trust: Arc<crate::TrustStore>) -> ServeOptions {
         ServeOptions {
             data_dir,
@@ -53,6 +56,7 @@ impl ServeOptions {
             request_timeout: Duration::from_secs(30),
             handshake_timeout: server::HANDSHAKE_TIMEOUT,
             crl: None,
+            round_sweep: Duration::from_secs(10),
         }
     }
 
@@ -121,7 +125,7 @@ pub async fn start(options: &ServeOptions) -> Result<server::RunningBroker, Star
         .transpose()?;
     let store = store::Store::open(&options.database_url(), options.max_connections).await?;
     let pruner = tokio::spawn(prune_nonces(store.clone()));
-    let app = service::router(service::ServiceConfig {
+    let service = service::build(service::ServiceConfig {
         store,
         master_key,
         ear_key_pem,
@@ -131,9 +135,18 @@ pub async fn start(options: &ServeOptions) -> Result<server::RunningBroker, Star
         max_body: options.max_body,
         request_timeout: options.request_timeout,
         crl,
+        round_sweep: options.round_sweep,
     })?;
-    let mut running = server::start(options.listen, tls, app, options.handshake_timeout).await?;
+    let sweeper = tokio::spawn(service.sweeper);
+    let mut running = server::start(
+        options.listen,
+        tls,
+        service.router,
+        options.handshake_timeout,
+    )
+    .await?;
     running.attach(pruner);
+    running.attach(sweeper);
     Ok(running)
 }
 

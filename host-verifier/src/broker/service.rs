@@ -12,9 +12,14 @@
 
 use super::api::{self, ErrorBody, FailedCheck};
 use super::policy::{CompiledPolicy, PolicyDocument};
+use super::reputation::RoundEvent;
+use super::rounds::{RoundResult, RoundState};
 use super::secrets::MasterKey;
 use super::store::{AuditRecord, ObservedState, Store, StoreError, StoredResource};
-use crate::bundle_verify::{verify_bundle, BundleAppraisal, BundleContext};
+use crate::bundle_verify::tpm::QuoteAttest;
+use crate::bundle_verify::{verify_bundle, BundleAppraisal, BundleCheckId, BundleContext};
+use crate::measured::ima_rounds::ImaPosition;
+use crate::measured::runtime_policy::{RuntimePolicy, RuntimePolicyDocument};
 use crate::{TrustStore, Verifier};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
@@ -26,6 +31,7 @@ use axum::Router;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::de::DeserializeOwned;
@@ -60,6 +66,17 @@ pub struct ServiceConfig {
     pub request_timeout: Duration,
     /// A DER CRL from AMD's KDS: revoked ASKs and VCEKs are refused.
     pub crl: Option<Vec<u8>>,
+    /// How often overdue rounds are looked for ([`Service::sweeper`]).
+    pub round_sweep: Duration,
+}
+
+/// The service: its router, and the background task that counts missed rounds (run it on the
+/// same runtime; every replica may, the store counts each miss once).
+pub struct Service {
+    /// The HTTP routes.
+    pub router: Router,
+    /// Counts missed rounds every `round_sweep` and updates the node gauges.
+    pub sweeper: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
 
 /// Why the service could not be built.
@@ -97,6 +114,18 @@ struct Metrics {
     latency: Family<EndpointLabels, Histogram>,
     decisions: Family<DecisionLabels, Counter>,
     database_unavailable: Counter,
+    rounds: Family<RoundLabels, Counter>,
+    nodes: Family<TrustLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoundLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TrustLabels {
+    trust: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -134,12 +163,26 @@ impl Metrics {
             "Requests answered 503 because the database could not be reached",
             database_unavailable.clone(),
         );
+        let rounds = Family::<RoundLabels, Counter>::default();
+        registry.register(
+            "rounds",
+            "Rounds of continuous attestation by outcome (good, failed, missed)",
+            rounds.clone(),
+        );
+        let nodes = Family::<TrustLabels, Gauge>::default();
+        registry.register(
+            "nodes",
+            "Nodes under continuous attestation by trust (trusted, untrusted), as of the last sweep",
+            nodes.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             decisions,
             database_unavailable,
+            rounds,
+            nodes,
         }
     }
 }
@@ -162,12 +205,16 @@ struct Shared {
     crl: Option<Arc<Vec<u8>>>,
     nonce_ttl_secs: i64,
     metrics: Metrics,
+    /// Compiled runtime policies by name, with the `updated_at` they were compiled from.
+    runtime_policies:
+        std::sync::Mutex<std::collections::HashMap<String, (i64, Arc<RuntimePolicy>)>>,
 }
 
 type AppState = Arc<Shared>;
 
-/// Builds the router: public API, admin API, `/healthz`, `/metrics`.
-pub fn router(config: ServiceConfig) -> Result<Router, ServiceError> {
+/// Builds the service: public API, admin API, `/healthz`, `/metrics`, and the missed-round
+/// sweeper.
+pub fn build(config: ServiceConfig) -> Result<Service, ServiceError> {
     let pem = std::str::from_utf8(&config.ear_key_pem).map_err(|_| ServiceError::EarKey)?;
     let secret = {
         use p256::pkcs8::DecodePrivateKey;
@@ -188,7 +235,9 @@ pub fn router(config: ServiceConfig) -> Result<Router, ServiceError> {
         crl: config.crl.map(Arc::new),
         nonce_ttl_secs: i64::try_from(config.nonce_ttl.as_secs()).unwrap_or(i64::MAX),
         metrics: Metrics::new(),
+        runtime_policies: std::sync::Mutex::new(std::collections::HashMap::new()),
     });
+    let sweeper = Box::pin(sweep_rounds(shared.clone(), config.round_sweep));
     let admin = Router::new()
         .route("/policies", get(list_policies))
         .route(
@@ -203,6 +252,13 @@ pub fn router(config: ServiceConfig) -> Result<Router, ServiceError> {
                 .patch(patch_resource)
                 .delete(delete_resource),
         )
+        .route("/ima-policies", get(list_ima_policies))
+        .route(
+            "/ima-policies/{name}",
+            get(get_ima_policy)
+                .put(put_ima_policy)
+                .delete(delete_ima_policy),
+        )
         .route("/nodes", get(list_nodes))
         .route("/audit", get(read_audit))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -215,7 +271,7 @@ pub fn router(config: ServiceConfig) -> Result<Router, ServiceError> {
         .route("/release", post(release))
         .route("/ear-key", get(ear_key))
         .nest("/admin", admin);
-    Ok(Router::new()
+    let router = Router::new()
         .nest(api::PREFIX, api)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -232,7 +288,8 @@ pub fn router(config: ServiceConfig) -> Result<Router, ServiceError> {
             measure,
         ))
         .layer(DefaultBodyLimit::max(config.max_body))
-        .with_state(shared))
+        .with_state(shared);
+    Ok(Service { router, sweeper })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -561,10 +618,11 @@ fn decode_bundle(json: BundleJson) -> Result<Bundle, ApiError> {
     Bundle::from_parsed(json).map_err(|e| ApiError::malformed("bundle", e.to_string()))
 }
 
-/// A policy ready to apply, and the verifier of its SNP part.
+/// A policy ready to apply, the verifier of its SNP part, and its runtime policy.
 struct Loaded {
     policy: CompiledPolicy,
     verifier: Arc<Verifier>,
+    runtime: Option<Arc<RuntimePolicy>>,
 }
 
 fn compile_policy(
@@ -598,7 +656,227 @@ fn compile_policy(
             ))
         })
         .clone();
-    Ok(Loaded { policy, verifier })
+    Ok(Loaded {
+        policy,
+        verifier,
+        runtime: None,
+    })
+}
+
+/// Loads (compiled once per change, on a blocking thread: a large one takes tens of
+/// milliseconds) the runtime policy a policy names.
+async fn load_runtime_policy(s: &Shared, loaded: &mut Loaded) -> Result<(), ApiError> {
+    let Some(name) = loaded.policy.ima_policy.clone() else {
+        return Ok(());
+    };
+    let Some(stamp) = s.store.ima_policy_stamp(&name).await? else {
+        // Deleting a runtime policy in use is refused; this is a race with an admin change.
+        tracing::error!(ima_policy = %name, "a policy names a runtime policy that is missing");
+        return Err(ApiError::Internal("the policy's runtime policy is missing"));
+    };
+    let cached = s
+        .runtime_policies
+        .lock()
+        .map_err(|_| ApiError::Internal("runtime policy cache"))?
+        .get(&name)
+        .filter(|(at, _)| *at == stamp)
+        .map(|(_, p)| p.clone());
+    if let Some(p) = cached {
+        loaded.runtime = Some(p);
+        return Ok(());
+    }
+    let (body, stamp) = s
+        .store
+        .ima_policy(&name)
+        .await?
+        .ok_or(ApiError::Internal("the policy's runtime policy is missing"))?;
+    let compiled = tokio::task::spawn_blocking(move || RuntimePolicy::from_json(body.as_bytes()))
+        .await
+        .map_err(|_| ApiError::Internal("the runtime policy task failed"))?
+        .map_err(|e| {
+            tracing::error!(ima_policy = %name, error = %e, "stored runtime policy does not compile");
+            ApiError::Internal("a stored runtime policy does not compile")
+        })?;
+    let compiled = Arc::new(compiled);
+    let mut cache = s
+        .runtime_policies
+        .lock()
+        .map_err(|_| ApiError::Internal("runtime policy cache"))?;
+    if cache.len() >= VERIFIER_CACHE_LIMIT && !cache.contains_key(&name) {
+        cache.clear();
+    }
+    cache.insert(name, (stamp, compiled.clone()));
+    loaded.runtime = Some(compiled);
+    Ok(())
+}
+
+/// What the bundle claims, before the appraisal checks it: the manifest's instance and the
+/// quote's resetCount (the boot). Used only to pick the IMA position to continue from; the
+/// appraisal then verifies both.
+fn claimed_node(bundle: &Bundle) -> Option<([u8; 16], u32)> {
+    let manifest = VtpmManifestV2::parse(&bundle.manifest).ok()?;
+    let quote = QuoteAttest::parse(&bundle.quote_attest).ok()?;
+    Some((*manifest.module.instance_id, quote.reset_count))
+}
+
+/// The node's round state and the IMA position its bundle continues from (the start for a
+/// node or boot not seen before).
+async fn kept_position(
+    s: &Shared,
+    bundle: &Bundle,
+) -> Result<(Option<RoundState>, ImaPosition), ApiError> {
+    let Some((instance, boot)) = claimed_node(bundle) else {
+        return Ok((None, ImaPosition::START));
+    };
+    let state = s.store.round_state(&instance).await?;
+    let position = state
+        .as_ref()
+        .map_or(ImaPosition::START, |st| st.ima_position_for(boot));
+    Ok((state, position))
+}
+
+/// The evidence is this node's own: every signature from the AMD chain to the quote verified
+/// and bound to this nonce. Only then may a failed round count against the node it names.
+fn authentic(appraisal: &BundleAppraisal) -> bool {
+    [
+        BundleCheckId::CpuSnp,
+        BundleCheckId::SvsmBinding,
+        BundleCheckId::SvsmVmpl,
+        BundleCheckId::SvsmManifest,
+        BundleCheckId::SvsmNonce,
+        BundleCheckId::VtpmQuoteSignature,
+        BundleCheckId::VtpmQuoteNonce,
+        BundleCheckId::VtpmPcrDigest,
+    ]
+    .iter()
+    .all(|id| {
+        matches!(
+            appraisal.check(*id).map(|c| &c.outcome),
+            Some(crate::Outcome::Pass)
+        )
+    })
+}
+
+/// Records a round of `instance`, counts it in the metrics, and says what the node's agent
+/// needs for the next one.
+async fn record_round(
+    s: &Shared,
+    instance: &[u8; 16],
+    bundle: &Bundle,
+    appraisal: &BundleAppraisal,
+    failed: &[FailedCheck],
+    base_interval: u64,
+) -> Result<Option<api::RoundInfo>, ApiError> {
+    let boot = QuoteAttest::parse(&bundle.quote_attest)
+        .ok()
+        .map(|q| q.reset_count);
+    let position = appraisal.ima_log.as_ref().and_then(|i| i.position);
+    let result = match (failed.is_empty(), boot, position) {
+        (true, Some(boot), Some(ima)) => RoundResult::Good { boot, ima },
+        _ => RoundResult::Failed {
+            event: if failed.iter().any(|f| f.check == "broker.epoch") {
+                RoundEvent::RolledBack
+            } else {
+                RoundEvent::Failed
+            },
+            why: failed
+                .iter()
+                .map(|f| f.check.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+    };
+    let outcome = if matches!(result, RoundResult::Good { .. }) {
+        "good"
+    } else {
+        "failed"
+    };
+    let Some(state) = s
+        .store
+        .record_round(instance, &result, base_interval, now())
+        .await?
+    else {
+        return Ok(None);
+    };
+    s.metrics
+        .rounds
+        .get_or_create(&RoundLabels {
+            outcome: outcome.into(),
+        })
+        .inc();
+    Ok(Some(api::RoundInfo {
+        ima_offset: state.ima.map_or(0, |p| p.entries),
+        next_round_in_s: state.interval.unwrap_or(base_interval),
+        reputation: state.reputation,
+        trusted: state.trusted,
+    }))
+}
+
+/// A release policy's `min_reputation`: the node's last round was good, its next is not
+/// overdue, and its reputation is high enough; the failed check otherwise.
+fn node_trust(state: Option<&RoundState>, min: u32, at: i64) -> Option<FailedCheck> {
+    let reason = match state {
+        None => "the node has had no round of continuous attestation".to_owned(),
+        Some(st) if st.last_round_at.is_none() => {
+            "the node has had no round of continuous attestation".to_owned()
+        }
+        Some(st) if st.missed_at.is_some() || (st.trusted && !st.trusted_at(at)) => format!(
+            "the node missed its round (due by {})",
+            st.overdue_at().unwrap_or(0)
+        ),
+        Some(st) if !st.trusted => format!(
+            "the node's last round failed ({})",
+            st.last_failure.as_deref().unwrap_or("no reason recorded")
+        ),
+        Some(st) if st.reputation < min => format!(
+            "the node's reputation {} is below the policy's minimum {min}",
+            st.reputation
+        ),
+        Some(_) => return None,
+    };
+    Some(check("broker.node_trust", reason))
+}
+
+/// Counts missed rounds every `every`, audits each, and updates the node gauges.
+async fn sweep_rounds(s: AppState, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let at = now();
+        match s.store.sweep_missed_rounds(at).await {
+            Ok(missed) => {
+                for (instance, state) in missed {
+                    s.metrics
+                        .rounds
+                        .get_or_create(&RoundLabels {
+                            outcome: "missed".into(),
+                        })
+                        .inc();
+                    let reasons = vec![
+                        state.last_failure.clone().unwrap_or_default(),
+                        format!("reputation now {}", state.reputation),
+                    ];
+                    let subject = format!("round instance={}", hex::encode(&instance));
+                    if let Err(e) = audit(&s, "round", &subject, "missed", reasons).await {
+                        tracing::warn!(error = ?e, "auditing a missed round failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "looking for missed rounds failed"),
+        }
+        match s.store.round_census(at).await {
+            Ok((trusted, untrusted)) => {
+                for (label, n) in [("trusted", trusted), ("untrusted", untrusted)] {
+                    s.metrics
+                        .nodes
+                        .get_or_create(&TrustLabels {
+                            trust: label.into(),
+                        })
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "counting nodes failed"),
+        }
+    }
 }
 
 /// The subject line of an audit row. `instance` is the appraised manifest's (only given when
@@ -657,6 +935,7 @@ async fn appraise(
     s: &Shared,
     bundle: Arc<Bundle>,
     loaded: Loaded,
+    ima_position: Option<ImaPosition>,
 ) -> Result<BundleAppraisal, ApiError> {
     let _turn = s
         .appraisals
@@ -670,6 +949,8 @@ async fn appraise(
         ctx.expected_pcrs = loaded.policy.reference_pcrs;
         ctx.requester_vmpl = loaded.policy.requester_vmpl;
         ctx.min_epoch = loaded.policy.min_epoch;
+        ctx.ima_policy = loaded.runtime.as_deref();
+        ctx.ima_position = ima_position;
         verify_bundle(&bundle, &ctx)
     })
     .await
@@ -770,12 +1051,23 @@ async fn attest(
     let bundle = Arc::new(decode_bundle(req.bundle)?);
     let policy_name = req.policy.as_deref().unwrap_or(DEFAULT_POLICY);
     let what = format!("policy={policy_name}");
-    let policy = match s.store.policy(policy_name).await? {
+    let mut policy = match s.store.policy(policy_name).await? {
         Some(body) => compile_policy(&s, policy_name, &body, false)?,
         None => {
             let message = format!("no policy named {policy_name:?}");
             return Err(not_found_refusal(&s, "attest", &what, message).await?);
         }
+    };
+    load_runtime_policy(&s, &mut policy).await?;
+    // A policy with a runtime policy makes this attestation a round of continuous attestation.
+    let round_interval = policy
+        .policy
+        .ima_policy
+        .is_some()
+        .then_some(policy.policy.round_interval_s);
+    let position = match round_interval {
+        Some(_) => Some(kept_position(&s, &bundle).await?.1),
+        None => None,
     };
     // Only an appraisal that pins the SVSM image may move an instance's epoch record: under a
     // policy without a MEASUREMENT allowlist any SVSM on genuine hardware is affirmed, and it
@@ -787,7 +1079,7 @@ async fn attest(
         .as_ref()
         .is_some_and(|m| !m.is_empty());
     redeem(&s, "attest", &what, &bundle.nonce).await?;
-    let appraisal = appraise(&s, bundle.clone(), policy).await?;
+    let appraisal = appraise(&s, bundle.clone(), policy, position).await?;
     let mut failed = failed_checks(&appraisal);
     let affirmed = failed.is_empty();
     let manifest = VtpmManifestV2::parse(&bundle.manifest).ok();
@@ -819,6 +1111,15 @@ async fn attest(
     if let (Some(i), false) = (vouched, broker_failed.is_empty()) {
         s.store.note_decision(i, "attest", "refused", now()).await?;
     }
+    // A round counts for the node its evidence is from: under a policy that pins the image,
+    // with every signature verified (a failed round too, so a node cannot shed a failure by
+    // sending garbage, and nobody else can spend its reputation).
+    let round = match (round_interval, &manifest) {
+        (Some(base), Some(m)) if pins_image && authentic(&appraisal) => {
+            record_round(&s, m.module.instance_id, &bundle, &appraisal, &failed, base).await?
+        }
+        _ => None,
+    };
     let ear = sign_ear(&s, &appraisal, &broker_failed)?;
     Ok(axum::Json(api::AttestResponse {
         verdict: if failed.is_empty() {
@@ -830,6 +1131,7 @@ async fn attest(
         ear,
         failed_checks: failed,
         instance_id: instance.map(hex::encode),
+        round,
     }))
 }
 
@@ -843,7 +1145,7 @@ async fn release(
         let message = format!("no resource named {:?}", req.resource);
         return Err(not_found_refusal(&s, "release", &what, message).await?);
     };
-    let policy = match policy {
+    let mut policy = match policy {
         Some(body) => compile_policy(&s, &resource.policy, &body, true)?,
         None => {
             // Deleting a policy in use is refused; this is a race with an admin change.
@@ -861,9 +1163,17 @@ async fn release(
             return Err(ApiError::Internal("the resource's policy is missing"));
         }
     };
+    load_runtime_policy(&s, &mut policy).await?;
+    let min_reputation = policy.policy.min_reputation;
+    // A release is not a round (it moves no IMA position), but it continues from the kept one.
+    let (state, position) = kept_position(&s, &bundle).await?;
+    let position = policy.policy.ima_policy.is_some().then_some(position);
     redeem(&s, "release", &what, &bundle.nonce).await?;
-    let appraisal = appraise(&s, bundle.clone(), policy).await?;
+    let appraisal = appraise(&s, bundle.clone(), policy, position).await?;
     let mut failed = failed_checks(&appraisal);
+    if let (Some(min), true) = (min_reputation, failed.is_empty()) {
+        failed.extend(node_trust(state.as_ref(), min, now()));
+    }
     let manifest = VtpmManifestV2::parse(&bundle.manifest).ok();
     // A release policy always pins the image, so an affirmed appraisal vouches for the
     // manifest's instance id: a refusal after it (epoch, transport key) may name the instance.
@@ -1072,6 +1382,14 @@ async fn put_policy(
     valid_name(&name)?;
     doc.compile(false)
         .map_err(|e| ApiError::malformed("policy", e.to_string()))?;
+    if let Some(ima) = &doc.ima_policy {
+        if s.store.ima_policy_stamp(ima).await?.is_none() {
+            return Err(ApiError::malformed(
+                "ima_policy",
+                format!("no runtime policy named {ima:?} (PUT /v1/admin/ima-policies/{ima} first)"),
+            ));
+        }
+    }
     // A policy some resource releases under must stay fit for a release.
     if s.store.resources().await?.iter().any(|r| r.policy == name) {
         doc.compile(true)
@@ -1111,6 +1429,97 @@ async fn delete_policy(
             Ok(StatusCode::NO_CONTENT)
         }
     }
+}
+
+async fn list_ima_policies(
+    State(s): State<AppState>,
+) -> Result<axum::Json<Vec<api::ImaPolicyInfo>>, ApiError> {
+    Ok(axum::Json(
+        s.store
+            .ima_policies()
+            .await?
+            .into_iter()
+            .map(|(name, updated_at)| api::ImaPolicyInfo { name, updated_at })
+            .collect(),
+    ))
+}
+
+async fn get_ima_policy(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<RuntimePolicyDocument>, ApiError> {
+    let (body, _) = s
+        .store
+        .ima_policy(&name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no runtime policy named {name:?}")))?;
+    serde_json::from_str(&body)
+        .map(axum::Json)
+        .map_err(|_| ApiError::Internal("stored runtime policy"))
+}
+
+async fn put_ima_policy(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    StrictJson(doc): StrictJson<RuntimePolicyDocument>,
+) -> Result<axum::Json<api::ImaPolicyInfo>, ApiError> {
+    valid_name(&name)?;
+    let compiled = RuntimePolicy::compile(&doc)
+        .map_err(|e| ApiError::malformed("ima_policy", e.to_string()))?;
+    let body = serde_json::to_string(&doc).map_err(|_| ApiError::Internal("policy encoding"))?;
+    // A change within the same second as the last must still be seen as a change by every
+    // replica's cache: the stamp moves forward by at least one.
+    let at = match s.store.ima_policy_stamp(&name).await? {
+        Some(prev) if prev >= now() => prev.saturating_add(1),
+        _ => now(),
+    };
+    s.store.put_ima_policy(&name, &body, at).await?;
+    audit(
+        &s,
+        "admin",
+        &format!("put ima-policy={name}"),
+        "allowed",
+        vec![format!(
+            "{} paths, release {}",
+            compiled.len(),
+            compiled.release()
+        )],
+    )
+    .await?;
+    Ok(axum::Json(api::ImaPolicyInfo {
+        name,
+        updated_at: at,
+    }))
+}
+
+async fn delete_ima_policy(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    for (policy, body) in s.store.policies().await? {
+        let names_it = PolicyDocument::from_json(&body)
+            .map(|d| d.ima_policy.as_deref() == Some(name.as_str()))
+            .unwrap_or(false);
+        if names_it {
+            return Err(ApiError::Conflict(format!(
+                "policy {policy:?} names runtime policy {name:?}"
+            )));
+        }
+    }
+    if !s.store.delete_ima_policy(&name).await? {
+        return Err(ApiError::NotFound(format!(
+            "no runtime policy named {name:?}"
+        )));
+    }
+    audit(
+        &s,
+        "admin",
+        &format!("delete ima-policy={name}"),
+        "allowed",
+        vec![],
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn resource_info(r: &StoredResource) -> api::ResourceInfo {
@@ -1346,7 +1755,7 @@ async fn list_nodes(
     let q = list_query(q)?;
     Ok(axum::Json(
         s.store
-            .nodes(q.limit.unwrap_or(1000).clamp(1, 10_000))
+            .nodes(q.limit.unwrap_or(1000).clamp(1, 10_000), now())
             .await?,
     ))
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 pub const NONCE_LEN: usize = 32;
 
 /// The schema version this broker migrates to.
-pub const SCHEMA_VERSION: usize = 3;
+pub const SCHEMA_VERSION: usize = 4;
 
 /// The schema, in order; `broker_schema.version` counts how many have run. Portable SQL:
 /// `BYTEA` and `BIGINT` mean the same to both engines (SQLite keeps blobs as given).
@@ -61,6 +61,26 @@ const MIGRATIONS: [&str; SCHEMA_VERSION] = [
     // 3: audit rows in the order they were written (seconds are too coarse).
     "ALTER TABLE audit ADD COLUMN at_micros BIGINT;
     CREATE INDEX audit_at_micros ON audit (at_micros)",
+    // 4: continuous attestation (rounds.rs): runtime policies by name, and per instance its
+    // reputation, the IMA position of the boot last appraised and when the next round is due.
+    "CREATE TABLE ima_policies (
+        name TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    ALTER TABLE instances ADD COLUMN reputation BIGINT;
+    ALTER TABLE instances ADD COLUMN trusted BIGINT;
+    ALTER TABLE instances ADD COLUMN boot_reset_count BIGINT;
+    ALTER TABLE instances ADD COLUMN ima_entries BIGINT;
+    ALTER TABLE instances ADD COLUMN ima_pcr10 BYTEA;
+    ALTER TABLE instances ADD COLUMN last_round_at BIGINT;
+    ALTER TABLE instances ADD COLUMN round_interval BIGINT;
+    ALTER TABLE instances ADD COLUMN missed_at BIGINT;
+    ALTER TABLE instances ADD COLUMN rounds_good BIGINT;
+    ALTER TABLE instances ADD COLUMN rounds_failed BIGINT;
+    ALTER TABLE instances ADD COLUMN rounds_missed BIGINT;
+    ALTER TABLE instances ADD COLUMN last_failure TEXT;
+    ALTER TABLE instances ADD COLUMN round_version BIGINT",
 ];
 
 /// Why the store failed (the database, not the evidence).
@@ -197,6 +217,33 @@ pub struct NodeRecord {
     pub last_action: Option<String>,
     /// `allowed` or `refused`.
     pub last_decision: Option<String>,
+    /// Continuous attestation, once the node had a round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<NodeRounds>,
+}
+
+/// A node's continuous attestation, as the nodes list shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeRounds {
+    /// Reputation, 0..=100 (`docs/agent.md`).
+    pub reputation: u32,
+    /// Its last round was good and the next is not overdue.
+    pub trusted: bool,
+    /// IMA entries appraised this boot.
+    pub ima_entries: Option<u64>,
+    /// Unix seconds of the last round.
+    pub last_round_at: i64,
+    /// Unix seconds after which the next round counts as missed.
+    pub overdue_at: Option<i64>,
+    /// Good rounds.
+    pub good: u64,
+    /// Failed rounds.
+    pub failed: u64,
+    /// Missed rounds.
+    pub missed: u64,
+    /// Why the last failed or missed round counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
 }
 
 /// The broker's database.
@@ -206,6 +253,10 @@ pub struct Store {
 }
 
 impl Store {
+    pub(super) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Connects to `url` (`sqlite:PATH?mode=rwc` creates the file; `postgres://...`) and runs
     /// the migrations not yet applied.
     pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
@@ -493,8 +544,8 @@ impl Store {
         Ok(())
     }
 
-    /// Every instance seen, most recently seen first, at most `limit`.
-    pub async fn nodes(&self, limit: i64) -> Result<Vec<NodeRecord>, StoreError> {
+    /// Every instance seen, most recently seen first, at most `limit`; trust as of `now`.
+    pub async fn nodes(&self, limit: i64, now: i64) -> Result<Vec<NodeRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT instance_id, max_epoch, first_seen, last_seen, last_action, last_decision
              FROM instances ORDER BY last_seen DESC LIMIT $1",
@@ -502,20 +553,89 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
+        let mut nodes = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: Vec<u8> = r.try_get(0)?;
+            let epoch: i64 = r.try_get(1)?;
+            let rounds = match self.round_state(&id).await? {
+                Some(st) => st.last_round_at.map(|last| NodeRounds {
+                    reputation: st.reputation,
+                    trusted: st.trusted_at(now),
+                    ima_entries: st.ima.map(|p| p.entries),
+                    last_round_at: last,
+                    overdue_at: st.overdue_at(),
+                    good: st.rounds_good,
+                    failed: st.rounds_failed,
+                    missed: st.rounds_missed,
+                    last_failure: st.last_failure.clone(),
+                }),
+                None => None,
+            };
+            nodes.push(NodeRecord {
+                instance_id: hex::encode(&id),
+                max_epoch: u64::try_from(epoch).map_err(|_| StoreError::Corrupt("epoch"))?,
+                first_seen: r.try_get(2)?,
+                last_seen: r.try_get(3)?,
+                last_action: r.try_get(4)?,
+                last_decision: r.try_get(5)?,
+                rounds,
+            });
+        }
+        Ok(nodes)
+    }
+
+    /// Creates or replaces the runtime policy `name` (Keylime's JSON, checked by the caller).
+    pub async fn put_ima_policy(&self, name: &str, body: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ima_policies (name, body, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET body = $2, updated_at = $3",
+        )
+        .bind(name.to_owned())
+        .bind(body.to_owned())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The runtime policy `name` and when it was last written.
+    pub async fn ima_policy(&self, name: &str) -> Result<Option<(String, i64)>, StoreError> {
+        let row = sqlx::query("SELECT body, updated_at FROM ima_policies WHERE name = $1")
+            .bind(name.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    /// When the runtime policy `name` was last written (its cache key), if it exists.
+    pub async fn ima_policy_stamp(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT updated_at FROM ima_policies WHERE name = $1")
+            .bind(name.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get(0).map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// Names of the runtime policies, and when each was last written.
+    pub async fn ima_policies(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT name, updated_at FROM ima_policies ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
-            .map(|r| {
-                let id: Vec<u8> = r.try_get(0)?;
-                let epoch: i64 = r.try_get(1)?;
-                Ok(NodeRecord {
-                    instance_id: hex::encode(id),
-                    max_epoch: u64::try_from(epoch).map_err(|_| StoreError::Corrupt("epoch"))?,
-                    first_seen: r.try_get(2)?,
-                    last_seen: r.try_get(3)?,
-                    last_action: r.try_get(4)?,
-                    last_decision: r.try_get(5)?,
-                })
-            })
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
+    }
+
+    /// Deletes the runtime policy `name`; false if there was none. The caller checks that no
+    /// policy names it.
+    pub async fn delete_ima_policy(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("DELETE FROM ima_policies WHERE name = $1")
+            .bind(name.to_owned())
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1)
     }
 
     /// Creates or replaces the policy `name`.
@@ -657,6 +777,7 @@ impl Store {
             "audit",
             "policies",
             "resources",
+            "ima_policies",
             "broker_schema",
         ] {
             sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
