@@ -23,6 +23,10 @@ pub struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The guest agent's socket: a `name:NAME` key the vault does not hold is provisioned
+    /// through it (the agent attests, the broker releases, the vault imports).
+    #[arg(long, global = true, default_value = crate::agent_socket::DEFAULT_SOCKET)]
+    pub agent: PathBuf,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -65,6 +69,43 @@ impl Kind {
     }
 }
 
+/// A key on the command line: its id (`7`), or `name:NAME` for a key a broker provisioned
+/// under that name (resolved with `list`; when the vault does not hold it, `svsm-vault` asks
+/// the guest agent to provision it: `--agent`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyRef {
+    /// A key id.
+    Id(u32),
+    /// An imported key's name.
+    Name(String),
+}
+
+impl core::str::FromStr for KeyRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(name) = s.strip_prefix("name:") {
+            if svsm_abi::vault::valid_key_name(name.as_bytes()) {
+                return Ok(KeyRef::Name(name.to_string()));
+            }
+            return Err(std::format!(
+                "{name:?} is not a key name (1..64 printable ASCII)"
+            ));
+        }
+        s.parse()
+            .map(KeyRef::Id)
+            .map_err(|_| std::format!("{s:?} is neither a key id nor name:NAME"))
+    }
+}
+
+impl core::fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            KeyRef::Id(id) => write!(f, "{id}"),
+            KeyRef::Name(n) => write!(f, "name:{n}"),
+        }
+    }
+}
+
 /// Commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -81,15 +122,15 @@ pub enum Command {
     List,
     /// Print a key's public part (SEC1 uncompressed, hex).
     Public {
-        /// Key id.
+        /// Key id, or name:NAME.
         #[arg(long)]
-        key: u32,
+        key: KeyRef,
     },
     /// Sign a file (ECDSA with the curve's hash); prints r||s hex or writes it to --out.
     Sign {
-        /// Key id.
+        /// Key id, or name:NAME.
         #[arg(long)]
-        key: u32,
+        key: KeyRef,
         /// File to sign.
         #[arg(long = "in")]
         input: PathBuf,
@@ -99,9 +140,9 @@ pub enum Command {
     },
     /// Verify a signature (or HMAC tag) over a file.
     Verify {
-        /// Key id.
+        /// Key id, or name:NAME.
         #[arg(long)]
-        key: u32,
+        key: KeyRef,
         /// The signed file.
         #[arg(long = "in")]
         input: PathBuf,
@@ -111,9 +152,9 @@ pub enum Command {
     },
     /// Encrypt a file with AES-256-GCM (output: IV || ciphertext || tag).
     Encrypt {
-        /// Key id.
+        /// Key id, or name:NAME.
         #[arg(long)]
-        key: u32,
+        key: KeyRef,
         /// Plaintext file.
         #[arg(long = "in")]
         input: PathBuf,
@@ -126,9 +167,9 @@ pub enum Command {
     },
     /// Decrypt a file made by `encrypt`.
     Decrypt {
-        /// Key id.
+        /// Key id, or name:NAME.
         #[arg(long)]
-        key: u32,
+        key: KeyRef,
         /// Encrypted file.
         #[arg(long = "in")]
         input: PathBuf,
@@ -141,9 +182,9 @@ pub enum Command {
     },
     /// HMAC-SHA-384 of a file (hex).
     Mac {
-        /// Key id.
+        /// Key id, or name:NAME.
         #[arg(long)]
-        key: u32,
+        key: KeyRef,
         /// Input file.
         #[arg(long = "in")]
         input: PathBuf,
@@ -184,9 +225,9 @@ pub enum Command {
     },
     /// Destroy a key.
     Destroy {
-        /// Key id.
+        /// Key id, or name:NAME.
         #[arg(long)]
-        key: u32,
+        key: KeyRef,
     },
     /// Get attestation evidence bound to a nonce: writes report.bin, manifest.bin, certs.bin.
     Attest {
@@ -197,6 +238,30 @@ pub enum Command {
         #[arg(long)]
         out_dir: PathBuf,
     },
+}
+
+impl Command {
+    /// The key the command works on, if it names one.
+    pub fn key(&self) -> Option<&KeyRef> {
+        match self {
+            Command::Public { key }
+            | Command::Sign { key, .. }
+            | Command::Verify { key, .. }
+            | Command::Encrypt { key, .. }
+            | Command::Decrypt { key, .. }
+            | Command::Mac { key, .. }
+            | Command::Destroy { key } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// The id of the caller's key named `name`, if the vault holds one.
+pub fn find_named<T: SvsmTransport>(
+    vault: &mut VaultClient<T>,
+    name: &str,
+) -> Result<Option<u32>, CliError> {
+    Ok(vault.list()?.iter().find(|k| k.name == name).map(|k| k.id))
 }
 
 /// Why a command failed.
@@ -216,6 +281,14 @@ pub enum CliError {
     /// A bad argument.
     #[error("{0}")]
     Usage(String),
+    /// No key of that name, and it could not be provisioned.
+    #[error("the vault holds no key named {name:?}{why}")]
+    NoSuchName {
+        /// The name.
+        name: String,
+        /// What was tried (the agent's answer), or empty.
+        why: String,
+    },
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, CliError> {
@@ -258,6 +331,16 @@ fn hex(bytes: &[u8]) -> String {
 pub fn run<T: SvsmTransport>(cli: &Cli, transport: T) -> Result<String, CliError> {
     let json = |v: serde_json::Value| v.to_string();
     let mut vault = VaultClient::probe(transport)?;
+    let key = match cli.command.key() {
+        Some(KeyRef::Id(id)) => *id,
+        Some(KeyRef::Name(name)) => {
+            find_named(&mut vault, name)?.ok_or_else(|| CliError::NoSuchName {
+                name: name.clone(),
+                why: String::new(),
+            })?
+        }
+        None => 0,
+    };
     Ok(match &cli.command {
         Command::Create { kind, usage } => {
             let created = vault.create_key(kind.key_kind(), usage_of(usage, *kind)?)?;
@@ -291,9 +374,9 @@ pub fn run<T: SvsmTransport>(cli: &Cli, transport: T) -> Result<String, CliError
                     .join("\n")
             }
         }
-        Command::Public { key } => hex(&vault.export_public(*key)?),
-        Command::Sign { key, input, out } => {
-            let sig = vault.sign(*key, &read(input)?)?;
+        Command::Public { .. } => hex(&vault.export_public(key)?),
+        Command::Sign { input, out, .. } => {
+            let sig = vault.sign(key, &read(input)?)?;
             match out {
                 Some(path) => {
                     write(path, &sig)?;
@@ -302,34 +385,28 @@ pub fn run<T: SvsmTransport>(cli: &Cli, transport: T) -> Result<String, CliError
                 None => hex(&sig),
             }
         }
-        Command::Verify { key, input, sig } => {
-            let ok = vault.verify(*key, &read(sig)?, &read(input)?)?;
+        Command::Verify { input, sig, .. } => {
+            let ok = vault.verify(key, &read(sig)?, &read(input)?)?;
             if !ok {
                 return Err(CliError::Usage("signature does NOT verify".to_string()));
             }
             "signature verifies".to_string()
         }
         Command::Encrypt {
-            key,
-            input,
-            out,
-            aad,
+            input, out, aad, ..
         } => {
-            let ct = vault.encrypt(*key, aad.as_bytes(), &read(input)?)?;
+            let ct = vault.encrypt(key, aad.as_bytes(), &read(input)?)?;
             write(out, &ct)?;
             std::format!("wrote {} bytes to {}", ct.len(), out.display())
         }
         Command::Decrypt {
-            key,
-            input,
-            out,
-            aad,
+            input, out, aad, ..
         } => {
-            let pt = vault.decrypt(*key, aad.as_bytes(), &read(input)?)?;
+            let pt = vault.decrypt(key, aad.as_bytes(), &read(input)?)?;
             write(out, &pt)?;
             std::format!("wrote {} bytes to {}", pt.len(), out.display())
         }
-        Command::Mac { key, input } => hex(&vault.mac(*key, &read(input)?)?),
+        Command::Mac { input, .. } => hex(&vault.mac(key, &read(input)?)?),
         Command::Seal {
             input,
             out,
@@ -360,8 +437,8 @@ pub fn run<T: SvsmTransport>(cli: &Cli, transport: T) -> Result<String, CliError
                 std::format!("imported key {id}")
             }
         }
-        Command::Destroy { key } => {
-            vault.destroy(*key)?;
+        Command::Destroy { .. } => {
+            vault.destroy(key)?;
             std::format!("destroyed key {key}")
         }
         Command::Attest { nonce, out_dir } => {

@@ -26,6 +26,8 @@ extern crate std;
 
 pub use svsm_abi as abi;
 
+#[cfg(feature = "std")]
+pub mod agent_socket;
 pub mod attest;
 #[cfg(feature = "std")]
 pub mod channel;

@@ -229,7 +229,7 @@ impl BrokerClient {
     }
 
     /// `GET /v1/admin/audit?since=`.
-    pub async fn audit(&self, since: i64) -> Result<Vec<super::store::AuditRecord>, ClientError> {
+    pub async fn audit(&self, since: i64) -> Result<Vec<api::AuditRecord>, ClientError> {
         self.send::<(), _>(
             reqwest::Method::GET,
             &format!("/v1/admin/audit?since={since}&limit=100000"),
@@ -239,7 +239,7 @@ impl BrokerClient {
     }
 
     /// `GET /v1/admin/nodes`.
-    pub async fn nodes(&self) -> Result<Vec<super::store::NodeRecord>, ClientError> {
+    pub async fn nodes(&self) -> Result<Vec<api::NodeRecord>, ClientError> {
         self.send::<(), _>(reqwest::Method::GET, "/v1/admin/nodes", None)
             .await
     }

@@ -23,7 +23,7 @@ pub mod api;
 pub mod policy;
 pub mod reputation;
 
-#[cfg(feature = "broker")]
+#[cfg(feature = "broker-client")]
 pub mod client;
 #[cfg(feature = "broker")]
 pub mod config;

@@ -8,6 +8,8 @@
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+
+pub use super::api::{AuditRecord, NodeRecord, NodeRounds};
 use std::time::Duration;
 
 /// Bytes of a challenge nonce (the quote's qualifying data holds up to 64).
@@ -168,21 +170,6 @@ pub enum EpochRefusal {
     },
 }
 
-/// One audit row.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AuditRecord {
-    /// Unix seconds.
-    pub at: i64,
-    /// `challenge`, `attest`, `release`, `admin`.
-    pub action: String,
-    /// What it was about (instance, resource, node).
-    pub subject: String,
-    /// `allowed`, `refused`, `error`.
-    pub decision: String,
-    /// Why, in words (failed checks by name).
-    pub reasons: Vec<String>,
-}
-
 /// A resource as stored: its secret sealed under the master key ([`super::secrets`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredResource {
@@ -200,50 +187,6 @@ pub struct StoredResource {
     pub public_key: Option<Vec<u8>>,
     /// Unix seconds.
     pub created_at: i64,
-}
-
-/// One instance the broker has seen.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NodeRecord {
-    /// Instance id, hex.
-    pub instance_id: String,
-    /// The highest sealed-state epoch seen.
-    pub max_epoch: u64,
-    /// Unix seconds.
-    pub first_seen: i64,
-    /// Unix seconds.
-    pub last_seen: i64,
-    /// `attest` or `release`.
-    pub last_action: Option<String>,
-    /// `allowed` or `refused`.
-    pub last_decision: Option<String>,
-    /// Continuous attestation, once the node had a round.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rounds: Option<NodeRounds>,
-}
-
-/// A node's continuous attestation, as the nodes list shows it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NodeRounds {
-    /// Reputation, 0..=100 (`docs/agent.md`).
-    pub reputation: u32,
-    /// Its last round was good and the next is not overdue.
-    pub trusted: bool,
-    /// IMA entries appraised this boot.
-    pub ima_entries: Option<u64>,
-    /// Unix seconds of the last round.
-    pub last_round_at: i64,
-    /// Unix seconds after which the next round counts as missed.
-    pub overdue_at: Option<i64>,
-    /// Good rounds.
-    pub good: u64,
-    /// Failed rounds.
-    pub failed: u64,
-    /// Missed rounds.
-    pub missed: u64,
-    /// Why the last failed or missed round counted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_failure: Option<String>,
 }
 
 /// The broker's database.
