@@ -42,7 +42,7 @@ demo: bootstrap
 ## guest run` boots it with QEMU + OVMF on the vTPM (docs/real-guest.md).
 .PHONY: guest
 guest: bootstrap
-	$(CARGO) build --quiet --release -p guest-driver --features std --bins
+	$(CARGO) build --quiet --release -p guest-driver --features std -p guest-agent --bins
 	$(CARGO) run --quiet --release -p svsm-sim --bin svsm-sim -- guest build
 
 ## bench: performance side by side with the peers named in the issues, one run, as ratios.
@@ -54,7 +54,7 @@ bench: bootstrap
 	$(CARGO) bench -p test-harness --bench bundle
 	$(CARGO) build --release -p host-verifier --bins
 	$(CARGO) bench -p test-harness --bench broker
-	$(CARGO) build --release -p guest-driver --features std --bins
+	$(CARGO) build --release -p guest-driver --features std -p guest-agent --bins
 	$(CARGO) bench -p svsm-sim --bench guest_tpm
 	$(CARGO) bench -p ovmf --bench measure
 	$(CARGO) bench -p host-verifier --bench azure

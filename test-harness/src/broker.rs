@@ -46,12 +46,18 @@ pub struct DataDir {
 impl DataDir {
     /// A fresh data directory under the system temp dir.
     pub fn init(tag: &str) -> Result<DataDir, BrokerHarnessError> {
+        DataDir::init_with_names(tag, &[])
+    }
+
+    /// A fresh data directory whose certificate also names `names` (an address a guest
+    /// reaches the broker at).
+    pub fn init_with_names(tag: &str, names: &[String]) -> Result<DataDir, BrokerHarnessError> {
         let path = std::env::temp_dir().join(format!(
             "svsm-broker-{tag}-{}-{}",
             std::process::id(),
             rand::random::<u32>()
         ));
-        let report = config::init(&path, &[])?;
+        let report = config::init(&path, names)?;
         let ca_pem = std::fs::read(&report.tls_cert)?;
         Ok(DataDir {
             path,

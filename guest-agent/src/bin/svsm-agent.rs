@@ -65,6 +65,12 @@ enum Command {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
+    /// Serve keys on demand on SOCKET only (no rounds), until killed.
+    Serve {
+        /// The socket (`svsm-vault --agent`).
+        #[arg(long, default_value = guest_driver::agent_socket::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Provision the broker's resource NAME into the vault now: attest, release, import.
     Provision {
         /// The resource (also the key's name in the vault).
@@ -163,6 +169,16 @@ fn main() -> ExitCode {
                         p.released.resource, p.released.kind, p.key, p.released.owner_vmpl
                     );
                 }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("svsm-agent: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { socket } => match agent.serve(socket) {
+            Ok(thread) => {
+                let _ = thread.join();
                 ExitCode::SUCCESS
             }
             Err(e) => {

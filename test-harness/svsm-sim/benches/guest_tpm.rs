@@ -76,6 +76,7 @@ fn boot(image: &GuestImage, tpm: GuestTpm, task: &str) -> GuestRun {
             append: format!("svsm.iterations={ITERATIONS}"),
             device: TpmDevice::Crb,
             timeout: Duration::from_secs(600),
+            broker_port: None,
         },
     )
     .expect("guest run");

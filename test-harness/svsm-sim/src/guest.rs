@@ -194,6 +194,28 @@ impl Tree {
         Ok(())
     }
 
+    /// The tree as files under `root` (replaced): what `host-verifier ima policy create
+    /// --root` makes the guest's runtime policy from.
+    fn write_dir(&self, root: &Path) -> Result<(), GuestError> {
+        if root.exists() {
+            std::fs::remove_dir_all(root)?;
+        }
+        std::fs::create_dir_all(root)?;
+        for (path, entry) in &self.0 {
+            let at = root.join(path);
+            match entry {
+                Entry::Dir => std::fs::create_dir_all(&at)?,
+                Entry::File { mode, data } => {
+                    std::fs::write(&at, data)?;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&at, std::fs::Permissions::from_mode(*mode))?;
+                }
+                Entry::Symlink(target) => std::os::unix::fs::symlink(target, &at)?,
+            }
+        }
+        Ok(())
+    }
+
     /// newc cpio, then gzip with a zero mtime.
     fn write(&self) -> Result<Vec<u8>, GuestError> {
         let mut cpio = Vec::new();
@@ -232,6 +254,18 @@ impl Tree {
         gz.write_all(&cpio)?;
         Ok(gz.finish()?)
     }
+}
+
+/// `binary` without symbols and debug information (`strip -s` on a copy): a debug build of
+/// the agent is over 150 MB, more than the guest's memory holds unpacked.
+fn stripped(binary: &Path, scratch: &Path) -> Result<Vec<u8>, GuestError> {
+    std::fs::create_dir_all(scratch)?;
+    let copy = scratch.join("strip.tmp");
+    std::fs::copy(binary, &copy)?;
+    run(Command::new("strip").arg("-s").arg(&copy))?;
+    let data = std::fs::read(&copy)?;
+    std::fs::remove_file(&copy)?;
+    Ok(data)
 }
 
 /// The libraries `ldd` says `binary` needs (resolved paths), and the dynamic loader.
@@ -349,6 +383,55 @@ echo "vault round trips ok"
 v list
 "#;
 
+/// `agent`: the guest agent against the broker at `svsm.broker=10.0.2.2:PORT` (the host's
+/// loopback on QEMU's user network, `RunOptions::broker_port`): the network (virtio-net, loaded from the kernel package), the
+/// broker's certificate (`svsm.broker_pem=`, base64 DER) in a tmpfs (IMA does not measure
+/// tmpfs; everything on the ramfs root it reads or runs, it does), then a round, a key
+/// provisioned and used by name, and — with `svsm.tamper=1` — a program that is not in the
+/// image run, another round and another key.
+const TASK_AGENT: &str = r#"#!/bin/sh
+set -e
+for m in $(cat /etc/svsm/modules); do insmod "/lib/modules/$m"; done
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+mount -t tmpfs tmpfs /tmp
+stty -F /dev/ttyS2 raw -echo
+arg() { sed -n "s/.*svsm\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+{ echo "-----BEGIN CERTIFICATE-----"; arg broker_pem | fold -w 64; echo "-----END CERTIFICATE-----"; } > /tmp/broker.pem
+A="svsm-agent --device /dev/ttyS2 --buffer-pages 4 --broker https://$(arg broker) --ca /tmp/broker.pem --policy $(arg policy) --json"
+V="svsm-vault --device /dev/ttyS2 --buffer-pages 4 --agent /tmp/agent.sock"
+$A round | tee /tmp/round1
+offset=$(sed -n 's/.*"ima_offset":\([0-9]*\).*/\1/p' /tmp/round1)
+$A serve --socket /tmp/agent.sock &
+agent=$!
+while [ ! -S /tmp/agent.sock ]; do sleep 0.1; done
+echo "a payment signed inside VMPL0" > /tmp/msg
+$V sign --key name:payments --in /tmp/msg --out /tmp/sig
+echo "FILE payments.sig $(od -An -v -tx1 /tmp/sig | tr -d ' \n')"
+if [ "$(arg tamper)" = 1 ]; then
+  printf '#!/bin/sh\necho a program that is not in the image ran\n' > /usr/bin/not-in-the-image
+  chmod +x /usr/bin/not-in-the-image
+  /usr/bin/not-in-the-image
+  $A round --from "$offset" || true
+  $V sign --key name:payments-2 --in /tmp/msg --out /tmp/sig2 || echo "payments-2 refused"
+fi
+kill $agent
+"#;
+
+/// Kernel modules the `agent` task loads, in dependency order (paths under
+/// `lib/modules/VERSION/` of the kernel package): virtio-net for the broker's forwarded port.
+const GUEST_MODULES: [&str; 8] = [
+    "kernel/drivers/virtio/virtio_ring.ko",
+    "kernel/drivers/virtio/virtio.ko",
+    "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+    "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+    "kernel/drivers/virtio/virtio_pci.ko",
+    "kernel/net/core/failover.ko",
+    "kernel/drivers/net/net_failover.ko",
+    "kernel/drivers/net/virtio_net.ko",
+];
+
 /// A built guest.
 #[derive(Clone, Debug)]
 pub struct GuestImage {
@@ -360,6 +443,8 @@ pub struct GuestImage {
     pub kernel_package: String,
     /// SHA-256 of the initramfs, hex.
     pub initrd_sha256: String,
+    /// The initramfs unpacked (`ima policy create --root` makes its runtime policy).
+    pub rootfs: PathBuf,
 }
 
 /// Where `make guest` puts its output and its package cache.
@@ -369,7 +454,7 @@ pub fn default_guest_dir() -> PathBuf {
 
 /// Builds (or reuses) the guest under `dir`; `extra` are host binaries to put in `/usr/bin`.
 /// The project's guest binaries every guest gets (guest-driver, feature `std`).
-pub const GUEST_BINARIES: [&str; 2] = ["svsm-vault", "svsm-attest"];
+pub const GUEST_BINARIES: [&str; 3] = ["svsm-vault", "svsm-attest", "svsm-agent"];
 
 /// The project's guest binaries in `bin_dir` (a cargo target profile directory), or an error
 /// saying how to build them.
@@ -383,7 +468,7 @@ pub fn guest_binaries(bin_dir: &Path) -> Result<Vec<PathBuf>, GuestError> {
             } else {
                 Err(GuestError::Missing(format!(
                     "{} is missing: build the guest binaries first (cargo build {}-p guest-driver \
-                     --features std --bins; make guest does)",
+                     --features std -p guest-agent --bins; make guest does)",
                     path.display(),
                     if bin_dir.ends_with("release") {
                         "--release "
@@ -454,9 +539,30 @@ pub fn build(dir: &Path, extra: &[PathBuf]) -> Result<GuestImage, GuestError> {
     }
     for e in extra {
         if let Some(name) = e.file_name().and_then(|n| n.to_str()) {
-            tree.file(&format!("usr/bin/{name}"), 0o755, std::fs::read(e)?);
+            tree.file(&format!("usr/bin/{name}"), 0o755, stripped(e, dir)?);
         }
     }
+    let modules_root = std::fs::read_dir(kx.join("lib/modules"))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .ok_or_else(|| GuestError::Guest(format!("no lib/modules in {}", kernel_deb.display())))?;
+    let mut order = String::new();
+    for module in GUEST_MODULES {
+        let name = Path::new(module)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(module);
+        tree.file(
+            &format!("lib/modules/{name}"),
+            0o644,
+            std::fs::read(modules_root.join(module))?,
+        );
+        order.push_str(name);
+        order.push('\n');
+    }
+    tree.file("etc/svsm/modules", 0o644, order.into_bytes());
+    tree.file("etc/svsm/agent", 0o755, TASK_AGENT.as_bytes().to_vec());
     tree.file("init", 0o755, INIT.as_bytes().to_vec());
     tree.file("etc/svsm/tpm", 0o755, TASK_TPM.as_bytes().to_vec());
     tree.file("etc/svsm/vault", 0o755, TASK_VAULT.as_bytes().to_vec());
@@ -478,6 +584,8 @@ pub fn build(dir: &Path, extra: &[PathBuf]) -> Result<GuestImage, GuestError> {
     std::fs::copy(&vmlinuz, &kernel)?;
     let initrd_path = dir.join("initrd.img");
     std::fs::write(&initrd_path, &initrd)?;
+    let rootfs = dir.join("rootfs");
+    tree.write_dir(&rootfs)?;
     Ok(GuestImage {
         kernel,
         initrd: initrd_path,
@@ -486,6 +594,7 @@ pub fn build(dir: &Path, extra: &[PathBuf]) -> Result<GuestImage, GuestError> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
         initrd_sha256,
+        rootfs,
     })
 }
 
@@ -509,6 +618,10 @@ pub struct RunOptions {
     pub device: TpmDevice,
     /// Give up after this long.
     pub timeout: Duration,
+    /// A broker on the host's 127.0.0.1 at this port: the guest gets a virtio-net NIC on QEMU's
+    /// user network, where 10.0.2.2 is the host's loopback, and reaches the broker at
+    /// `https://10.0.2.2:PORT` (`svsm.broker=` on the command line).
+    pub broker_port: Option<u16>,
 }
 
 /// What a guest run left behind.
@@ -669,6 +782,16 @@ fn run_in(
             .arg(format!("file:{}", console.display()))
             .arg("-serial")
             .arg(format!("file:{}", output.display()))
+            .args(match options.broker_port {
+                // No option ROM: OVMF would measure it into PCR 2.
+                Some(_) => vec![
+                    "-netdev".to_owned(),
+                    "user,id=net0".to_owned(),
+                    "-device".to_owned(),
+                    "virtio-net-pci,netdev=net0,romfile=".to_owned(),
+                ],
+                None => vec![],
+            })
             .args(if has_calls {
                 vec![
                     "-chardev".to_owned(),

@@ -119,7 +119,10 @@ enum GuestCommand {
         /// The tasks, comma-separated: `tpm` (driver bound, tpm2-tools: random, PCRs, EK, AK,
         /// quote, event logs), `attest` (svsm-attest bundle: an evidence bundle bound to
         /// `svsm.nonce=`), `vault` (svsm-vault over the call channel: sign/verify,
-        /// encrypt/decrypt), `tpm-bench` (svsm-attest tpm-bench through /dev/tpmrm0).
+        /// encrypt/decrypt), `tpm-bench` (svsm-attest tpm-bench through /dev/tpmrm0),
+        /// `agent` (svsm-agent against the broker of --broker-port: a round, a key by name,
+        /// and with `svsm.tamper=1` a program not in the image, another round and key; needs
+        /// `svsm.policy=` and `svsm.broker_pem=` (base64 DER) on --append).
         #[arg(long, default_value = "tpm")]
         task: String,
         /// More kernel command line (e.g. `svsm.nonce=HEX` for the quote).
@@ -142,6 +145,11 @@ enum GuestCommand {
         /// With --image: the image to boot (default: the one `make image` builds).
         #[arg(long, value_name = "PATH", requires = "image")]
         image_path: Option<PathBuf>,
+        /// Give the guest a virtio-net NIC on QEMU's user network, where 10.0.2.2 is this
+        /// host's loopback, for the `agent` task and a broker on 127.0.0.1:PORT (pass
+        /// `svsm.broker=10.0.2.2:PORT` on --append).
+        #[arg(long, value_name = "PORT")]
+        broker_port: Option<u16>,
     },
 }
 
@@ -191,6 +199,7 @@ fn guest(cmd: GuestCommand) -> Result<(), Box<dyn std::error::Error>> {
             timeout,
             image: use_image,
             image_path,
+            broker_port,
         } => {
             let image = build(
                 &dir.unwrap_or_else(default_guest_dir),
@@ -201,6 +210,7 @@ fn guest(cmd: GuestCommand) -> Result<(), Box<dyn std::error::Error>> {
                 append,
                 device: if tis { TpmDevice::Tis } else { TpmDevice::Crb },
                 timeout: std::time::Duration::from_secs(timeout),
+                broker_port,
             };
             if use_image {
                 let path = image_path.unwrap_or_else(image::default_image_path);

@@ -78,6 +78,7 @@ fn boot(
         append: append.into(),
         device,
         timeout: Duration::from_secs(240),
+        broker_port: None,
     };
     let run = run_guest(
         image(),
@@ -519,6 +520,7 @@ fn the_freestanding_images_vtpm_serves_the_real_guest() {
             append: format!("svsm.nonce={nonce}"),
             device: TpmDevice::Crb,
             timeout: Duration::from_secs(240),
+            broker_port: None,
         },
     )
     .unwrap();
