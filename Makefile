@@ -54,6 +54,7 @@ bench: bootstrap
 	$(CARGO) bench -p test-harness --bench bundle
 	$(CARGO) build --release -p host-verifier --bins
 	$(CARGO) bench -p test-harness --bench broker
+	$(CARGO) bench -p test-harness --bench rounds
 	$(CARGO) build --release -p guest-driver --features std -p guest-agent --bins
 	$(CARGO) bench -p svsm-sim --bench guest_tpm
 	$(CARGO) bench -p ovmf --bench measure

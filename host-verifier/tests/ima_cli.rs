@@ -205,3 +205,36 @@ fn policy_from_a_tree_then_appraisals_that_pass_and_fail_by_path() {
     assert_eq!(out.status.code(), Some(1));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A policy Keylime 7.14.3 wrote itself (`keylime-policy create runtime --rootfs
+/// target/guest/rootfs --algo sha256`, on the guest's initramfs of 2026-12-05): read as it is,
+/// every file it lists is admitted with its digest, and `ima policy create` on that tree gave
+/// the same 63 paths and digests.
+#[test]
+fn a_policy_keylime_wrote_is_read_as_it_is() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/keylime-7.14.3-runtime-policy.json"
+    );
+    let out = hv(&["ima", "policy", "check", "--policy", path]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("63 paths"));
+    let bytes = std::fs::read(path).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(doc["meta"]["generator"], 3, "written by keylime-policy");
+    let policy = host_verifier::measured::runtime_policy::RuntimePolicy::from_json(&bytes).unwrap();
+    for (file, digests) in doc["digests"].as_object().unwrap() {
+        let digest = hex::decode(digests[0].as_str().unwrap()).unwrap();
+        let d = svsm_abi::ima::FileDigest {
+            algo_name: b"sha256",
+            algo: Some(svsm_abi::ima::HashAlgo::Sha256),
+            digest: &digest,
+        };
+        assert!(policy.admit(file.as_bytes(), &d, None).is_ok(), "{file}");
+    }
+}

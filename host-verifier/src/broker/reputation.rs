@@ -55,8 +55,11 @@ pub fn apply(score: u32, event: RoundEvent) -> u32 {
 /// Seconds until the next round is due at `score`, for a policy's `base` interval: `base` at
 /// full reputation, proportionally shorter below, at least a quarter of `base` (and 1 s).
 pub fn interval(base: u64, score: u32) -> u64 {
-    let scaled = base.saturating_mul(u64::from(score.min(MAX))) / u64::from(MAX);
-    scaled.max(base / 4).max(1)
+    let scaled = u128::from(base) * u128::from(score.min(MAX)) / u128::from(MAX);
+    u64::try_from(scaled)
+        .unwrap_or(u64::MAX)
+        .max(base / 4)
+        .max(1)
 }
 
 /// Seconds after the last round at which it counts as missed.
@@ -91,7 +94,8 @@ mod tests {
         assert_eq!(interval(300, 10), 75);
         assert_eq!(interval(300, 0), 75);
         assert_eq!(interval(2, 0), 1);
-        assert_eq!(interval(u64::MAX, 100), u64::MAX / 100);
+        assert_eq!(interval(u64::MAX, 100), u64::MAX);
+        assert_eq!(interval(u64::MAX, 50), u64::MAX / 2);
         assert_eq!(missed_after(100), 150);
         assert_eq!(missed_after(1), 1);
     }
