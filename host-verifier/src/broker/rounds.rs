@@ -20,7 +20,7 @@ use crate::measured::ima_rounds::ImaPosition;
 use sqlx::Row;
 
 /// Compare-and-set attempts before a round gives up.
-const CAS_ATTEMPTS: usize = 8;
+const CAS_ATTEMPTS: u64 = 64;
 
 /// What the broker keeps of one node for continuous attestation.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -224,7 +224,11 @@ impl Store {
         base: u64,
         now: i64,
     ) -> Result<Option<RoundState>, StoreError> {
-        for _ in 0..CAS_ATTEMPTS {
+        for attempt in 0..CAS_ATTEMPTS {
+            if attempt > 0 {
+                // Another replica's round got there first: back off a little before rereading.
+                tokio::time::sleep(std::time::Duration::from_millis(attempt.min(20))).await;
+            }
             let Some(old) = self.round_state(instance).await? else {
                 return Ok(None);
             };

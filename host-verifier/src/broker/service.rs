@@ -805,7 +805,9 @@ async fn record_round(
         })
         .inc();
     Ok(Some(api::RoundInfo {
-        ima_offset: state.ima.map_or(0, |p| p.entries),
+        // The position of the boot this round quoted (a failed first round of a new boot must
+        // not hand back the previous boot's count).
+        ima_offset: boot.map_or(0, |b| state.ima_position_for(b).entries),
         next_round_in_s: state.interval.unwrap_or(base_interval),
         reputation: state.reputation,
         trusted: state.trusted,
