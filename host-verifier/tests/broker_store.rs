@@ -258,6 +258,7 @@ fn rounds_keep_the_position_reputation_and_misses_on_two_replicas() {
         let good = |boot, entries| RoundResult::Good {
             boot,
             ima: position(entries),
+            ima_policy: [9; 32],
         };
         assert_eq!(
             a.record_round(&id, &good(1, 3), 100, NOW).await.unwrap(),
@@ -276,8 +277,9 @@ fn rounds_keep_the_position_reputation_and_misses_on_two_replicas() {
             (st.reputation, st.trusted, st.interval),
             (55, true, Some(55))
         );
-        assert_eq!(st.ima_position_for(1), position(3));
-        assert_eq!(st.ima_position_for(2), ImaPosition::START);
+        assert_eq!(st.ima_position_for(1, &[9; 32]), position(3));
+        assert_eq!(st.ima_position_for(2, &[9; 32]), ImaPosition::START);
+        assert_eq!(st.ima_position_for(1, &[8; 32]), ImaPosition::START);
         // Twenty good rounds at once on two replicas: none lost, the position never moves
         // backwards within the boot.
         let mut tasks = Vec::new();
@@ -356,6 +358,15 @@ fn rounds_keep_the_position_reputation_and_misses_on_two_replicas() {
         let rounds = nodes[0].rounds.clone().unwrap();
         assert_eq!((rounds.missed, rounds.good, rounds.failed), (2, 22, 2));
         assert!(!rounds.trusted);
+        // A node gone for good is counted down to 0 and then left alone.
+        assert_eq!(a.sweep_missed_rounds(NOW + 4 + 108).await.unwrap().len(), 1);
+        let st = a.round_state(&id).await.unwrap().unwrap();
+        assert_eq!((st.rounds_missed, st.reputation), (3, 0));
+        assert!(a
+            .sweep_missed_rounds(NOW + 4 + 1000)
+            .await
+            .unwrap()
+            .is_empty());
         a.close().await;
         b.close().await;
     });

@@ -132,6 +132,7 @@ fn main() {
                     entries,
                     pcr10: [1; 32],
                 },
+                ima_policy: [2; 32],
             };
             store
                 .record_round(&id, &good, 300, 2)

@@ -3,7 +3,9 @@
 //! new IMA entries; a tampered binary refused by path, the node then untrusted and its release
 //! refused until a good round; missed rounds counted by the sweeper, audited and shown in
 //! `/metrics`; a rolled-back sealed state costing half the reputation; a reboot starting the
-//! IMA position over; evidence that does not verify changing nobody's record.
+//! IMA position over and earning nothing from the last boot's rounds; evidence that does not
+//! verify changing nobody's record; position and trust bound to the runtime policy (a looser
+//! one, or a changed one, earns nothing under the strict one).
 
 use host_verifier::broker::api;
 use host_verifier::broker::client::{BrokerClient, ClientError};
@@ -333,6 +335,10 @@ fn missed_rounds_rolled_back_state_and_foreign_evidence() {
     // reboot (a new TPM boot too, so the IMA list starts over from entry 0).
     drop(node);
     let node = boot_node(Some(store.clone()));
+    // Same instance, new boot: the good rounds of the last boot earn this one nothing.
+    let err = bed.release(&node, 0).unwrap_err();
+    let reason = failed_check(err.failed_checks(), "broker.node_trust");
+    assert!(reason.contains("no round this boot"), "{reason}");
     let r3 = bed.round(&node, 0);
     assert_eq!(r3.verdict, "affirming", "{:?}", r3.failed_checks);
     let before = r3.round.unwrap().reputation;
@@ -347,5 +353,90 @@ fn missed_rounds_rolled_back_state_and_foreign_evidence() {
     let after = r4.round.unwrap();
     assert_eq!(after.reputation, before.saturating_sub(50));
     assert!(!after.trusted);
+    bed.broker.stop(&bed.rt);
+}
+
+#[test]
+fn trust_and_the_ima_position_are_bound_to_the_runtime_policy() {
+    let _t = turn();
+    let bed = bed(300);
+    // A looser runtime policy that also admits a patched app, and rounds under it.
+    let mut loose = runtime_policy();
+    loose
+        .digests
+        .get_mut("/usr/bin/app")
+        .unwrap()
+        .push(hex::encode(Sha256::digest(b"app v1, patched")));
+    bed.rt
+        .block_on(bed.client.put_ima_policy("loose", &loose))
+        .unwrap();
+    let loose_rounds = PolicyDocument {
+        ima_policy: Some("loose".into()),
+        ..round_policy(300, None)
+    };
+    bed.rt
+        .block_on(bed.client.put_policy("rounds-loose", &loose_rounds))
+        .unwrap();
+    let node = boot_node(None);
+    let r1 = bed.round(&node, 0);
+    assert_eq!(r1.verdict, "affirming", "{:?}", r1.failed_checks);
+
+    // The patched app runs; the node rounds under the loose policy. Its position under the
+    // strict one is not continued: the loose policy appraises the boot's log from entry 0.
+    node.ima_measure("/usr/bin/app", b"app v1, patched")
+        .unwrap();
+    let nonce = bed.nonce();
+    let bundle = node.bundle_with_ima(&nonce, 3).unwrap();
+    let r2 = bed
+        .rt
+        .block_on(
+            bed.client
+                .attest(bundle_json(&bundle).unwrap(), Some("rounds-loose")),
+        )
+        .unwrap();
+    let reason = failed_check(&r2.failed_checks, "vtpm.ima_replay");
+    assert!(reason.contains("entries 0..3 are missing"), "{reason}");
+    let bundle = node.bundle_with_ima(&bed.nonce(), 0).unwrap();
+    let r3 = bed
+        .rt
+        .block_on(
+            bed.client
+                .attest(bundle_json(&bundle).unwrap(), Some("rounds-loose")),
+        )
+        .unwrap();
+    assert_eq!(r3.verdict, "affirming", "{:?}", r3.failed_checks);
+    assert_eq!(r3.round.as_ref().map(|r| r.ima_offset), Some(4));
+
+    // A release under the strict policy neither continues the loose round's position nor
+    // trusts it: from the loose position the entries are missing, from 0 the patched app is
+    // named, and the node's trust is refused either way.
+    let err = bed.release(&node, 4).unwrap_err();
+    let failed = err.failed_checks();
+    let reason = failed_check(failed, "vtpm.ima_replay");
+    assert!(reason.contains("entries 0..4 are missing"), "{reason}");
+    let err = bed.release(&node, 0).unwrap_err();
+    let reason = failed_check(err.failed_checks(), "vtpm.ima_policy");
+    assert!(reason.contains("/usr/bin/app"), "{reason}");
+    drop(node);
+
+    // A clean node with a good strict round is trusted until the runtime policy changes under
+    // the same name; then it needs a round under the new version first.
+    let node = boot_node(None);
+    let r4 = bed.round(&node, 0);
+    assert_eq!(r4.verdict, "affirming", "{:?}", r4.failed_checks);
+    assert!(bed.release(&node, 3).is_ok());
+    let mut changed = runtime_policy();
+    changed.excludes.push("/var/tmp/".into());
+    let info = bed
+        .rt
+        .block_on(bed.client.put_ima_policy("node-image", &changed))
+        .unwrap();
+    assert_eq!(info.sha256.len(), 64);
+    let err = bed.release(&node, 0).unwrap_err();
+    let reason = failed_check(err.failed_checks(), "broker.node_trust");
+    assert!(reason.contains("another runtime policy"), "{reason}");
+    let r5 = bed.round(&node, 0);
+    assert_eq!(r5.verdict, "affirming", "{:?}", r5.failed_checks);
+    assert!(bed.release(&node, 3).is_ok());
     bed.broker.stop(&bed.rt);
 }

@@ -112,6 +112,8 @@ pub struct ImaPolicyInfo {
     pub name: String,
     /// Unix seconds of the last change.
     pub updated_at: i64,
+    /// SHA-256 of the stored body, hex: kept IMA positions and node trust are bound to it.
+    pub sha256: String,
 }
 
 /// `POST /v1/release` body.

@@ -5,7 +5,11 @@
 //! An attestation under a policy that names a runtime policy (`ima_policy`) is a round. The
 //! node's kept position is used only for the boot it was kept for: the quote's resetCount
 //! (TPM2 clockInfo, which changes at every TPM reset, i.e. every boot) names the boot, and a
-//! new boot starts from entry 0. Nothing here trusts the claim before the appraisal: the
+//! new boot starts from entry 0. The position and the trust are also bound to the runtime
+//! policy that appraised them (the SHA-256 of its body): a round under another runtime policy,
+//! or under a changed one, appraises the boot's log from entry 0 again, and a release whose
+//! policy names a runtime policy trusts only rounds under that same one, so a node cannot
+//! pass an entry under a looser policy and keep the credit under a strict one. Nothing here trusts the claim before the appraisal: the
 //! appraisal verifies the quote that carries the resetCount and the IMA entries that continue
 //! the position, and a round is recorded only for evidence whose signatures all verified
 //! under a policy that pins the SVSM image, so nobody can spend another node's reputation.
@@ -33,6 +37,8 @@ pub struct RoundState {
     pub boot: Option<u32>,
     /// IMA entries appraised this boot, and the PCR 10 they replay to.
     pub ima: Option<ImaPosition>,
+    /// SHA-256 of the runtime policy of the last good round (what `ima` was appraised under).
+    pub ima_policy: Option<[u8; 32]>,
     /// Unix seconds of the last round.
     pub last_round_at: Option<i64>,
     /// Seconds from the last round to the next.
@@ -60,6 +66,7 @@ impl RoundState {
             trusted: false,
             boot: None,
             ima: None,
+            ima_policy: None,
             last_round_at: None,
             interval: None,
             missed_at: None,
@@ -83,10 +90,13 @@ impl RoundState {
         self.trusted && self.overdue_at().is_some_and(|t| now <= t)
     }
 
-    /// The IMA position to continue from for the boot with `reset_count`.
-    pub fn ima_position_for(&self, reset_count: u32) -> ImaPosition {
-        match (self.boot, self.ima) {
-            (Some(boot), Some(p)) if boot == reset_count => p,
+    /// The IMA position to continue from for the boot with `reset_count` under the runtime
+    /// policy with SHA-256 `runtime_policy`.
+    pub fn ima_position_for(&self, reset_count: u32, runtime_policy: &[u8; 32]) -> ImaPosition {
+        match (self.boot, self.ima, &self.ima_policy) {
+            (Some(boot), Some(p), Some(kept)) if boot == reset_count && kept == runtime_policy => {
+                p
+            }
             _ => ImaPosition::START,
         }
     }
@@ -101,6 +111,8 @@ pub enum RoundResult {
         boot: u32,
         /// Where the IMA replay reached.
         ima: ImaPosition,
+        /// SHA-256 of the runtime policy it was appraised under.
+        ima_policy: [u8; 32],
     },
     /// Refused, with the failed checks' names (`RolledBack` for a sealed state rolled back or
     /// re-created).
@@ -127,6 +139,7 @@ fn state_from_row(r: &sqlx::any::AnyRow) -> Result<RoundState, StoreError> {
     let boot: Option<i64> = r.try_get("boot_reset_count")?;
     let entries: Option<i64> = r.try_get("ima_entries")?;
     let pcr10: Option<Vec<u8>> = r.try_get("ima_pcr10")?;
+    let ima_policy: Option<Vec<u8>> = r.try_get("round_ima_policy")?;
     let ima = match (to_u64(entries, "IMA position")?, pcr10) {
         (Some(entries), Some(pcr)) => Some(ImaPosition {
             entries,
@@ -150,6 +163,9 @@ fn state_from_row(r: &sqlx::any::AnyRow) -> Result<RoundState, StoreError> {
             .map(|b| u32::try_from(b).map_err(|_| StoreError::Corrupt("boot")))
             .transpose()?,
         ima,
+        ima_policy: ima_policy
+            .map(|d| <[u8; 32]>::try_from(d).map_err(|_| StoreError::Corrupt("round runtime policy")))
+            .transpose()?,
         last_round_at: r.try_get("last_round_at")?,
         interval: to_u64(r.try_get("round_interval")?, "round interval")?,
         missed_at: r.try_get("missed_at")?,
@@ -163,7 +179,7 @@ fn state_from_row(r: &sqlx::any::AnyRow) -> Result<RoundState, StoreError> {
 
 const STATE_COLUMNS: &str = "instance_id, reputation, trusted, boot_reset_count, ima_entries, \
      ima_pcr10, last_round_at, round_interval, missed_at, rounds_good, rounds_failed, \
-     rounds_missed, last_failure, round_version";
+     rounds_missed, last_failure, round_version, round_ima_policy";
 
 impl Store {
     /// The round state of `instance`; `None` when the broker never recorded the instance (a
@@ -190,8 +206,8 @@ impl Store {
             "UPDATE instances SET reputation = $1, trusted = $2, boot_reset_count = $3,
                  ima_entries = $4, ima_pcr10 = $5, last_round_at = $6, round_interval = $7,
                  missed_at = $8, rounds_good = $9, rounds_failed = $10, rounds_missed = $11,
-                 last_failure = $12, round_version = $13
-             WHERE instance_id = $14 AND COALESCE(round_version, 0) = $15",
+                 last_failure = $12, round_version = $13, round_ima_policy = $14
+             WHERE instance_id = $15 AND COALESCE(round_version, 0) = $16",
         )
         .bind(i64::from(new.reputation))
         .bind(i64::from(new.trusted))
@@ -206,6 +222,7 @@ impl Store {
         .bind(to_i64(new.rounds_missed))
         .bind(new.last_failure.clone())
         .bind(old.version.saturating_add(1))
+        .bind(new.ima_policy.map(|d| d.to_vec()))
         .bind(instance.to_vec())
         .bind(old.version)
         .execute(self.pool())
@@ -237,12 +254,21 @@ impl Store {
                 new.reputation = reputation::START;
             }
             match result {
-                RoundResult::Good { boot, ima } => {
-                    let same_boot = old.boot == Some(*boot);
+                RoundResult::Good {
+                    boot,
+                    ima,
+                    ima_policy,
+                } => {
+                    // A slower round of the same boot and runtime policy never moves the
+                    // position back. A late round of an older boot does replace a newer one:
+                    // that costs the next round a full appraisal, never trust, and a TPM
+                    // cleared by its owner (resetCount back to 0) keeps incremental rounds.
+                    let same = old.boot == Some(*boot) && old.ima_policy == Some(*ima_policy);
                     let behind = old.ima.is_some_and(|p| p.entries > ima.entries);
-                    if !(same_boot && behind) {
+                    if !(same && behind) {
                         new.boot = Some(*boot);
                         new.ima = Some(*ima);
+                        new.ima_policy = Some(*ima_policy);
                     }
                     new.reputation = reputation::apply(new.reputation, RoundEvent::Good);
                     new.trusted = true;
@@ -295,6 +321,11 @@ impl Store {
             };
             let again_after = old.missed_at.map(|m| m.saturating_add(to_i64(interval)));
             if now <= overdue || again_after.is_some_and(|t| now <= t) {
+                continue;
+            }
+            // A node gone for good: once its reputation is 0 and the miss is on record, there
+            // is nothing left to lower, and rewriting its row every interval forever is waste.
+            if old.reputation == 0 && old.missed_at.is_some() {
                 continue;
             }
             let mut new = old.clone();
@@ -351,7 +382,10 @@ mod tests {
             entries: 9,
             pcr10: [1; 32],
         });
-        assert_eq!(s.ima_position_for(3).entries, 9);
-        assert_eq!(s.ima_position_for(4), ImaPosition::START);
+        s.ima_policy = Some([7; 32]);
+        assert_eq!(s.ima_position_for(3, &[7; 32]).entries, 9);
+        assert_eq!(s.ima_position_for(4, &[7; 32]), ImaPosition::START);
+        // The same boot under another (or a changed) runtime policy starts over.
+        assert_eq!(s.ima_position_for(3, &[8; 32]), ImaPosition::START);
     }
 }

@@ -205,9 +205,8 @@ struct Shared {
     crl: Option<Arc<Vec<u8>>>,
     nonce_ttl_secs: i64,
     metrics: Metrics,
-    /// Compiled runtime policies by name, with the `updated_at` they were compiled from.
-    runtime_policies:
-        std::sync::Mutex<std::collections::HashMap<String, (i64, Arc<RuntimePolicy>)>>,
+    /// Compiled runtime policies by name, with the SHA-256 of the body they were compiled from.
+    runtime_policies: std::sync::Mutex<std::collections::HashMap<String, CompiledRuntime>>,
 }
 
 type AppState = Arc<Shared>;
@@ -618,11 +617,16 @@ fn decode_bundle(json: BundleJson) -> Result<Bundle, ApiError> {
     Bundle::from_parsed(json).map_err(|e| ApiError::malformed("bundle", e.to_string()))
 }
 
+/// A compiled runtime policy and the SHA-256 of the body it was compiled from.
+type CompiledRuntime = ([u8; 32], Arc<RuntimePolicy>);
+
 /// A policy ready to apply, the verifier of its SNP part, and its runtime policy.
 struct Loaded {
     policy: CompiledPolicy,
     verifier: Arc<Verifier>,
     runtime: Option<Arc<RuntimePolicy>>,
+    /// SHA-256 of the runtime policy's stored body (what rounds are bound to).
+    runtime_digest: Option<[u8; 32]>,
 }
 
 fn compile_policy(
@@ -660,6 +664,7 @@ fn compile_policy(
         policy,
         verifier,
         runtime: None,
+        runtime_digest: None,
     })
 }
 
@@ -669,7 +674,7 @@ async fn load_runtime_policy(s: &Shared, loaded: &mut Loaded) -> Result<(), ApiE
     let Some(name) = loaded.policy.ima_policy.clone() else {
         return Ok(());
     };
-    let Some(stamp) = s.store.ima_policy_stamp(&name).await? else {
+    let Some(digest) = s.store.ima_policy_digest(&name).await? else {
         // Deleting a runtime policy in use is refused; this is a race with an admin change.
         tracing::error!(ima_policy = %name, "a policy names a runtime policy that is missing");
         return Err(ApiError::Internal("the policy's runtime policy is missing"));
@@ -679,13 +684,14 @@ async fn load_runtime_policy(s: &Shared, loaded: &mut Loaded) -> Result<(), ApiE
         .lock()
         .map_err(|_| ApiError::Internal("runtime policy cache"))?
         .get(&name)
-        .filter(|(at, _)| *at == stamp)
+        .filter(|(d, _)| *d == digest)
         .map(|(_, p)| p.clone());
     if let Some(p) = cached {
         loaded.runtime = Some(p);
+        loaded.runtime_digest = Some(digest);
         return Ok(());
     }
-    let (body, stamp) = s
+    let (body, digest) = s
         .store
         .ima_policy(&name)
         .await?
@@ -705,8 +711,9 @@ async fn load_runtime_policy(s: &Shared, loaded: &mut Loaded) -> Result<(), ApiE
     if cache.len() >= VERIFIER_CACHE_LIMIT && !cache.contains_key(&name) {
         cache.clear();
     }
-    cache.insert(name, (stamp, compiled.clone()));
+    cache.insert(name, (digest, compiled.clone()));
     loaded.runtime = Some(compiled);
+    loaded.runtime_digest = Some(digest);
     Ok(())
 }
 
@@ -719,19 +726,21 @@ fn claimed_node(bundle: &Bundle) -> Option<([u8; 16], u32)> {
     Some((*manifest.module.instance_id, quote.reset_count))
 }
 
-/// The node's round state and the IMA position its bundle continues from (the start for a
-/// node or boot not seen before).
+/// The node's round state and the IMA position its bundle continues from under the runtime
+/// policy with SHA-256 `runtime` (the start for a node, boot or runtime policy not seen before).
 async fn kept_position(
     s: &Shared,
     bundle: &Bundle,
+    runtime: Option<&[u8; 32]>,
 ) -> Result<(Option<RoundState>, ImaPosition), ApiError> {
     let Some((instance, boot)) = claimed_node(bundle) else {
         return Ok((None, ImaPosition::START));
     };
     let state = s.store.round_state(&instance).await?;
-    let position = state
-        .as_ref()
-        .map_or(ImaPosition::START, |st| st.ima_position_for(boot));
+    let position = match (&state, runtime) {
+        (Some(st), Some(digest)) => st.ima_position_for(boot, digest),
+        _ => ImaPosition::START,
+    };
     Ok((state, position))
 }
 
@@ -766,13 +775,18 @@ async fn record_round(
     appraisal: &BundleAppraisal,
     failed: &[FailedCheck],
     base_interval: u64,
+    runtime: [u8; 32],
 ) -> Result<Option<api::RoundInfo>, ApiError> {
     let boot = QuoteAttest::parse(&bundle.quote_attest)
         .ok()
         .map(|q| q.reset_count);
     let position = appraisal.ima_log.as_ref().and_then(|i| i.position);
     let result = match (failed.is_empty(), boot, position) {
-        (true, Some(boot), Some(ima)) => RoundResult::Good { boot, ima },
+        (true, Some(boot), Some(ima)) => RoundResult::Good {
+            boot,
+            ima,
+            ima_policy: runtime,
+        },
         _ => RoundResult::Failed {
             event: if failed.iter().any(|f| f.check == "broker.epoch") {
                 RoundEvent::RolledBack
@@ -807,22 +821,44 @@ async fn record_round(
     Ok(Some(api::RoundInfo {
         // The position of the boot this round quoted (a failed first round of a new boot must
         // not hand back the previous boot's count).
-        ima_offset: boot.map_or(0, |b| state.ima_position_for(b).entries),
+        ima_offset: boot.map_or(0, |b| state.ima_position_for(b, &runtime).entries),
         next_round_in_s: state.interval.unwrap_or(base_interval),
         reputation: state.reputation,
         trusted: state.trusted,
     }))
 }
 
-/// A release policy's `min_reputation`: the node's last round was good, its next is not
-/// overdue, and its reputation is high enough; the failed check otherwise.
-fn node_trust(state: Option<&RoundState>, min: u32, at: i64) -> Option<FailedCheck> {
+/// What a release's `min_reputation` check compares the node's rounds with: the boot its
+/// (verified) quote is from and the runtime policy the release's policy names.
+struct TrustQuery<'a> {
+    min: u32,
+    at: i64,
+    boot: Option<u32>,
+    runtime: Option<&'a [u8; 32]>,
+}
+
+/// A release policy's `min_reputation`: the node's last round was good, of this boot, under
+/// the runtime policy this release names (if it names one), its next is not overdue, and its
+/// reputation is high enough; the failed check otherwise.
+fn node_trust(state: Option<&RoundState>, q: &TrustQuery<'_>) -> Option<FailedCheck> {
+    let min = q.min;
     let reason = match state {
         None => "the node has had no round of continuous attestation".to_owned(),
         Some(st) if st.last_round_at.is_none() => {
             "the node has had no round of continuous attestation".to_owned()
         }
-        Some(st) if st.missed_at.is_some() || (st.trusted && !st.trusted_at(at)) => format!(
+        Some(st) if st.trusted && q.boot.is_some() && st.boot != q.boot => format!(
+            "the node has had no round this boot (its last good round quoted resetCount {}, \
+             this evidence {})",
+            st.boot.map_or_else(|| "none".to_owned(), |b| b.to_string()),
+            q.boot.map_or_else(|| "none".to_owned(), |b| b.to_string()),
+        ),
+        Some(st) if st.trusted && q.runtime.is_some() && st.ima_policy.as_ref() != q.runtime => {
+            "the node's last good round was under another runtime policy (or an older \
+             version of this one)"
+                .to_owned()
+        }
+        Some(st) if st.missed_at.is_some() || (st.trusted && !st.trusted_at(q.at)) => format!(
             "the node missed its round (due by {})",
             st.overdue_at().unwrap_or(0)
         ),
@@ -1067,8 +1103,9 @@ async fn attest(
         .ima_policy
         .is_some()
         .then_some(policy.policy.round_interval_s);
+    let runtime = policy.runtime_digest;
     let position = match round_interval {
-        Some(_) => Some(kept_position(&s, &bundle).await?.1),
+        Some(_) => Some(kept_position(&s, &bundle, runtime.as_ref()).await?.1),
         None => None,
     };
     // Only an appraisal that pins the SVSM image may move an instance's epoch record: under a
@@ -1116,9 +1153,10 @@ async fn attest(
     // A round counts for the node its evidence is from: under a policy that pins the image,
     // with every signature verified (a failed round too, so a node cannot shed a failure by
     // sending garbage, and nobody else can spend its reputation).
-    let round = match (round_interval, &manifest) {
-        (Some(base), Some(m)) if pins_image && authentic(&appraisal) => {
-            record_round(&s, m.module.instance_id, &bundle, &appraisal, &failed, base).await?
+    let round = match (round_interval, runtime, &manifest) {
+        (Some(base), Some(runtime), Some(m)) if pins_image && authentic(&appraisal) => {
+            let instance = m.module.instance_id;
+            record_round(&s, instance, &bundle, &appraisal, &failed, base, runtime).await?
         }
         _ => None,
     };
@@ -1168,13 +1206,20 @@ async fn release(
     load_runtime_policy(&s, &mut policy).await?;
     let min_reputation = policy.policy.min_reputation;
     // A release is not a round (it moves no IMA position), but it continues from the kept one.
-    let (state, position) = kept_position(&s, &bundle).await?;
+    let runtime = policy.runtime_digest;
+    let (state, position) = kept_position(&s, &bundle, runtime.as_ref()).await?;
     let position = policy.policy.ima_policy.is_some().then_some(position);
     redeem(&s, "release", &what, &bundle.nonce).await?;
     let appraisal = appraise(&s, bundle.clone(), policy, position).await?;
     let mut failed = failed_checks(&appraisal);
     if let (Some(min), true) = (min_reputation, failed.is_empty()) {
-        failed.extend(node_trust(state.as_ref(), min, now()));
+        let query = TrustQuery {
+            min,
+            at: now(),
+            boot: claimed_node(&bundle).map(|(_, boot)| boot),
+            runtime: runtime.as_ref(),
+        };
+        failed.extend(node_trust(state.as_ref(), &query));
     }
     let manifest = VtpmManifestV2::parse(&bundle.manifest).ok();
     // A release policy always pins the image, so an affirmed appraisal vouches for the
@@ -1385,7 +1430,7 @@ async fn put_policy(
     doc.compile(false)
         .map_err(|e| ApiError::malformed("policy", e.to_string()))?;
     if let Some(ima) = &doc.ima_policy {
-        if s.store.ima_policy_stamp(ima).await?.is_none() {
+        if s.store.ima_policy_digest(ima).await?.is_none() {
             return Err(ApiError::malformed(
                 "ima_policy",
                 format!("no runtime policy named {ima:?} (PUT /v1/admin/ima-policies/{ima} first)"),
@@ -1441,7 +1486,11 @@ async fn list_ima_policies(
             .ima_policies()
             .await?
             .into_iter()
-            .map(|(name, updated_at)| api::ImaPolicyInfo { name, updated_at })
+            .map(|(name, updated_at, digest)| api::ImaPolicyInfo {
+                name,
+                updated_at,
+                sha256: hex::encode(digest),
+            })
             .collect(),
     ))
 }
@@ -1469,13 +1518,10 @@ async fn put_ima_policy(
     let compiled = RuntimePolicy::compile(&doc)
         .map_err(|e| ApiError::malformed("ima_policy", e.to_string()))?;
     let body = serde_json::to_string(&doc).map_err(|_| ApiError::Internal("policy encoding"))?;
-    // A change within the same second as the last must still be seen as a change by every
-    // replica's cache: the stamp moves forward by at least one.
-    let at = match s.store.ima_policy_stamp(&name).await? {
-        Some(prev) if prev >= now() => prev.saturating_add(1),
-        _ => now(),
-    };
-    s.store.put_ima_policy(&name, &body, at).await?;
+    // Caches, kept IMA positions and node trust follow the body's digest, so a change is seen
+    // by every replica however soon it follows the last.
+    let at = now();
+    let digest = s.store.put_ima_policy(&name, &body, at).await?;
     audit(
         &s,
         "admin",
@@ -1491,6 +1537,7 @@ async fn put_ima_policy(
     Ok(axum::Json(api::ImaPolicyInfo {
         name,
         updated_at: at,
+        sha256: hex::encode(digest),
     }))
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 pub const NONCE_LEN: usize = 32;
 
 /// The schema version this broker migrates to.
-pub const SCHEMA_VERSION: usize = 4;
+pub const SCHEMA_VERSION: usize = 5;
 
 /// The schema, in order; `broker_schema.version` counts how many have run. Portable SQL:
 /// `BYTEA` and `BIGINT` mean the same to both engines (SQLite keeps blobs as given).
@@ -83,7 +83,23 @@ const MIGRATIONS: [&str; SCHEMA_VERSION] = [
     ALTER TABLE instances ADD COLUMN rounds_missed BIGINT;
     ALTER TABLE instances ADD COLUMN last_failure TEXT;
     ALTER TABLE instances ADD COLUMN round_version BIGINT",
+    // 5: a runtime policy is known by the SHA-256 of its body (`migrate` fills it in for
+    // older rows), and the IMA position and trust an instance keeps are
+    // bound to the runtime policy that appraised them.
+    "ALTER TABLE ima_policies ADD COLUMN digest BYTEA;
+    ALTER TABLE instances ADD COLUMN round_ima_policy BYTEA",
 ];
+
+/// The SHA-256 of a runtime policy's stored body.
+pub fn ima_policy_digest(body: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(body.as_bytes()).into()
+}
+
+fn digest_from(v: Option<Vec<u8>>) -> Result<[u8; 32], StoreError> {
+    v.and_then(|d| <[u8; 32]>::try_from(d).ok())
+        .ok_or(StoreError::Corrupt("runtime policy digest"))
+}
 
 /// Why the store failed (the database, not the evidence).
 #[derive(Debug, thiserror::Error)]
@@ -279,6 +295,17 @@ impl Store {
             }
             sqlx::query("UPDATE broker_schema SET version = $1")
                 .bind(i64::try_from(i + 1).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let unhashed = sqlx::query("SELECT name, body FROM ima_policies WHERE digest IS NULL")
+            .fetch_all(&mut *tx)
+            .await?;
+        for r in &unhashed {
+            let (name, body): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            sqlx::query("UPDATE ima_policies SET digest = $1 WHERE name = $2")
+                .bind(ima_policy_digest(&body).to_vec())
+                .bind(name)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -528,45 +555,53 @@ impl Store {
     }
 
     /// Creates or replaces the runtime policy `name` (Keylime's JSON, checked by the caller).
-    pub async fn put_ima_policy(&self, name: &str, body: &str, now: i64) -> Result<(), StoreError> {
+    pub async fn put_ima_policy(
+        &self,
+        name: &str,
+        body: &str,
+        now: i64,
+    ) -> Result<[u8; 32], StoreError> {
+        let digest = ima_policy_digest(body);
         sqlx::query(
-            "INSERT INTO ima_policies (name, body, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (name) DO UPDATE SET body = $2, updated_at = $3",
+            "INSERT INTO ima_policies (name, body, updated_at, digest) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO UPDATE SET body = $2, updated_at = $3, digest = $4",
         )
         .bind(name.to_owned())
         .bind(body.to_owned())
         .bind(now)
+        .bind(digest.to_vec())
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(digest)
     }
 
-    /// The runtime policy `name` and when it was last written.
-    pub async fn ima_policy(&self, name: &str) -> Result<Option<(String, i64)>, StoreError> {
-        let row = sqlx::query("SELECT body, updated_at FROM ima_policies WHERE name = $1")
+    /// The runtime policy `name` and the SHA-256 of its body.
+    pub async fn ima_policy(&self, name: &str) -> Result<Option<(String, [u8; 32])>, StoreError> {
+        let row = sqlx::query("SELECT body, digest FROM ima_policies WHERE name = $1")
             .bind(name.to_owned())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
-    }
-
-    /// When the runtime policy `name` was last written (its cache key), if it exists.
-    pub async fn ima_policy_stamp(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT updated_at FROM ima_policies WHERE name = $1")
-            .bind(name.to_owned())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| r.try_get(0).map_err(StoreError::from))
+        row.map(|r| Ok((r.try_get(0)?, digest_from(r.try_get(1)?)?)))
             .transpose()
     }
 
-    /// Names of the runtime policies, and when each was last written.
-    pub async fn ima_policies(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT name, updated_at FROM ima_policies ORDER BY name")
+    /// The SHA-256 of the runtime policy `name` (what appraisals and kept IMA positions are
+    /// bound to, and the cache key), if it exists.
+    pub async fn ima_policy_digest(&self, name: &str) -> Result<Option<[u8; 32]>, StoreError> {
+        let row = sqlx::query("SELECT digest FROM ima_policies WHERE name = $1")
+            .bind(name.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| digest_from(r.try_get(0)?)).transpose()
+    }
+
+    /// Names of the runtime policies, when each was last written, and its SHA-256.
+    pub async fn ima_policies(&self) -> Result<Vec<(String, i64, [u8; 32])>, StoreError> {
+        let rows = sqlx::query("SELECT name, updated_at, digest FROM ima_policies ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, digest_from(r.try_get(2)?)?)))
             .collect()
     }
 
