@@ -94,9 +94,7 @@ impl RoundState {
     /// policy with SHA-256 `runtime_policy`.
     pub fn ima_position_for(&self, reset_count: u32, runtime_policy: &[u8; 32]) -> ImaPosition {
         match (self.boot, self.ima, &self.ima_policy) {
-            (Some(boot), Some(p), Some(kept)) if boot == reset_count && kept == runtime_policy => {
-                p
-            }
+            (Some(boot), Some(p), Some(kept)) if boot == reset_count && kept == runtime_policy => p,
             _ => ImaPosition::START,
         }
     }
@@ -164,7 +162,9 @@ fn state_from_row(r: &sqlx::any::AnyRow) -> Result<RoundState, StoreError> {
             .transpose()?,
         ima,
         ima_policy: ima_policy
-            .map(|d| <[u8; 32]>::try_from(d).map_err(|_| StoreError::Corrupt("round runtime policy")))
+            .map(|d| {
+                <[u8; 32]>::try_from(d).map_err(|_| StoreError::Corrupt("round runtime policy"))
+            })
             .transpose()?,
         last_round_at: r.try_get("last_round_at")?,
         interval: to_u64(r.try_get("round_interval")?, "round interval")?,
