@@ -34,8 +34,11 @@ nostd:
 fuzz-smoke:
 	scripts/fuzz-smoke.sh
 
-## demo: the most complete real flow the project has today, on the real hardware vectors.
+## demo: the flow end to end on the simulated SNP machine, then in the real guest (Debian kernel under
+## QEMU + OVMF) against the broker on SQLite: keys on demand, continuous attestation with IMA,
+## a LUKS2 disk opened with a released key, a tampered binary and a changed kernel refused.
 demo: bootstrap
+	$(CARGO) build --quiet --release -p guest-driver --features std -p guest-agent --bins
 	$(CARGO) run --quiet --release -p svsm-sim --bin svsm-sim -- demo
 
 ## guest: the real Linux guest (Debian cloud kernel + initramfs) under target/guest; `svsm-sim

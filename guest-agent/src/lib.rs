@@ -30,6 +30,8 @@ pub const IMA_LOG: &str = "/sys/kernel/security/ima/binary_runtime_measurements"
 pub const FIRMWARE_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
 /// How long to wait before the next round after one that could not be made.
 pub const RETRY_AFTER: Duration = Duration::from_secs(10);
+/// How long a local app may take to send its request on the agent's socket.
+const SOCKET_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the agent reaches the TPM.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,6 +256,8 @@ impl Agent {
         Ok(std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
+                // A client that connects and sends nothing must not hold the socket forever.
+                let _ = stream.set_read_timeout(Some(SOCKET_READ_TIMEOUT));
                 let answer = match guest_driver::agent_socket::read_request(&stream) {
                     Ok(name) => guest_driver::agent_socket::answer(
                         agent

@@ -45,6 +45,8 @@ pub enum Kind {
     Hmac,
     /// ECDH P-384.
     Ecdh,
+    /// An opaque 32-byte secret the vault hands back with `reveal` (a disk key).
+    Secret,
 }
 
 impl Kind {
@@ -55,6 +57,7 @@ impl Kind {
             Kind::Aes => KeyKind::Aes256Gcm,
             Kind::Hmac => KeyKind::HmacSha384,
             Kind::Ecdh => KeyKind::EcdhP384,
+            Kind::Secret => KeyKind::Secret256,
         }
     }
 
@@ -65,6 +68,7 @@ impl Kind {
             Kind::Aes => Usage::ENCRYPT | Usage::DECRYPT,
             Kind::Hmac => Usage::MAC | Usage::VERIFY,
             Kind::Ecdh => Usage::DERIVE,
+            Kind::Secret => Usage::REVEAL,
         }
     }
 }
@@ -223,6 +227,18 @@ pub enum Command {
         #[arg(long)]
         package: std::path::PathBuf,
     },
+    /// Write a secret's bytes (kind `secret`, usage `reveal`: a disk key the broker released
+    /// to this VMPL) to a file made readable by its owner only, or with `--out -` to standard
+    /// output, for example `svsm-vault reveal --key name:disk --out - | cryptsetup open
+    /// --key-file - /dev/vda data`. Every other kind's secret never leaves the vault.
+    Reveal {
+        /// Key id, or name:NAME.
+        #[arg(long)]
+        key: KeyRef,
+        /// Output file (created with mode 0600; it must not exist), or `-`.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Destroy a key.
     Destroy {
         /// Key id, or name:NAME.
@@ -250,6 +266,7 @@ impl Command {
             | Command::Encrypt { key, .. }
             | Command::Decrypt { key, .. }
             | Command::Mac { key, .. }
+            | Command::Reveal { key, .. }
             | Command::Destroy { key } => Some(key),
             _ => None,
         }
@@ -305,6 +322,22 @@ fn write(path: &PathBuf, bytes: &[u8]) -> Result<(), CliError> {
     })
 }
 
+/// Writes a secret to a new file only its owner can read.
+fn write_private(path: &PathBuf, bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|source| CliError::Io {
+            path: path.clone(),
+            source,
+        })
+}
+
 fn usage_of(names: &[String], kind: Kind) -> Result<Usage, CliError> {
     if names.is_empty() {
         return Ok(kind.default_usage());
@@ -317,6 +350,7 @@ fn usage_of(names: &[String], kind: Kind) -> Result<Usage, CliError> {
             "decrypt" => Usage::DECRYPT,
             "mac" => Usage::MAC,
             "derive" => Usage::DERIVE,
+            "reveal" => Usage::REVEAL,
             other => return Err(CliError::Usage(std::format!("unknown usage {other:?}"))),
         };
         Ok(acc | u)
@@ -435,6 +469,24 @@ pub fn run<T: SvsmTransport>(cli: &Cli, transport: T) -> Result<String, CliError
                 json(serde_json::json!({ "key": id }))
             } else {
                 std::format!("imported key {id}")
+            }
+        }
+        Command::Reveal { out, .. } => {
+            let secret = vault.reveal_secret(key)?;
+            if out.as_os_str() == "-" {
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                stdout
+                    .write_all(&secret)
+                    .and_then(|()| stdout.flush())
+                    .map_err(|source| CliError::Io {
+                        path: out.clone(),
+                        source,
+                    })?;
+                String::new()
+            } else {
+                write_private(out, &secret)?;
+                std::format!("wrote {} bytes to {}", secret.len(), out.display())
             }
         }
         Command::Destroy { .. } => {

@@ -297,6 +297,19 @@ impl<T: SvsmTransport> VaultClient<T> {
         self.request(Op::ExportPublic, key, |_| {})
     }
 
+    /// The bytes of a secret ([`svsm_abi::vault::KeyKind::Secret256`] with `REVEAL`) this VMPL
+    /// owns: the one vault answer that carries secret bytes, wiped when dropped.
+    pub fn reveal_secret(
+        &mut self,
+        key: u32,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, VaultClientError> {
+        let secret = zeroize::Zeroizing::new(self.request(Op::RevealSecret, key, |_| {})?);
+        if secret.len() != svsm_abi::vault::KeyKind::Secret256.secret_len() {
+            return Err(VaultClientError::MalformedResponse);
+        }
+        Ok(secret)
+    }
+
     /// Destroys a key.
     pub fn destroy(&mut self, key: u32) -> Result<(), VaultClientError> {
         self.request(Op::Destroy, key, |_| {}).map(|_| ())

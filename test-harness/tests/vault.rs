@@ -641,3 +641,47 @@ fn seal_unseal_to_the_launch_and_to_pcrs() {
         VaultStatus::AuthenticationFailed
     );
 }
+
+#[test]
+fn a_secret_is_revealed_to_its_owner_and_no_other_key_is() {
+    let _t = turn();
+    let machine = SimMachine::new(LaunchConfig::genoa(MEASUREMENT)).unwrap();
+    let mut v = vault(&machine, 1);
+    // A disk key a provider released: handed back to the VMPL that owns it, byte for byte.
+    let disk_key = [0x5au8; 32];
+    let id = import(
+        &mut v,
+        &machine,
+        KeyKind::Secret256,
+        Usage::REVEAL,
+        &disk_key,
+    );
+    assert_eq!(v.reveal_secret(id).unwrap().as_slice(), &disk_key);
+    // Nobody else sees it, and it does nothing but be revealed.
+    assert_eq!(
+        refused(vault(&machine, 2).reveal_secret(id)),
+        VaultStatus::KeyNotFound
+    );
+    assert_eq!(refused(v.sign(id, b"m")), VaultStatus::UsageNotAllowed);
+    assert_eq!(
+        refused(v.create_key(KeyKind::Secret256, Usage::SIGN)),
+        VaultStatus::UsageNotAllowed
+    );
+    // No other kind can be granted REVEAL, so no vault key ever leaves.
+    assert_eq!(
+        refused(v.create_key(KeyKind::Aes256Gcm, Usage::ENCRYPT | Usage::REVEAL)),
+        VaultStatus::UsageNotAllowed
+    );
+    let aes = v
+        .create_key(KeyKind::Aes256Gcm, Usage::ENCRYPT | Usage::DECRYPT)
+        .unwrap();
+    assert_eq!(
+        refused(v.reveal_secret(aes.id)),
+        VaultStatus::UsageNotAllowed
+    );
+    // A secret made inside the vault is random, and revealed the same each time.
+    let made = v.create_key(KeyKind::Secret256, Usage::REVEAL).unwrap();
+    let first = v.reveal_secret(made.id).unwrap();
+    assert_eq!(first, v.reveal_secret(made.id).unwrap());
+    assert_ne!(first.as_slice(), &disk_key);
+}

@@ -46,7 +46,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(out) => {
-            println!("{out}");
+            // `reveal --out -` wrote raw bytes and has nothing to add.
+            if !out.is_empty() {
+                println!("{out}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

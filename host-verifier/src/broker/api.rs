@@ -223,6 +223,7 @@ pub const fn kind_name(kind: KeyKind) -> &'static str {
         KeyKind::Aes256Gcm => "aes-256-gcm",
         KeyKind::HmacSha384 => "hmac-sha384",
         KeyKind::EcdhP384 => "ecdh-p384",
+        KeyKind::Secret256 => "secret-256",
     }
 }
 
@@ -234,18 +235,20 @@ pub fn kind_from_name(name: &str) -> Option<KeyKind> {
         KeyKind::Aes256Gcm,
         KeyKind::HmacSha384,
         KeyKind::EcdhP384,
+        KeyKind::Secret256,
     ]
     .into_iter()
     .find(|k| kind_name(*k) == name)
 }
 
-const USAGE_NAMES: [(Usage, &str); 6] = [
+const USAGE_NAMES: [(Usage, &str); 7] = [
     (Usage::SIGN, "sign"),
     (Usage::VERIFY, "verify"),
     (Usage::ENCRYPT, "encrypt"),
     (Usage::DECRYPT, "decrypt"),
     (Usage::MAC, "mac"),
     (Usage::DERIVE, "derive"),
+    (Usage::REVEAL, "reveal"),
 ];
 
 /// The usage bits the API names mean; `Err` names the first unknown one.
@@ -333,7 +336,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for k in 1..=5 {
+        for k in 1..=6 {
             let kind = KeyKind::from_u16(k).unwrap();
             assert_eq!(kind_from_name(kind_name(kind)), Some(kind));
         }

@@ -1616,7 +1616,7 @@ fn key_material(kind: KeyKind, given: Option<&str>) -> Result<KeyMaterial, ApiEr
                     .copy_from_slice(&p256::SecretKey::random(&mut rand_core::OsRng).to_bytes()),
                 KeyKind::EcdsaP384 | KeyKind::EcdhP384 => bytes
                     .copy_from_slice(&p384::SecretKey::random(&mut rand_core::OsRng).to_bytes()),
-                KeyKind::Aes256Gcm | KeyKind::HmacSha384 => rand_core::OsRng
+                KeyKind::Aes256Gcm | KeyKind::HmacSha384 | KeyKind::Secret256 => rand_core::OsRng
                     .try_fill_bytes(&mut bytes)
                     .map_err(|_| ApiError::Internal("no randomness"))?,
             }
@@ -1638,7 +1638,7 @@ fn key_material(kind: KeyKind, given: Option<&str>) -> Result<KeyMaterial, ApiEr
                 .to_sec1_bytes()
                 .to_vec(),
         ),
-        KeyKind::Aes256Gcm | KeyKind::HmacSha384 => None,
+        KeyKind::Aes256Gcm | KeyKind::HmacSha384 | KeyKind::Secret256 => None,
     };
     Ok((material, public))
 }

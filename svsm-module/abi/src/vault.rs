@@ -8,7 +8,9 @@
 //! A request is a 12-byte [`RequestHeader`] (version, operation, key id, body length) followed
 //! by the operation's body. All integers little-endian; every length is checked against the
 //! buffer before use. [`Request::parse`] turns bytes into a typed request or a typed error.
-//! No response ever carries private or secret key bytes.
+//! No response ever carries private or secret key bytes, with one deliberate exception: a
+//! [`KeyKind::Secret256`] (a disk key, a passphrase) exists to be handed to the VMPL that owns
+//! it, and only [`Op::RevealSecret`] with [`Usage::REVEAL`] does that.
 
 use crate::assert_layout;
 use zerocopy::little_endian::{U16, U32};
@@ -138,6 +140,8 @@ pub enum Op {
     ReadEventLog = 16,
     /// Register the SHA-384 digest of extra evidence (e.g. a GPU report) for the manifest.
     AddEvidence = 17,
+    /// Hand a [`KeyKind::Secret256`]'s bytes to its owner VMPL (needs [`Usage::REVEAL`]).
+    RevealSecret = 18,
 }
 
 impl Op {
@@ -161,6 +165,7 @@ impl Op {
             15 => Op::Measure,
             16 => Op::ReadEventLog,
             17 => Op::AddEvidence,
+            18 => Op::RevealSecret,
             _ => return None,
         })
     }
@@ -180,6 +185,9 @@ pub enum KeyKind {
     HmacSha384 = 4,
     /// ECDH NIST P-384.
     EcdhP384 = 5,
+    /// An opaque 32-byte secret the vault keeps sealed and hands to its owner VMPL on request
+    /// (a disk key): the one kind whose bytes leave VMPL0, and only to its owner.
+    Secret256 = 6,
 }
 
 impl KeyKind {
@@ -191,6 +199,7 @@ impl KeyKind {
             3 => KeyKind::Aes256Gcm,
             4 => KeyKind::HmacSha384,
             5 => KeyKind::EcdhP384,
+            6 => KeyKind::Secret256,
             _ => return None,
         })
     }
@@ -198,7 +207,7 @@ impl KeyKind {
     /// Length of the secret material.
     pub const fn secret_len(self) -> usize {
         match self {
-            KeyKind::EcdsaP256 | KeyKind::Aes256Gcm => 32,
+            KeyKind::EcdsaP256 | KeyKind::Aes256Gcm | KeyKind::Secret256 => 32,
             KeyKind::EcdsaP384 | KeyKind::HmacSha384 | KeyKind::EcdhP384 => 48,
         }
     }
@@ -211,6 +220,7 @@ impl KeyKind {
             KeyKind::Aes256Gcm => Usage::ENCRYPT.union(Usage::DECRYPT),
             KeyKind::HmacSha384 => Usage::MAC.union(Usage::VERIFY),
             KeyKind::EcdhP384 => Usage::DERIVE,
+            KeyKind::Secret256 => Usage::REVEAL,
         }
     }
 
@@ -239,6 +249,8 @@ bitflags::bitflags! {
         const MAC = 1 << 4;
         /// Key agreement / derivation.
         const DERIVE = 1 << 5;
+        /// Handed to the owner VMPL ([`Op::RevealSecret`]; [`KeyKind::Secret256`] only).
+        const REVEAL = 1 << 6;
     }
 }
 
@@ -391,6 +403,11 @@ pub enum Request<'a> {
     },
     /// Destroy a key.
     Destroy {
+        /// Key.
+        key_id: u32,
+    },
+    /// Hand a secret to its owner.
+    RevealSecret {
         /// Key.
         key_id: u32,
     },
@@ -752,6 +769,7 @@ impl<'a> Request<'a> {
             }
             Op::ExportPublic => Request::ExportPublic { key_id },
             Op::Destroy => Request::Destroy { key_id },
+            Op::RevealSecret => Request::RevealSecret { key_id },
             Op::List => Request::List,
             Op::TransportKey => Request::TransportKey,
             Op::Measure => {

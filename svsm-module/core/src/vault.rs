@@ -70,6 +70,7 @@ enum Secret {
     Aes(Zeroizing<[u8; 32]>),
     Hmac(Zeroizing<[u8; 48]>),
     Ecdh(p384::SecretKey),
+    Opaque(Zeroizing<[u8; 32]>),
 }
 
 impl Secret {
@@ -80,6 +81,7 @@ impl Secret {
             KeyKind::Aes256Gcm => Secret::Aes(Zeroizing::new(bytes.try_into().ok()?)),
             KeyKind::HmacSha384 => Secret::Hmac(Zeroizing::new(bytes.try_into().ok()?)),
             KeyKind::EcdhP384 => Secret::Ecdh(p384::SecretKey::from_slice(bytes).ok()?),
+            KeyKind::Secret256 => Secret::Opaque(Zeroizing::new(bytes.try_into().ok()?)),
         })
     }
 
@@ -90,6 +92,7 @@ impl Secret {
             Secret::Aes(k) => k.to_vec(),
             Secret::Hmac(k) => k.to_vec(),
             Secret::Ecdh(k) => k.to_bytes().to_vec(),
+            Secret::Opaque(k) => k.to_vec(),
         })
     }
 
@@ -106,7 +109,7 @@ impl Secret {
                 .as_bytes()
                 .to_vec(),
             Secret::Ecdh(k) => k.public_key().to_encoded_point(false).as_bytes().to_vec(),
-            Secret::Aes(_) | Secret::Hmac(_) => return None,
+            Secret::Aes(_) | Secret::Hmac(_) | Secret::Opaque(_) => return None,
         })
     }
 }
@@ -164,7 +167,7 @@ fn generate<R: Entropy>(kind: KeyKind, rng: &mut R) -> Result<Secret, VaultError
     // overwhelming probability; retry a bounded number of times.
     for _ in 0..16 {
         let secret = match kind {
-            KeyKind::EcdsaP256 | KeyKind::Aes256Gcm => {
+            KeyKind::EcdsaP256 | KeyKind::Aes256Gcm | KeyKind::Secret256 => {
                 Secret::from_bytes(kind, random::<R, 32>(rng)?.as_ref())
             }
             KeyKind::EcdsaP384 | KeyKind::HmacSha384 | KeyKind::EcdhP384 => {
@@ -702,6 +705,16 @@ impl Vault {
                     .ok_or(VaultStatus::KeyNotFound)?;
                 let public = key.secret.public().ok_or(VaultStatus::WrongKeyKind)?;
                 out.extend_from_slice(&public);
+                Ok(false)
+            }
+            Request::RevealSecret { key_id } => {
+                // The one response with secret bytes: only a Secret256, only to its owner,
+                // only with the usage its provider granted.
+                let key = self.key(caller, key_id, Usage::REVEAL)?;
+                let Secret::Opaque(k) = &key.secret else {
+                    return Err(VaultStatus::WrongKeyKind.into());
+                };
+                out.extend_from_slice(k.as_ref());
                 Ok(false)
             }
             Request::Destroy { key_id } => {

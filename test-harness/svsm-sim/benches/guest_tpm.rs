@@ -77,6 +77,7 @@ fn boot(image: &GuestImage, tpm: GuestTpm, task: &str) -> GuestRun {
             device: TpmDevice::Crb,
             timeout: Duration::from_secs(600),
             broker_port: None,
+            disk: None,
         },
     )
     .expect("guest run");

@@ -384,13 +384,19 @@ v list
 "#;
 
 /// `agent`: the guest agent against the broker at `svsm.broker=10.0.2.2:PORT` (the host's
-/// loopback on QEMU's user network, `RunOptions::broker_port`): the network (virtio-net, loaded from the kernel package), the
-/// broker's certificate (`svsm.broker_pem=`, base64 DER) in a tmpfs (IMA does not measure
-/// tmpfs; everything on the ramfs root it reads or runs, it does), then a round, a key
-/// provisioned and used by name, and — with `svsm.tamper=1` — a program that is not in the
-/// image run, another round and another key.
+/// loopback on QEMU's user network, `RunOptions::broker_port`): the network and disk drivers
+/// (loaded from the kernel package), the broker's certificate (`svsm.broker_pem=`, base64 DER)
+/// in a tmpfs (IMA does not measure tmpfs; everything on the ramfs root it reads or runs, it
+/// does). With `svsm.disk=NAME` (and `RunOptions::disk`), the disk key NAME is asked for before
+/// any round (refused: the node has not attested) and after the first; the LUKS2 volume on
+/// `/dev/vda` is opened with it (`svsm-vault reveal` into `cryptsetup open`) and its
+/// `hello.txt` emitted as `FILE disk-hello`. A key is provisioned and used by name; with
+/// `svsm.tamper=1` a program that is not in the image runs, then another round and another
+/// key. Every outcome prints a `STEP` line (what `make demo` shows); a refusal is an outcome,
+/// so only a broken setup fails the task.
 const TASK_AGENT: &str = r#"#!/bin/sh
 set -e
+set -o pipefail
 for m in $(cat /etc/svsm/modules); do insmod "/lib/modules/$m"; done
 ip link set lo up
 ip link set eth0 up
@@ -398,30 +404,77 @@ ip addr add 10.0.2.15/24 dev eth0
 mount -t tmpfs tmpfs /tmp
 stty -F /dev/ttyS2 raw -echo
 arg() { sed -n "s/.*svsm\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+emit() { echo "FILE $1 $(od -An -v -tx1 "$2" | tr -d ' \n')"; }
+verdict() { sed -n 's/.*"verdict":"\([a-z]*\)".*/\1/p' "$1"; }
+checks() { grep -o '"check":"[^"]*"' "$1" | cut -d'"' -f4 | tr '\n' ' '; }
 { echo "-----BEGIN CERTIFICATE-----"; arg broker_pem | fold -w 64; echo "-----END CERTIFICATE-----"; } > /tmp/broker.pem
 A="svsm-agent --device /dev/ttyS2 --buffer-pages 4 --broker https://$(arg broker) --ca /tmp/broker.pem --policy $(arg policy) --json"
 V="svsm-vault --device /dev/ttyS2 --buffer-pages 4 --agent /tmp/agent.sock"
-$A round | tee /tmp/round1
-offset=$(sed -n 's/.*"ima_offset":\([0-9]*\).*/\1/p' /tmp/round1)
+disk=$(arg disk)
 $A serve --socket /tmp/agent.sock &
 agent=$!
-while [ ! -S /tmp/agent.sock ]; do sleep 0.1; done
+n=0
+while [ ! -S /tmp/agent.sock ]; do
+  n=$((n + 1))
+  if [ "$n" -gt 300 ]; then echo "the agent's socket did not appear"; exit 1; fi
+  sleep 0.1
+done
+if [ -n "$disk" ]; then
+  if $V reveal --key "name:$disk" --out /tmp/early.key 2>/tmp/err; then
+    echo "STEP disk key before attestation: RELEASED"
+  else
+    echo "STEP disk key before attestation: refused: $(cat /tmp/err)"
+  fi
+fi
+$A round > /tmp/round1 || true
+cat /tmp/round1
+offset=$(sed -n 's/.*"ima_offset":\([0-9]*\).*/\1/p' /tmp/round1)
+echo "STEP round 1: $(verdict /tmp/round1) over ${offset:-no} IMA entries $(checks /tmp/round1)"
 echo "a payment signed inside VMPL0" > /tmp/msg
-$V sign --key name:payments --in /tmp/msg --out /tmp/sig
-echo "FILE payments.sig $(od -An -v -tx1 /tmp/sig | tr -d ' \n')"
-if [ "$(arg tamper)" = 1 ]; then
+if $V sign --key name:payments --in /tmp/msg --out /tmp/sig 2>/tmp/err; then
+  emit payments.sig /tmp/sig
+  echo "STEP app key payments: provisioned on demand, signed inside VMPL0"
+else
+  echo "STEP app key payments: refused: $(cat /tmp/err)"
+fi
+if [ -n "$disk" ]; then
+  # The key goes from the vault straight into cryptsetup, never into a file.
+  if $V reveal --key "name:$disk" --out - 2>/tmp/err \
+    | DM_DISABLE_UDEV=1 cryptsetup open --type luks2 --disable-locks --disable-keyring \
+      --key-file - /dev/vda data 2>>/tmp/err; then
+    mkdir -p /mnt/data
+    mount -o ro /dev/mapper/data /mnt/data
+    emit disk-hello /mnt/data/hello.txt
+    echo "STEP disk: opened with the released key; hello.txt reads: $(cat /mnt/data/hello.txt)"
+    umount /mnt/data
+    DM_DISABLE_UDEV=1 cryptsetup close --disable-locks data
+  else
+    echo "STEP disk: not opened: $(cat /tmp/err)"
+  fi
+fi
+if [ "$(arg tamper)" = 1 ] && [ -n "$offset" ]; then
   printf '#!/bin/sh\necho a program that is not in the image ran\n' > /usr/bin/not-in-the-image
   chmod +x /usr/bin/not-in-the-image
   /usr/bin/not-in-the-image
-  $A round --from "$offset" || true
-  $V sign --key name:payments-2 --in /tmp/msg --out /tmp/sig2 || echo "payments-2 refused"
+  echo "STEP tamper: a program that is not in the image ran"
+  $A round --from "$offset" > /tmp/round2 || true
+  cat /tmp/round2
+  echo "STEP round 2: $(verdict /tmp/round2): $(grep -o 'IMA entry [0-9]* [^:]*' /tmp/round2 | head -1)"
+  if $V sign --key name:payments-2 --in /tmp/msg --out /tmp/sig2 2>/tmp/err; then
+    echo "STEP app key payments-2: provisioned on demand"
+  else
+    echo "payments-2 refused"
+    echo "STEP app key payments-2: refused: $(cat /tmp/err)"
+  fi
 fi
 kill $agent
 "#;
 
 /// Kernel modules the `agent` task loads, in dependency order (paths under
-/// `lib/modules/VERSION/` of the kernel package): virtio-net for the broker's forwarded port.
-const GUEST_MODULES: [&str; 8] = [
+/// `lib/modules/VERSION/` of the kernel package): virtio-net for the broker's forwarded port,
+/// virtio-blk, device-mapper and dm-crypt with the ciphers LUKS2 uses (aes-xts; AES itself is
+/// built in) and the kernel crypto API cryptsetup opens keyslots with.
+const GUEST_MODULES: [&str; 15] = [
     "kernel/drivers/virtio/virtio_ring.ko",
     "kernel/drivers/virtio/virtio.ko",
     "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
@@ -430,6 +483,13 @@ const GUEST_MODULES: [&str; 8] = [
     "kernel/net/core/failover.ko",
     "kernel/drivers/net/net_failover.ko",
     "kernel/drivers/net/virtio_net.ko",
+    "kernel/drivers/block/virtio_blk.ko",
+    "kernel/drivers/md/dm-mod.ko",
+    "kernel/drivers/md/dm-crypt.ko",
+    "kernel/crypto/ecb.ko",
+    "kernel/crypto/xts.ko",
+    "kernel/crypto/af_alg.ko",
+    "kernel/crypto/algif_skcipher.ko",
 ];
 
 /// A built guest.
@@ -524,8 +584,15 @@ pub fn build(dir: &Path, extra: &[PathBuf]) -> Result<GuestImage, GuestError> {
             "/usr/bin/tpm2 (apt-get install tpm2-tools; scripts/bootstrap.sh does)".into(),
         ));
     }
+    let cryptsetup = Path::new("/usr/sbin/cryptsetup");
+    if !cryptsetup.exists() {
+        return Err(GuestError::Missing(
+            "/usr/sbin/cryptsetup (apt-get install cryptsetup-bin; scripts/bootstrap.sh does)"
+                .into(),
+        ));
+    }
     let tcti = Path::new("/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0");
-    let mut host = vec![tpm2.to_owned(), tcti.to_owned()];
+    let mut host = vec![tpm2.to_owned(), tcti.to_owned(), cryptsetup.to_owned()];
     host.extend(extra.iter().cloned());
     let mut libs = Vec::new();
     for h in &host {
@@ -622,6 +689,8 @@ pub struct RunOptions {
     /// user network, where 10.0.2.2 is the host's loopback, and reaches the broker at
     /// `https://10.0.2.2:PORT` (`svsm.broker=` on the command line).
     pub broker_port: Option<u16>,
+    /// A raw disk image attached as the guest's `/dev/vda` (virtio-blk; writes go to the file).
+    pub disk: Option<PathBuf>,
 }
 
 /// What a guest run left behind.
@@ -789,6 +858,15 @@ fn run_in(
                     "user,id=net0".to_owned(),
                     "-device".to_owned(),
                     "virtio-net-pci,netdev=net0,romfile=".to_owned(),
+                ],
+                None => vec![],
+            })
+            .args(match &options.disk {
+                Some(disk) => vec![
+                    "-drive".to_owned(),
+                    format!("file={},if=none,id=disk0,format=raw", disk.display()),
+                    "-device".to_owned(),
+                    "virtio-blk-pci,drive=disk0,romfile=".to_owned(),
                 ],
                 None => vec![],
             })

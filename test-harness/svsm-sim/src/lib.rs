@@ -8,6 +8,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod disk;
 pub mod endpoints;
 pub mod guest;
+pub mod guest_demo;
 pub mod qemu_tpm;

@@ -24,9 +24,22 @@ enum Command {
     /// components; an app that needs a key the vault does not have; one evidence bundle (SNP
     /// report + vTPM manifest + quote + PCRs + event log) appraised by host-verifier; the key
     /// wrapped to the attested vault transport key and used inside VMPL0. Then the same with a
-    /// tampered firmware: the appraisal says no and no key is released. Exit code 0 only when
-    /// both outcomes are the expected ones.
-    Demo,
+    /// tampered firmware: the appraisal says no and no key is released.
+    ///
+    /// Then the same in the real guest (Debian's kernel under QEMU + OVMF, IMA on) against the
+    /// broker on SQLite: an app that needs a key gets it through the guest agent and signs; the
+    /// disk key is refused before the first round of continuous attestation and released after
+    /// it, and the LUKS2 disk opens with cryptsetup in the guest; a tampered binary makes the
+    /// next round contraindicated and the next key refused; a launch with a changed kernel gets
+    /// nothing. Exit code 0 only when every outcome is the expected one.
+    Demo {
+        /// Only the simulated part (no guest boots).
+        #[arg(long)]
+        no_guest: bool,
+        /// Where the guest is built (default target/guest).
+        #[arg(long, value_name = "DIR")]
+        guest_dir: Option<PathBuf>,
+    },
     /// Decode every real SEV-SNP report in the repository's vectors (parsing only; `host-verifier
     /// snp verify` checks them).
     Vectors {
@@ -150,6 +163,10 @@ enum GuestCommand {
         /// `svsm.broker=10.0.2.2:PORT` on --append).
         #[arg(long, value_name = "PORT")]
         broker_port: Option<u16>,
+        /// Attach this raw disk image as the guest's /dev/vda (virtio-blk), e.g. a LUKS2
+        /// volume for the `agent` task's `svsm.disk=NAME`.
+        #[arg(long, value_name = "PATH")]
+        disk: Option<PathBuf>,
     },
 }
 
@@ -200,6 +217,7 @@ fn guest(cmd: GuestCommand) -> Result<(), Box<dyn std::error::Error>> {
             image: use_image,
             image_path,
             broker_port,
+            disk,
         } => {
             let image = build(
                 &dir.unwrap_or_else(default_guest_dir),
@@ -211,6 +229,7 @@ fn guest(cmd: GuestCommand) -> Result<(), Box<dyn std::error::Error>> {
                 device: if tis { TpmDevice::Tis } else { TpmDevice::Crb },
                 timeout: std::time::Duration::from_secs(timeout),
                 broker_port,
+                disk,
             };
             if use_image {
                 let path = image_path.unwrap_or_else(image::default_image_path);
@@ -308,9 +327,40 @@ fn print_summary(s: &ReportSummary) {
     println!("  reserved fields: {}", s.reserved_fields);
 }
 
+/// The real-guest part of the demo.
+fn guest_demo(dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+    println!("\n== the real guest: the agent, continuous attestation, IMA, disk keys");
+    let started = std::time::Instant::now();
+    let image = svsm_sim::guest::build(
+        &dir.unwrap_or_else(svsm_sim::guest::default_guest_dir),
+        &own_guest_binaries()?,
+    )?;
+    println!(
+        "0. guest: {} + initramfs {} (built in {:.1} s)",
+        image.kernel_package,
+        &image.initrd_sha256[..16],
+        started.elapsed().as_secs_f64()
+    );
+    let work = svsm_sim::guest_demo::WorkDir::new()?;
+    let demo = svsm_sim::guest_demo::run(&image, &work.0, &mut |line| println!("{line}"))?;
+    let verdict = demo.check();
+    println!(
+        "\nWhat this shows: a key reaches the app's vault only through an attested node (the disk key was refused before the first round), an IMA entry outside the image's runtime policy makes the next round fail by name and stops further releases, and a launch whose kernel differs gets nothing. {} ({:.0} s)",
+        match &verdict {
+            Ok(()) => "Every outcome as expected.".to_owned(),
+            Err(e) => format!("UNEXPECTED OUTCOME: {e}."),
+        },
+        demo.elapsed.as_secs_f64()
+    );
+    verdict.map_err(|e| e.into())
+}
+
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Demo => {
+        Command::Demo {
+            no_guest,
+            guest_dir,
+        } => {
             println!("svsm-vhsm demo: one guest, its vTPM and vault at VMPL0, a broker that releases a key only to an appraised launch");
             let (_, ok) = test_harness::demo::run_all(|line| println!("{line}"))?;
             println!(
@@ -319,6 +369,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
             if !ok {
                 return Err("the demo did not behave as expected".into());
+            }
+            if !no_guest {
+                guest_demo(guest_dir)?;
             }
         }
         Command::Vectors { vectors, json } => {

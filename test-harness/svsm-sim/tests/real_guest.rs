@@ -79,6 +79,7 @@ fn boot(
         device,
         timeout: Duration::from_secs(240),
         broker_port: None,
+        disk: None,
     };
     let run = run_guest(
         image(),
@@ -521,6 +522,7 @@ fn the_freestanding_images_vtpm_serves_the_real_guest() {
             device: TpmDevice::Crb,
             timeout: Duration::from_secs(240),
             broker_port: None,
+            disk: None,
         },
     )
     .unwrap();
