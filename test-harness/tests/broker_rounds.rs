@@ -353,6 +353,11 @@ fn missed_rounds_rolled_back_state_and_foreign_evidence() {
     let after = r4.round.unwrap();
     assert_eq!(after.reputation, before.saturating_sub(50));
     assert!(!after.trusted);
+    // ...and its releases are refused, naming the rollback.
+    let err = bed.release(&node, 0).unwrap_err();
+    assert_eq!(err.status(), Some(403));
+    let reason = failed_check(err.failed_checks(), "broker.node_trust");
+    assert!(reason.contains("broker.epoch"), "{reason}");
     bed.broker.stop(&bed.rt);
 }
 
