@@ -304,6 +304,9 @@ impl<T: SvsmTransport> VaultClient<T> {
         key: u32,
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, VaultClientError> {
         let secret = zeroize::Zeroizing::new(self.request(Op::RevealSecret, key, |_| {})?);
+        // The response area of the driver buffer held it too.
+        let wipe = [0u8; 32];
+        let _ = self.transport.write_buffer(self.half, &wipe);
         if secret.len() != svsm_abi::vault::KeyKind::Secret256.secret_len() {
             return Err(VaultClientError::MalformedResponse);
         }

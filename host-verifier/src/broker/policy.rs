@@ -53,6 +53,13 @@ pub enum ReleasePolicyError {
     /// A round interval without a runtime policy to make rounds of.
     #[error("round_interval_s: only a policy with an ima_policy makes rounds")]
     IntervalWithoutRounds,
+    /// A minimum reputation without a runtime policy: the node would pick the (loosest)
+    /// policy its rounds are appraised under.
+    #[error(
+        "min_reputation: needs an ima_policy (trust counts only from rounds under the runtime \
+         policy the release names)"
+    )]
+    ReputationWithoutRounds,
     /// The runtime policy's name is empty or too long.
     #[error("ima_policy: a runtime policy's name is 1..=64 characters of [A-Za-z0-9._-]")]
     BadImaPolicyName,
@@ -168,6 +175,9 @@ impl PolicyDocument {
         }
         if let Some(r) = self.min_reputation.filter(|r| *r > super::reputation::MAX) {
             return Err(ReleasePolicyError::BadReputation(r));
+        }
+        if self.min_reputation.is_some() && self.ima_policy.is_none() {
+            return Err(ReleasePolicyError::ReputationWithoutRounds);
         }
         if let Some(name) = &self.ima_policy {
             let ok = (1..=64).contains(&name.len())
@@ -290,5 +300,22 @@ mod tests {
                 "{k}={v}"
             );
         }
+    }
+
+    #[test]
+    fn rounds_settings_need_a_runtime_policy() {
+        let doc = PolicyDocument::from_json(r#"{"min_reputation": 50}"#).unwrap();
+        assert!(matches!(
+            doc.compile(false),
+            Err(ReleasePolicyError::ReputationWithoutRounds)
+        ));
+        let doc = PolicyDocument::from_json(r#"{"round_interval_s": 60}"#).unwrap();
+        assert!(matches!(
+            doc.compile(false),
+            Err(ReleasePolicyError::IntervalWithoutRounds)
+        ));
+        let doc =
+            PolicyDocument::from_json(r#"{"min_reputation": 50, "ima_policy": "image"}"#).unwrap();
+        assert!(doc.compile(false).is_ok());
     }
 }

@@ -140,7 +140,8 @@ pub enum Op {
     ReadEventLog = 16,
     /// Register the SHA-384 digest of extra evidence (e.g. a GPU report) for the manifest.
     AddEvidence = 17,
-    /// Hand a [`KeyKind::Secret256`]'s bytes to its owner VMPL (needs [`Usage::REVEAL`]).
+    /// Hand a [`KeyKind::Secret256`]'s bytes to its owner VMPL (needs [`Usage::REVEAL`]); the
+    /// secret leaves the vault with the answer.
     RevealSecret = 18,
 }
 
@@ -185,8 +186,9 @@ pub enum KeyKind {
     HmacSha384 = 4,
     /// ECDH NIST P-384.
     EcdhP384 = 5,
-    /// An opaque 32-byte secret the vault keeps sealed and hands to its owner VMPL on request
-    /// (a disk key): the one kind whose bytes leave VMPL0, and only to its owner.
+    /// An opaque 32-byte secret (a disk key) the vault hands to its owner VMPL once, on
+    /// request: the one kind whose bytes leave VMPL0, and only to its owner. It is kept in
+    /// this boot's memory only (never in the sealed state), so every use needs a new release.
     Secret256 = 6,
 }
 

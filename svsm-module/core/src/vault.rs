@@ -709,12 +709,21 @@ impl Vault {
             }
             Request::RevealSecret { key_id } => {
                 // The one response with secret bytes: only a Secret256, only to its owner,
-                // only with the usage its provider granted.
+                // only with the usage its provider granted, and only once. The secret leaves
+                // the vault with the answer (and was never part of the sealed state), so each
+                // use needs a fresh release, which the provider grants only to a node it
+                // trusts now.
                 let key = self.key(caller, key_id, Usage::REVEAL)?;
-                let Secret::Opaque(k) = &key.secret else {
+                if !matches!(key.secret, Secret::Opaque(_)) {
                     return Err(VaultStatus::WrongKeyKind.into());
-                };
-                out.extend_from_slice(k.as_ref());
+                }
+                if let Some(VaultKey {
+                    secret: Secret::Opaque(k),
+                    ..
+                }) = self.keys.remove(&key_id)
+                {
+                    out.extend_from_slice(k.as_ref());
+                }
                 Ok(false)
             }
             Request::Destroy { key_id } => {
@@ -758,11 +767,18 @@ impl Vault {
         8 + keys * (4 + 1 + 1 + MAX_KEY_NAME + 2 + 2 + 2 + 48)
     }
 
-    /// Serializes every key (secret; sealed before it leaves VMPL0).
+    /// Serializes every key but the secrets a provider released for one use (secret; sealed
+    /// before it leaves VMPL0). A `Secret256` lives only in this boot's memory: a later boot
+    /// cannot reveal it without a new release.
     pub fn serialize(&self, out: &mut Vec<u8>) {
+        let kept = || {
+            self.keys
+                .iter()
+                .filter(|(_, k)| !matches!(k.secret, Secret::Opaque(_)))
+        };
         push_u32(out, self.next_id);
-        push_u32(out, self.keys.len() as u32);
-        for (id, k) in &self.keys {
+        push_u32(out, kept().count() as u32);
+        for (id, k) in kept() {
             push_u32(out, *id);
             out.push(k.owner.level());
             out.push(k.name.len() as u8);

@@ -16,18 +16,47 @@ pub const VOLUME_MIB: u64 = 40;
 /// Size of the filesystem inside (the rest holds the LUKS2 header).
 const FILESYSTEM_MIB: u64 = 32;
 
+fn missing_or_io(name: &str, e: std::io::Error) -> GuestError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        GuestError::Missing(format!(
+            "{name}: not installed (apt-get install cryptsetup-bin e2fsprogs; \
+             scripts/bootstrap.sh does)"
+        ))
+    } else {
+        GuestError::Io(e)
+    }
+}
+
+/// `cryptsetup reencrypt --encrypt` of `volume` with `key` given on standard input.
+fn encrypt_in_place(volume: &Path, key: &[u8; 32]) -> Result<(), GuestError> {
+    use std::io::Write;
+    let mut child = Command::new("cryptsetup")
+        .args(["reencrypt", "--encrypt", "--type", "luks2"])
+        .args(["--reduce-device-size", "8M", "--key-file", "-"])
+        .args(["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"])
+        .args(["--disable-locks", "--force-offline-reencrypt", "-q"])
+        .arg(volume)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| missing_or_io("cryptsetup", e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(key)?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(GuestError::Command {
+            command: "cryptsetup reencrypt --encrypt".into(),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
 fn run(cmd: &mut Command) -> Result<(), GuestError> {
     let name = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            GuestError::Missing(format!(
-                "{name}: not installed (apt-get install cryptsetup-bin e2fsprogs; \
-                 scripts/bootstrap.sh does)"
-            ))
-        } else {
-            GuestError::Io(e)
-        }
-    })?;
+    let out = cmd.output().map_err(|e| missing_or_io(&name, e))?;
     if !out.status.success() {
         return Err(GuestError::Command {
             command: name,
@@ -56,17 +85,6 @@ pub fn make_luks_volume(
             }
             std::fs::write(target, data)?;
         }
-        let key_file = scratch.join("key");
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&key_file)?
-                .write_all(key)?;
-        }
         let _ = std::fs::remove_file(volume);
         std::fs::File::create(volume)?.set_len(VOLUME_MIB << 20)?;
         run(Command::new("mke2fs")
@@ -74,14 +92,12 @@ pub fn make_luks_volume(
             .arg(&content)
             .arg(volume)
             .arg(format!("{FILESYSTEM_MIB}M")))?;
-        run(Command::new("cryptsetup")
-            .args(["reencrypt", "--encrypt", "--type", "luks2"])
-            .args(["--reduce-device-size", "8M", "--key-file"])
-            .arg(&key_file)
-            .args(["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"])
-            .args(["--disable-locks", "--force-offline-reencrypt", "-q"])
-            .arg(volume))
+        // The key on standard input: it is never written to a file.
+        encrypt_in_place(volume, key)
     })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(volume);
+    }
     let _ = std::fs::remove_dir_all(&scratch);
     result
 }
@@ -101,6 +117,27 @@ mod tests {
         assert_eq!(&bytes[..6], b"LUKS\xba\xbe");
         assert_eq!(bytes.len() as u64, VOLUME_MIB << 20);
         assert!(!bytes.windows(marker.len()).any(|w| w == marker));
+        // The key opens a keyslot, another does not (no device-mapper needed to check).
+        let opens = |key: &[u8]| {
+            use std::io::Write;
+            let mut child = Command::new("cryptsetup")
+                .args([
+                    "open",
+                    "--test-passphrase",
+                    "--key-file",
+                    "-",
+                    "--disable-locks",
+                ])
+                .arg(&volume)
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(key).unwrap();
+            child.wait().unwrap().success()
+        };
+        assert!(opens(&[7; 32]));
+        assert!(!opens(&[8; 32]));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
