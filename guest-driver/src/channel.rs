@@ -4,9 +4,12 @@
 //! the guest command lines (`svsm-vault`, `svsm-attest`).
 
 use crate::framed::FramedTransport;
+use crate::tpm_vault::{TpmDevice, TpmVaultTransport};
+use crate::transport::{SvsmTransport, TransportError};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::string::{String, ToString};
+use svsm_abi::svsm::CallRegisters;
 
 /// Where the simulator places a channel client's driver buffer (see `svsm-sim tpm-server
 /// --guest-port`).
@@ -30,6 +33,47 @@ pub struct ChannelArgs {
     /// The VMPL this guest runs at (keys belong to the VMPL that made them).
     #[arg(long, default_value_t = 1, global = true)]
     pub vmpl: u8,
+}
+
+/// The vault's transport: the SVSM call channel, or the TPM device's vendor command.
+pub enum VaultTransport {
+    /// `--connect` or `--device`.
+    Channel(FramedTransport<ChannelStream>),
+    /// `--tpm`.
+    Tpm(TpmVaultTransport<TpmDevice>),
+}
+
+impl SvsmTransport for VaultTransport {
+    fn raw_call(&mut self, regs: &mut CallRegisters) -> Result<(), TransportError> {
+        match self {
+            VaultTransport::Channel(t) => t.raw_call(regs),
+            VaultTransport::Tpm(t) => t.raw_call(regs),
+        }
+    }
+    fn buffer_gpa(&self) -> u64 {
+        match self {
+            VaultTransport::Channel(t) => t.buffer_gpa(),
+            VaultTransport::Tpm(t) => t.buffer_gpa(),
+        }
+    }
+    fn buffer_len(&self) -> usize {
+        match self {
+            VaultTransport::Channel(t) => t.buffer_len(),
+            VaultTransport::Tpm(t) => t.buffer_len(),
+        }
+    }
+    fn write_buffer(&mut self, offset: usize, data: &[u8]) -> Result<(), TransportError> {
+        match self {
+            VaultTransport::Channel(t) => t.write_buffer(offset, data),
+            VaultTransport::Tpm(t) => t.write_buffer(offset, data),
+        }
+    }
+    fn read_buffer(&mut self, offset: usize, out: &mut [u8]) -> Result<(), TransportError> {
+        match self {
+            VaultTransport::Channel(t) => t.read_buffer(offset, out),
+            VaultTransport::Tpm(t) => t.read_buffer(offset, out),
+        }
+    }
 }
 
 /// The stream under a channel.
@@ -77,6 +121,14 @@ pub enum ChannelError {
         /// Why.
         error: std::io::Error,
     },
+    /// `--tpm` could not be opened.
+    #[error("cannot open the TPM device {path}: {error}")]
+    Tpm {
+        /// The path.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
     /// `--connect` could not be reached.
     #[error("cannot reach the SVSM call channel at {address}: {error}")]
     Connect {
@@ -88,6 +140,23 @@ pub enum ChannelError {
 }
 
 impl ChannelArgs {
+    /// Opens the vault's transport: the TPM device `tpm` if given (`svsm-vault --tpm`), else
+    /// the call channel.
+    pub fn open_vault(
+        &self,
+        tpm: Option<&std::path::Path>,
+    ) -> Result<VaultTransport, ChannelError> {
+        match tpm {
+            Some(path) => TpmDevice::open(path)
+                .map(|d| VaultTransport::Tpm(TpmVaultTransport::new(d)))
+                .map_err(|error| ChannelError::Tpm {
+                    path: path.display().to_string(),
+                    error,
+                }),
+            None => self.open().map(VaultTransport::Channel),
+        }
+    }
+
     /// Opens the channel as a framed transport.
     pub fn open(&self) -> Result<FramedTransport<ChannelStream>, ChannelError> {
         let buffer_len = usize::from(self.buffer_pages) * 4096;

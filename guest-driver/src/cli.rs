@@ -27,6 +27,13 @@ pub struct Cli {
     /// through it (the agent attests, the broker releases, the vault imports).
     #[arg(long, global = true, default_value = crate::agent_socket::DEFAULT_SOCKET)]
     pub agent: PathBuf,
+    /// Reach the vault through this TPM device instead of the call channel (`/dev/tpm0`, or
+    /// `/dev/tpmrm0` on kernels whose resource manager passes vendor commands): each request
+    /// travels as the vTPM's vendor command through the stock Linux TPM driver
+    /// (docs/tpm-vendor-command.md). The vault only: `attest` needs the call
+    /// channel.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub tpm: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -326,16 +333,23 @@ fn write(path: &PathBuf, bytes: &[u8]) -> Result<(), CliError> {
 fn write_private(path: &PathBuf, bytes: &[u8]) -> Result<(), CliError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .and_then(|mut f| f.write_all(bytes))
         .map_err(|source| CliError::Io {
             path: path.clone(),
             source,
-        })
+        })?;
+    file.write_all(bytes).map_err(|source| {
+        // Never leave part of a secret behind.
+        let _ = std::fs::remove_file(path);
+        CliError::Io {
+            path: path.clone(),
+            source,
+        }
+    })
 }
 
 fn usage_of(names: &[String], kind: Kind) -> Result<Usage, CliError> {
@@ -474,11 +488,12 @@ pub fn run<T: SvsmTransport>(cli: &Cli, transport: T) -> Result<String, CliError
         Command::Reveal { out, .. } => {
             let secret = vault.reveal_secret(key)?;
             if out.as_os_str() == "-" {
+                // Unbuffered: the standard output's buffer would keep a copy of the secret.
                 use std::io::Write;
-                let mut stdout = std::io::stdout().lock();
-                stdout
-                    .write_all(&secret)
-                    .and_then(|()| stdout.flush())
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/proc/self/fd/1")
+                    .and_then(|mut f| f.write_all(&secret))
                     .map_err(|source| CliError::Io {
                         path: out.clone(),
                         source,

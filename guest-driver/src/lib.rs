@@ -41,6 +41,7 @@ pub mod framed;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 pub mod ghcb;
+pub mod tpm_vault;
 pub mod transport;
 pub mod vault;
 pub mod vtpm;

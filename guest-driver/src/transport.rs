@@ -11,6 +11,12 @@ pub enum TransportError {
     /// The hypervisor answered the run-VMPL request with an error.
     #[error("the hypervisor refused to run VMPL0 (GHCB response {0:#x})")]
     Hypervisor(u64),
+    /// The TPM device failed (the OS error number).
+    #[error("the TPM device failed (OS error {0})")]
+    TpmDevice(i32),
+    /// The TPM refused the vault's vendor command, or its answer was malformed (`u32::MAX`).
+    #[error("the TPM answered {0:#x} to the vault's vendor command")]
+    TpmResponse(u32),
     /// A buffer access lies outside the driver's buffer.
     #[error("buffer access at {offset:#x}+{len:#x} outside the {size:#x}-byte driver buffer")]
     BufferRange {

@@ -13,7 +13,10 @@ fn provision_if_missing(cli: &Cli) -> Result<(), String> {
         return Ok(());
     };
     let held = {
-        let transport = cli.channel.open().map_err(|e| e.to_string())?;
+        let transport = cli
+            .channel
+            .open_vault(cli.tpm.as_deref())
+            .map_err(|e| e.to_string())?;
         let mut vault = VaultClient::probe(transport).map_err(|e| e.to_string())?;
         find_named(&mut vault, name).map_err(|e| e.to_string())?
     };
@@ -37,7 +40,7 @@ fn main() -> ExitCode {
         eprintln!("svsm-vault: {e}");
         return ExitCode::FAILURE;
     }
-    let result = match cli.channel.open() {
+    let result = match cli.channel.open_vault(cli.tpm.as_deref()) {
         Ok(transport) => run(&cli, transport),
         Err(e) => {
             eprintln!("svsm-vault: {e}");

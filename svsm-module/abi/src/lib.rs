@@ -42,6 +42,7 @@ pub mod launch;
 pub mod snp;
 pub mod svsm;
 pub mod swtpm;
+pub mod tpm_vendor;
 pub mod vault;
 pub mod vtpm;
 

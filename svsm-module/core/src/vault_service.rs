@@ -72,6 +72,33 @@ where
         response: &mut Vec<u8>,
     ) -> Result<(), SvsmError> {
         self.memory.read(caller, Gpa::new(regs.rcx), raw)?;
+        let capacity = usize::try_from(regs.r9)
+            .unwrap_or(usize::MAX)
+            .min(MAX_MESSAGE);
+        let mut rdx = 0;
+        let result = self.vault_execute(caller, raw, capacity, response, &mut rdx);
+        match result {
+            Ok(()) | Err(SvsmError::Vault(VaultError::Status(VaultStatus::NotPersisted))) => {
+                regs.rdx = rdx;
+                self.vault_reply(caller, regs, response)?;
+                result
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs one vault message for `caller` (from the vault protocol or the vTPM's vendor
+    /// command): the answer's bytes go to `response` (at most `capacity` of the event log),
+    /// the value for RDX to `rdx`. `Err(NotPersisted)` still leaves a valid response: the
+    /// operation took effect but a restart would lose it.
+    pub(crate) fn vault_execute(
+        &mut self,
+        caller: Vmpl,
+        raw: &[u8],
+        capacity: usize,
+        response: &mut Vec<u8>,
+        rdx: &mut u64,
+    ) -> Result<(), SvsmError> {
         let request = Request::parse(raw)?;
         // Measurement requests act on the vTPM and the log, not on vault keys.
         match request {
@@ -84,18 +111,15 @@ where
                 let d256: [u8; 32] = sha2::Sha256::digest(data).into();
                 let d384: [u8; 48] = sha2::Sha384::digest(data).into();
                 self.extend_and_log(pcr, event_type, &d256, &d384, data)?;
-                return self.vault_reply(caller, regs, response);
+                return Ok(());
             }
             Request::ReadEventLog { offset } => {
-                let capacity = usize::try_from(regs.r9)
-                    .unwrap_or(usize::MAX)
-                    .min(MAX_MESSAGE);
                 let start = (offset as usize).min(self.event_log.len());
                 let end = start.saturating_add(capacity).min(self.event_log.len());
                 response.extend_from_slice(self.event_log.get(start..end).unwrap_or(&[]));
                 // RDX: the whole log's length, so the guest knows when it has read it all.
-                regs.rdx = self.event_log.len() as u64;
-                return self.vault_reply(caller, regs, response);
+                *rdx = self.event_log.len() as u64;
+                return Ok(());
             }
             Request::AddEvidence { kind, digest } => {
                 let pending = self
@@ -107,7 +131,7 @@ where
                     return Err(SvsmError::Vault(VaultError::Status(VaultStatus::VaultFull)));
                 }
                 self.extra_evidence.push((caller, kind, *digest));
-                return self.vault_reply(caller, regs, response);
+                return Ok(());
             }
             _ => {}
         }
@@ -130,9 +154,6 @@ where
         };
         let changed = self.vault.handle(caller, &request, &mut ctx, response)?;
         let persisted = if changed { self.persist() } else { Ok(()) };
-        self.vault_reply(caller, regs, response)?;
-        // The operation took effect and its response is written, but a restart would lose
-        // it: the caller must know (and the manifest says so until a write succeeds).
         persisted.map_err(|_| SvsmError::Vault(VaultError::Status(VaultStatus::NotPersisted)))
     }
 

@@ -8,10 +8,18 @@ use crate::platform::{Entropy, Gpa, GuestMemory, MemoryError, SecureProcessor, S
 use crate::tpm::TpmEngine;
 use svsm_abi::svsm::CallRegisters;
 use svsm_abi::svsm::{vtpm_call, PROTOCOL_VTPM};
+use svsm_abi::tpm_vendor::{self, Route, TPM_HEADER_LEN, VENDOR_REPLY_LEN};
 use svsm_abi::vtpm::{
     parse_send_command_header, VtpmBufferError, MAX_TPM_COMMAND, QUERY_SEND_COMMAND_BIT,
     RESPONSE_HEADER_LEN, SEND_COMMAND_HEADER_LEN, VTPM_BUFFER_SIZE,
 };
+
+/// Where a vTPM command goes (`svsm_abi::tpm_vendor::route`, owned).
+enum Dispatch {
+    Engine,
+    Refuse(u32),
+    Vault,
+}
 
 impl<M, P, T, S, R> SvsmModule<M, P, T, S, R>
 where
@@ -61,14 +69,42 @@ where
                 max: MAX_TPM_COMMAND,
             })?;
         self.memory.read(caller, body_gpa, command)?;
-        let tpm = self
-            .tpm
-            .as_mut()
-            .ok_or(SvsmError::UnsupportedProtocol(PROTOCOL_VTPM))?;
-        let (out_header, body) = self.vtpm_response.split_at_mut(RESPONSE_HEADER_LEN);
-        let n = tpm.execute(0, command, body)?;
-        // n <= body.len() < 4096, so it fits the u32 size field.
-        out_header.copy_from_slice(&(n as u32).to_le_bytes());
+        // A vendor command for the vault is answered here; every other command goes to the
+        // engine, and its TPM_CAP_COMMANDS / command-count answers learn of the vault command
+        // (so Linux's resource manager passes it: svsm_abi::tpm_vendor).
+        let route = match tpm_vendor::route(command) {
+            Route::Engine => Dispatch::Engine,
+            Route::Refuse(code) => Dispatch::Refuse(code),
+            Route::Vault(_) => Dispatch::Vault,
+        };
+        let n = match route {
+            Dispatch::Engine => {
+                let tpm = self
+                    .tpm
+                    .as_mut()
+                    .ok_or(SvsmError::UnsupportedProtocol(PROTOCOL_VTPM))?;
+                let command = self.vtpm_request.get(..len).unwrap_or(&[]);
+                let body = self
+                    .vtpm_response
+                    .get_mut(RESPONSE_HEADER_LEN..)
+                    .unwrap_or(&mut []);
+                let mut n = tpm.execute(0, command, body)?;
+                tpm_vendor::amend_capability(command, body, &mut n);
+                n
+            }
+            Dispatch::Refuse(code) => {
+                let body = self
+                    .vtpm_response
+                    .get_mut(RESPONSE_HEADER_LEN..)
+                    .unwrap_or(&mut []);
+                tpm_vendor::error_response(code, body)
+            }
+            Dispatch::Vault => self.vendor_vault(caller, len),
+        };
+        // n <= the body's 4092 bytes, so it fits the u32 size field.
+        if let Some(out_header) = self.vtpm_response.get_mut(..RESPONSE_HEADER_LEN) {
+            out_header.copy_from_slice(&(n as u32).to_le_bytes());
+        }
         let out = self
             .vtpm_response
             .get(..RESPONSE_HEADER_LEN + n)
@@ -82,5 +118,71 @@ where
             let _ = self.persist();
         }
         Ok(())
+    }
+
+    /// Runs the vault message in the vendor command held in `vtpm_request[..len]` for
+    /// `caller` (the VMPL that sent the vTPM command) and writes the TPM response after the
+    /// vTPM response header; returns its length. The reply carries what the vault protocol's
+    /// registers would: RAX (the result code), RCX (the response length, or the bytes needed
+    /// when it does not fit the vTPM buffer), RDX.
+    fn vendor_vault(&mut self, caller: Vmpl, len: usize) -> usize {
+        let request = core::mem::take(&mut self.vtpm_request);
+        let mut response = core::mem::take(&mut self.vault_response);
+        response.clear();
+        let raw = request.get(TPM_HEADER_LEN..len).unwrap_or(&[]);
+        let mut rdx = 0;
+        let capacity = tpm_vendor::MAX_VENDOR_VAULT_RESPONSE;
+        let result = self.vault_execute(caller, raw, capacity, &mut response, &mut rdx);
+        let carries = matches!(
+            result,
+            Ok(())
+                | Err(SvsmError::Vault(crate::vault::VaultError::Status(
+                    svsm_abi::vault::VaultStatus::NotPersisted
+                )))
+        );
+        let (status, data): (u32, &[u8]) = match &result {
+            _ if carries && response.len() > capacity => (
+                svsm_abi::vault::VaultStatus::ResponseTooSmall.result_code(),
+                &[],
+            ),
+            Ok(()) => (0, response.as_slice()),
+            Err(e) => (
+                e.result_code().to_u32(),
+                if carries { response.as_slice() } else { &[] },
+            ),
+        };
+        let reply = tpm_vendor::VendorVaultReply {
+            status: status.into(),
+            rcx: (response.len() as u64).into(),
+            rdx: (if carries { rdx } else { 0 }).into(),
+        };
+        let total = TPM_HEADER_LEN + VENDOR_REPLY_LEN + data.len();
+        let n = match self
+            .vtpm_response
+            .get_mut(RESPONSE_HEADER_LEN..RESPONSE_HEADER_LEN + total)
+        {
+            Some(body) => {
+                if let Some((_, rest)) = body.split_at_mut_checked(TPM_HEADER_LEN) {
+                    if let Some((reply_bytes, data_bytes)) =
+                        rest.split_at_mut_checked(VENDOR_REPLY_LEN)
+                    {
+                        reply_bytes.copy_from_slice(zerocopy::IntoBytes::as_bytes(&reply));
+                        data_bytes.copy_from_slice(data);
+                    }
+                }
+                tpm_vendor::write_header(body, total, 0)
+            }
+            None => 0,
+        };
+        // A request or response may carry a guest's plaintext: wipe both.
+        zeroize::Zeroize::zeroize(response.as_mut_slice());
+        response.clear();
+        self.vault_response = response;
+        let mut request = request;
+        if let Some(r) = request.get_mut(..len) {
+            zeroize::Zeroize::zeroize(r);
+        }
+        self.vtpm_request = request;
+        n
     }
 }
