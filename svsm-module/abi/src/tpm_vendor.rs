@@ -127,33 +127,32 @@ pub fn error_response(code: u32, out: &mut [u8]) -> usize {
     write_header(out, TPM_HEADER_LEN, code)
 }
 
-/// Writes a response header for a response of `len` bytes with `code`; returns `len`, or 0
-/// when `out` cannot hold the header or `len` does not fit a u32.
-pub fn write_header(out: &mut [u8], len: usize, code: u32) -> usize {
-    let (Some(header), Ok(size)) = (out.get_mut(..TPM_HEADER_LEN), u32::try_from(len)) else {
-        return 0;
-    };
+/// A TPM header without sessions: tag, `size`, and a command or response `code`.
+fn header(size: u32, code: u32) -> [u8; TPM_HEADER_LEN] {
     let mut bytes = [0u8; TPM_HEADER_LEN];
     let (tag, rest) = bytes.split_at_mut(2);
     let (size_field, code_field) = rest.split_at_mut(4);
     tag.copy_from_slice(&TPM_ST_NO_SESSIONS.to_be_bytes());
     size_field.copy_from_slice(&size.to_be_bytes());
     code_field.copy_from_slice(&code.to_be_bytes());
-    header.copy_from_slice(&bytes);
+    bytes
+}
+
+/// Writes a response header for a response of `len` bytes with `code`; returns `len`, or 0
+/// when `out` cannot hold the header or `len` does not fit a u32.
+pub fn write_header(out: &mut [u8], len: usize, code: u32) -> usize {
+    let (Some(dst), Ok(size)) = (out.get_mut(..TPM_HEADER_LEN), u32::try_from(len)) else {
+        return 0;
+    };
+    dst.copy_from_slice(&header(size, code));
     len
 }
 
 /// The header of a vendor vault command carrying a vault message of `request_len` bytes:
-/// what a client writes to `/dev/tpmrm0` before the message. `None` if it cannot be sized.
+/// what a client writes to the TPM device before the message. `None` if it cannot be sized.
 pub fn vault_command_header(request_len: usize) -> Option<[u8; TPM_HEADER_LEN]> {
     let size = u32::try_from(TPM_HEADER_LEN.checked_add(request_len)?).ok()?;
-    let mut bytes = [0u8; TPM_HEADER_LEN];
-    let (tag, rest) = bytes.split_at_mut(2);
-    let (size_field, code_field) = rest.split_at_mut(4);
-    tag.copy_from_slice(&TPM_ST_NO_SESSIONS.to_be_bytes());
-    size_field.copy_from_slice(&size.to_be_bytes());
-    code_field.copy_from_slice(&TPM_CC_SVSM_VAULT.to_be_bytes());
-    Some(bytes)
+    Some(header(size, TPM_CC_SVSM_VAULT))
 }
 
 /// TPM2_GetCapability(`capability`, `property`, `count`) without sessions (Part 3 §30.2).
