@@ -259,12 +259,16 @@ pub fn amend_capability(command: &[u8], response: &mut [u8], len: &mut usize) {
     };
     match capability {
         TPM_CAP_COMMANDS => {
+            // The list must be exactly the rest of the response (checked before it is read).
             let end = 19usize.saturating_add(listed.saturating_mul(4));
-            let already = (0..listed).any(|i| be32(out, 19 + 4 * i) == Some(TPMA_CC_SVSM_VAULT));
             let reaches_ours = parameters.property <= TPM_CC_SVSM_VAULT
                 && more_data == 0
                 && count < parameters.count;
-            if already || !reaches_ours || end != *len {
+            if !reaches_ours || end != *len {
+                return;
+            }
+            let already = (0..listed).any(|i| be32(out, 19 + 4 * i) == Some(TPMA_CC_SVSM_VAULT));
+            if already {
                 return;
             }
             let Some(slot) = response.get_mut(end..end + 4) else {
@@ -278,7 +282,8 @@ pub fn amend_capability(command: &[u8], response: &mut [u8], len: &mut usize) {
             *len = write_header_size(response, new_len).unwrap_or(*len);
         }
         TPM_CAP_TPM_PROPERTIES => {
-            for i in 0..listed {
+            // At most as many entries as the response holds.
+            for i in 0..listed.min(out.len() / 8) {
                 let at = 19 + 8 * i;
                 let (Some(property), Some(value)) = (be32(out, at), be32(out, at + 4)) else {
                     return;
@@ -401,6 +406,21 @@ mod tests {
         assert_eq!(be32(&buf, 23), Some(111));
         assert_eq!(be32(&buf, 31), Some(110));
         assert_eq!(be32(&buf, 39), Some(1));
+        // A count the response cannot hold is not read (the fuzzer found the long scan).
+        for capability in [TPM_CAP_COMMANDS, TPM_CAP_TPM_PROPERTIES] {
+            let query = get_capability_command(capability, 0x11F, u32::MAX);
+            let mut huge = command(
+                0x8001,
+                19,
+                0,
+                &[0, 0, 0, 0, capability as u8, 0xFF, 0xFF, 0xFF, 0xFF],
+            );
+            huge.extend_from_slice(&[0; 4]);
+            let before = huge.clone();
+            let mut len = 19;
+            amend_capability(&query, &mut huge, &mut len);
+            assert_eq!((len, &huge), (19, &before));
+        }
         // Error responses and other commands are left alone.
         let mut error = command(0x8001, 10, 0x101, &[]);
         let before = error.clone();
