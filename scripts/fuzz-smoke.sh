@@ -5,7 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${FUZZ_SECONDS:-5}
 ./seed-corpus.sh
-cargo +nightly fuzz build
+build_log=$(mktemp)
+if ! cargo +nightly fuzz build >"$build_log" 2>&1; then
+  # CI shows only the end of the output: put the compiler's own words and the disk there.
+  echo "fuzz build FAILED; the compiler said:"
+  grep -E '^(error|warning: unused)|panicked|No space|memory allocation|SIGKILL|signal:' "$build_log" | head -40
+  tail -20 "$build_log"
+  df -h . /tmp
+  rm -f "$build_log"; exit 1
+fi
+rm -f "$build_log"
 for target in $(cargo +nightly fuzz list); do
   printf 'fuzz %-20s ' "$target"
   log=$(mktemp)
