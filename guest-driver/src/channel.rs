@@ -147,7 +147,9 @@ impl ChannelArgs {
         tpm: Option<&std::path::Path>,
     ) -> Result<VaultTransport, ChannelError> {
         match tpm {
-            Some(path) => TpmDevice::open(path)
+            Some(path) => path
+                .to_str()
+                .map_or_else(|| TpmDevice::open(path), TpmDevice::open_spec)
                 .map(|d| VaultTransport::Tpm(TpmVaultTransport::new(d)))
                 .map_err(|error| ChannelError::Tpm {
                     path: path.display().to_string(),

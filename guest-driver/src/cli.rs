@@ -30,8 +30,8 @@ pub struct Cli {
     /// Reach the vault through this TPM device instead of the call channel (`/dev/tpm0`, or
     /// `/dev/tpmrm0` on kernels whose resource manager passes vendor commands): each request
     /// travels as the vTPM's vendor command through the stock Linux TPM driver
-    /// (docs/tpm-vendor-command.md). The vault only: `attest` needs the call
-    /// channel.
+    /// (docs/tpm-vendor-command.md). `mssim:host=H,port=P` reaches a TPM simulator's command
+    /// port instead (`svsm-sim tpm-server`). The vault only: `attest` needs the call channel.
     #[arg(long, value_name = "PATH", global = true)]
     pub tpm: Option<PathBuf>,
     /// What to do.
@@ -50,8 +50,12 @@ pub enum Kind {
     Aes,
     /// HMAC-SHA-384.
     Hmac,
+    /// HMAC-SHA-256.
+    Hmac256,
     /// ECDH P-384.
     Ecdh,
+    /// ECDH P-256.
+    Ecdh256,
     /// An opaque 32-byte secret the vault hands back with `reveal` (a disk key).
     Secret,
 }
@@ -63,7 +67,9 @@ impl Kind {
             Kind::P384 => KeyKind::EcdsaP384,
             Kind::Aes => KeyKind::Aes256Gcm,
             Kind::Hmac => KeyKind::HmacSha384,
+            Kind::Hmac256 => KeyKind::HmacSha256,
             Kind::Ecdh => KeyKind::EcdhP384,
+            Kind::Ecdh256 => KeyKind::EcdhP256,
             Kind::Secret => KeyKind::Secret256,
         }
     }
@@ -73,8 +79,8 @@ impl Kind {
         match self {
             Kind::P256 | Kind::P384 => Usage::SIGN | Usage::VERIFY,
             Kind::Aes => Usage::ENCRYPT | Usage::DECRYPT,
-            Kind::Hmac => Usage::MAC | Usage::VERIFY,
-            Kind::Ecdh => Usage::DERIVE,
+            Kind::Hmac | Kind::Hmac256 => Usage::MAC | Usage::VERIFY,
+            Kind::Ecdh | Kind::Ecdh256 => Usage::DERIVE,
             Kind::Secret => Usage::REVEAL,
         }
     }
@@ -128,6 +134,10 @@ pub enum Command {
         /// Usages (comma separated: sign,verify,encrypt,decrypt,mac,derive); default by kind.
         #[arg(long, value_delimiter = ',')]
         usage: Vec<String>,
+        /// A name for it (1..=64 printable ASCII bytes, no spaces; unique among this VMPL's
+        /// keys): later commands can say `--key name:NAME`, PKCS#11 shows it as CKA_LABEL.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// List this VMPL's keys.
     List,
@@ -390,8 +400,14 @@ pub fn run<T: SvsmTransport>(cli: &Cli, transport: T) -> Result<String, CliError
         None => 0,
     };
     Ok(match &cli.command {
-        Command::Create { kind, usage } => {
-            let created = vault.create_key(kind.key_kind(), usage_of(usage, *kind)?)?;
+        Command::Create { kind, usage, name } => {
+            let name = name.as_deref().unwrap_or_default().as_bytes();
+            if !name.is_empty() && !svsm_abi::vault::valid_key_name(name) {
+                return Err(CliError::Usage(
+                    "--name must be 1..=64 printable ASCII bytes without spaces".into(),
+                ));
+            }
+            let created = vault.create_named_key(kind.key_kind(), usage_of(usage, *kind)?, name)?;
             if cli.json {
                 json(serde_json::json!({"key": created.id, "public": hex(&created.public)}))
             } else {

@@ -199,9 +199,21 @@ impl<C: TpmChannel> Drop for TpmVaultTransport<C> {
     }
 }
 
-/// A TPM character device (`/dev/tpmrm0`): write the command, read the response.
+/// A TPM command channel a process opens: a TPM character device (`/dev/tpmrm0`: write the
+/// command, read the response) or a TPM simulator's TCP command port (the "mssim" protocol of
+/// the TCG reference simulator, as `svsm-sim tpm-server` serves it: tests on a host).
 #[cfg(feature = "std")]
-pub struct TpmDevice(std::fs::File);
+pub struct TpmDevice(TpmLink);
+
+#[cfg(feature = "std")]
+enum TpmLink {
+    File(std::fs::File),
+    Mssim(std::net::TcpStream),
+}
+
+/// The mssim command that carries one TPM command (TCG `TpmTcpProtocol.h` TPM_SEND_COMMAND).
+#[cfg(feature = "std")]
+const MSSIM_SEND_COMMAND: u32 = 8;
 
 #[cfg(feature = "std")]
 impl TpmDevice {
@@ -211,7 +223,39 @@ impl TpmDevice {
             .read(true)
             .write(true)
             .open(path)
-            .map(TpmDevice)
+            .map(|f| TpmDevice(TpmLink::File(f)))
+    }
+
+    /// Connects to a TPM simulator's command port (`host:port`).
+    pub fn connect_mssim(address: &str) -> std::io::Result<TpmDevice> {
+        let s = std::net::TcpStream::connect(address)?;
+        let _ = s.set_nodelay(true);
+        Ok(TpmDevice(TpmLink::Mssim(s)))
+    }
+
+    /// Opens what `spec` names: `mssim:host=H,port=P` (the tpm2-tools TCTI spelling; both keys
+    /// optional, 127.0.0.1 and 2321 by default) or a device path.
+    pub fn open_spec(spec: &str) -> std::io::Result<TpmDevice> {
+        let Some(config) = spec
+            .strip_prefix("mssim:")
+            .or((spec == "mssim").then_some(""))
+        else {
+            return TpmDevice::open(std::path::Path::new(spec));
+        };
+        let (mut host, mut port) = ("127.0.0.1", "2321");
+        for pair in config.split(',').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("host", h)) => host = h,
+                Some(("port", p)) => port = p,
+                _ => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        std::format!("`{pair}` in `{spec}`: mssim takes host=H,port=P"),
+                    ))
+                }
+            }
+        }
+        TpmDevice::connect_mssim(&std::format!("{host}:{port}"))
     }
 }
 
@@ -220,9 +264,32 @@ impl TpmChannel for TpmDevice {
     fn transact(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TransportError> {
         use std::io::{Read, Write};
         let os = |e: std::io::Error| TransportError::TpmDevice(e.raw_os_error().unwrap_or(0));
-        // One write is one command and one read one response (the driver's contract).
-        self.0.write_all(command).map_err(os)?;
-        self.0.read(response).map_err(os)
+        match &mut self.0 {
+            TpmLink::File(f) => {
+                // One write is one command and one read one response (the driver's contract).
+                f.write_all(command).map_err(os)?;
+                f.read(response).map_err(os)
+            }
+            TpmLink::Mssim(s) => {
+                let size = u32::try_from(command.len())
+                    .map_err(|_| TransportError::TpmResponse(u32::MAX))?;
+                let mut head = [0u8; 9];
+                head[..4].copy_from_slice(&MSSIM_SEND_COMMAND.to_be_bytes());
+                head[5..].copy_from_slice(&size.to_be_bytes());
+                s.write_all(&head).map_err(os)?;
+                s.write_all(command).map_err(os)?;
+                let mut word = [0u8; 4];
+                s.read_exact(&mut word).map_err(os)?;
+                let len = u32::from_be_bytes(word) as usize;
+                let dst = response
+                    .get_mut(..len)
+                    .ok_or(TransportError::TpmResponse(u32::MAX))?;
+                s.read_exact(dst).map_err(os)?;
+                // Every mssim command ends with a u32 acknowledgement (0).
+                s.read_exact(&mut word).map_err(os)?;
+                Ok(len)
+            }
+        }
     }
 }
 

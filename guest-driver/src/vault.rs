@@ -54,7 +54,7 @@ pub struct KeyEntry {
     pub kind: u16,
     /// Usage bits.
     pub usage: u16,
-    /// The provider's name of an imported key (empty for keys made in the vault).
+    /// Its name: a provider's for an imported key, the creator's otherwise (empty: none).
     pub name: String,
 }
 
@@ -170,8 +170,21 @@ impl<T: SvsmTransport> VaultClient<T> {
         kind: KeyKind,
         usage: Usage,
     ) -> Result<CreatedKey, VaultClientError> {
+        self.create_named_key(kind, usage, b"")
+    }
+
+    /// Creates a key with a name (unique among this VMPL's keys; empty: none).
+    pub fn create_named_key(
+        &mut self,
+        kind: KeyKind,
+        usage: Usage,
+        name: &[u8],
+    ) -> Result<CreatedKey, VaultClientError> {
         let r = self.request(Op::CreateKey, 0, |w| {
             w.u16(kind as u16).u16(usage.bits());
+            if !name.is_empty() {
+                w.bytes(&[name.len() as u8]).bytes(name);
+            }
         })?;
         let id = u32_at(&r, 0)?;
         let len = usize::from(u16_at(&r, 4)?);
@@ -196,6 +209,65 @@ impl<T: SvsmTransport> VaultClient<T> {
     pub fn sign(&mut self, key: u32, message: &[u8]) -> Result<Vec<u8>, VaultClientError> {
         self.request(Op::Sign, key, |w| {
             w.bytes(message);
+        })
+    }
+
+    /// Signs a digest the caller computed (r || s, each the curve's order length).
+    pub fn sign_digest(&mut self, key: u32, digest: &[u8]) -> Result<Vec<u8>, VaultClientError> {
+        self.request(Op::SignDigest, key, |w| {
+            w.bytes(digest);
+        })
+    }
+
+    /// Fills `out` from the vault's entropy source (as many requests as it takes).
+    pub fn random(&mut self, out: &mut [u8]) -> Result<(), VaultClientError> {
+        for chunk in out.chunks_mut(svsm_abi::vault::MAX_RANDOM) {
+            let r = self.request(Op::Random, 0, |w| {
+                w.u16(chunk.len() as u16);
+            })?;
+            if r.len() != chunk.len() {
+                return Err(VaultClientError::MalformedResponse);
+            }
+            chunk.copy_from_slice(&r);
+        }
+        Ok(())
+    }
+
+    /// ECDH with `peer_public`; the shared secret's leading bytes become a new key (PKCS#11
+    /// `CKD_NULL`). Returns its id.
+    pub fn derive_raw(
+        &mut self,
+        key: u32,
+        kind: KeyKind,
+        usage: Usage,
+        peer_public: &[u8],
+        name: &[u8],
+    ) -> Result<u32, VaultClientError> {
+        let r = self.request(Op::DeriveRaw, key, |w| {
+            w.u16(kind as u16)
+                .u16(usage.bits())
+                .u16(peer_public.len() as u16)
+                .bytes(peer_public);
+            if !name.is_empty() {
+                w.bytes(&[name.len() as u8]).bytes(name);
+            }
+        })?;
+        u32_at(&r, 0)
+    }
+
+    /// Encrypts under the caller's IV; returns ciphertext || tag.
+    pub fn encrypt_with_iv(
+        &mut self,
+        key: u32,
+        iv: &[u8; IV_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, VaultClientError> {
+        self.request(Op::EncryptWithIv, key, |w| {
+            w.u16(aad.len() as u16)
+                .bytes(iv)
+                .bytes(aad)
+                .bytes(plaintext);
         })
     }
 
@@ -241,7 +313,7 @@ impl<T: SvsmTransport> VaultClient<T> {
         })
     }
 
-    /// HMAC-SHA-384.
+    /// HMAC (SHA-384 or SHA-256, by the key's kind).
     pub fn mac(&mut self, key: u32, data: &[u8]) -> Result<Vec<u8>, VaultClientError> {
         self.request(Op::Mac, key, |w| {
             w.bytes(data);

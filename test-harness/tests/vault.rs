@@ -714,3 +714,184 @@ fn a_released_secret_is_not_in_the_sealed_state() {
     assert!(!ids.contains(&secret), "{ids:?}");
     assert_eq!(refused(v.reveal_secret(secret)), VaultStatus::KeyNotFound);
 }
+
+/// The requests PKCS#11 needs: a digest signed as given, named keys, random bytes, HMAC-SHA-256,
+/// raw ECDH (CKD_NULL) on both curves, and AES-GCM under the caller's IV; each checked against
+/// a computation outside the vault.
+#[test]
+fn pkcs11_requests_agree_with_computations_outside_the_vault() {
+    use aes_gcm::aead::AeadInPlace;
+    use hmac::Mac;
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    use sha2::Digest;
+    let _t = turn();
+    let machine = SimMachine::new(LaunchConfig::genoa(MEASUREMENT)).unwrap();
+    let mut v = vault(&machine, 1);
+
+    // A digest is signed as given: SHA-256 on P-256, SHA-256 and SHA-384 on P-384.
+    let p256k = v
+        .create_named_key(KeyKind::EcdsaP256, Usage::SIGN, b"web-tls")
+        .unwrap();
+    let digest = sha2::Sha256::digest(b"to be signed");
+    let sig = v.sign_digest(p256k.id, &digest).unwrap();
+    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&p256k.public).unwrap();
+    vk.verify_prehash(&digest, &p256::ecdsa::Signature::from_slice(&sig).unwrap())
+        .unwrap();
+    let p384k = v.create_key(KeyKind::EcdsaP384, Usage::SIGN).unwrap();
+    let vk = p384::ecdsa::VerifyingKey::from_sec1_bytes(&p384k.public).unwrap();
+    for digest in [
+        sha2::Sha256::digest(b"x").to_vec(),
+        sha2::Sha384::digest(b"x").to_vec(),
+    ] {
+        let sig = v.sign_digest(p384k.id, &digest).unwrap();
+        assert_eq!(sig.len(), 96);
+        vk.verify_prehash(&digest, &p384::ecdsa::Signature::from_slice(&sig).unwrap())
+            .unwrap();
+    }
+    // A digest shorter than 16 bytes is a malformed request, not a vault refusal.
+    assert!(matches!(
+        v.sign_digest(p256k.id, &[0; 8]),
+        Err(VaultClientError::Driver(_))
+    ));
+
+    // Names: listed, unique per VMPL, free at another VMPL.
+    let listed = v.list().unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .find(|k| k.id == p256k.id)
+            .map(|k| k.name.as_str()),
+        Some("web-tls")
+    );
+    assert_eq!(
+        refused(v.create_named_key(KeyKind::EcdsaP384, Usage::SIGN, b"web-tls")),
+        VaultStatus::DuplicateName
+    );
+    vault(&machine, 2)
+        .create_named_key(KeyKind::EcdsaP384, Usage::SIGN, b"web-tls")
+        .unwrap();
+
+    // Random bytes, more than one request's worth.
+    let (mut a, mut b) = (vec![0u8; 3000], vec![0u8; 3000]);
+    v.random(&mut a).unwrap();
+    v.random(&mut b).unwrap();
+    assert_ne!(a, b);
+    assert!(a.iter().any(|&x| x != 0));
+
+    // Raw ECDH on both curves: the new key is Z's leading bytes; proven by using it.
+    let ecdh256 = v.create_key(KeyKind::EcdhP256, Usage::DERIVE).unwrap();
+    let peer = p256::SecretKey::random(&mut rand::thread_rng());
+    let z = p256::ecdh::diffie_hellman(
+        peer.to_nonzero_scalar(),
+        p256::PublicKey::from_sec1_bytes(&ecdh256.public)
+            .unwrap()
+            .as_affine(),
+    );
+    let hmac256 = v
+        .derive_raw(
+            ecdh256.id,
+            KeyKind::HmacSha256,
+            Usage::MAC | Usage::VERIFY,
+            peer.public_key().to_encoded_point(false).as_bytes(),
+            b"hmac-from-z",
+        )
+        .unwrap();
+    let tag = v.mac(hmac256, b"data").unwrap();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(z.raw_secret_bytes()).unwrap();
+    mac.update(b"data");
+    assert_eq!(tag, mac.finalize().into_bytes().to_vec());
+    assert!(v.verify(hmac256, &tag, b"data").unwrap());
+
+    let ecdh384 = v.create_key(KeyKind::EcdhP384, Usage::DERIVE).unwrap();
+    let peer = p384::SecretKey::random(&mut rand::thread_rng());
+    let z = p384::ecdh::diffie_hellman(
+        peer.to_nonzero_scalar(),
+        p384::PublicKey::from_sec1_bytes(&ecdh384.public)
+            .unwrap()
+            .as_affine(),
+    );
+    let aes = v
+        .derive_raw(
+            ecdh384.id,
+            KeyKind::Aes256Gcm,
+            Usage::ENCRYPT | Usage::DECRYPT,
+            peer.public_key().to_encoded_point(false).as_bytes(),
+            b"",
+        )
+        .unwrap();
+    // AES-GCM under the caller's IV matches the same computation outside.
+    let iv = [0x42u8; 12];
+    let sealed = v.encrypt_with_iv(aes, &iv, b"aad", b"plaintext").unwrap();
+    let mut expect = b"plaintext".to_vec();
+    let outside = aes_gcm::Aes256Gcm::new_from_slice(&z.raw_secret_bytes()[..32]).unwrap();
+    let tag = outside
+        .encrypt_in_place_detached(&iv.into(), b"aad", &mut expect)
+        .unwrap();
+    expect.extend_from_slice(&tag);
+    assert_eq!(sealed, expect);
+    let mut with_iv = iv.to_vec();
+    with_iv.extend_from_slice(&sealed);
+    assert_eq!(v.decrypt(aes, b"aad", &with_iv).unwrap(), b"plaintext");
+
+    // Refusals: a key longer than Z, a kind that cannot be derived, a signing key used for ECDH,
+    // a bad peer point, and every new request on a key of another VMPL.
+    let peer_point = peer.public_key().to_encoded_point(false);
+    assert_eq!(
+        refused(
+            v.derive_raw(
+                ecdh256.id,
+                KeyKind::HmacSha384,
+                Usage::MAC,
+                p256::SecretKey::random(&mut rand::thread_rng())
+                    .public_key()
+                    .to_encoded_point(false)
+                    .as_bytes(),
+                b""
+            )
+        ),
+        VaultStatus::WrongKeyKind
+    );
+    assert_eq!(
+        refused(v.derive_raw(
+            ecdh384.id,
+            KeyKind::EcdsaP256,
+            Usage::SIGN,
+            peer_point.as_bytes(),
+            b""
+        )),
+        VaultStatus::WrongKeyKind
+    );
+    assert_eq!(
+        refused(v.derive_raw(
+            p384k.id,
+            KeyKind::Aes256Gcm,
+            Usage::ENCRYPT,
+            peer_point.as_bytes(),
+            b""
+        )),
+        VaultStatus::UsageNotAllowed
+    );
+    assert_eq!(
+        refused(v.derive_raw(
+            ecdh384.id,
+            KeyKind::Aes256Gcm,
+            Usage::ENCRYPT,
+            &[4; 97],
+            b""
+        )),
+        VaultStatus::BadPublicKey
+    );
+    let mut other = vault(&machine, 2);
+    assert_eq!(
+        refused(other.sign_digest(p256k.id, &digest)),
+        VaultStatus::KeyNotFound
+    );
+    assert_eq!(
+        refused(other.encrypt_with_iv(aes, &iv, b"", b"x")),
+        VaultStatus::KeyNotFound
+    );
+    assert_eq!(
+        refused(v.encrypt_with_iv(hmac256, &iv, b"", b"x")),
+        VaultStatus::UsageNotAllowed
+    );
+}

@@ -224,6 +224,8 @@ pub const fn kind_name(kind: KeyKind) -> &'static str {
         KeyKind::HmacSha384 => "hmac-sha384",
         KeyKind::EcdhP384 => "ecdh-p384",
         KeyKind::Secret256 => "secret-256",
+        KeyKind::HmacSha256 => "hmac-sha256",
+        KeyKind::EcdhP256 => "ecdh-p256",
     }
 }
 
@@ -236,6 +238,8 @@ pub fn kind_from_name(name: &str) -> Option<KeyKind> {
         KeyKind::HmacSha384,
         KeyKind::EcdhP384,
         KeyKind::Secret256,
+        KeyKind::HmacSha256,
+        KeyKind::EcdhP256,
     ]
     .into_iter()
     .find(|k| kind_name(*k) == name)

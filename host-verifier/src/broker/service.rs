@@ -1612,11 +1612,14 @@ fn key_material(kind: KeyKind, given: Option<&str>) -> Result<KeyMaterial, ApiEr
             use rand_core::RngCore;
             let mut bytes = Zeroizing::new(vec![0u8; kind.secret_len()]);
             match kind {
-                KeyKind::EcdsaP256 => bytes
+                KeyKind::EcdsaP256 | KeyKind::EcdhP256 => bytes
                     .copy_from_slice(&p256::SecretKey::random(&mut rand_core::OsRng).to_bytes()),
                 KeyKind::EcdsaP384 | KeyKind::EcdhP384 => bytes
                     .copy_from_slice(&p384::SecretKey::random(&mut rand_core::OsRng).to_bytes()),
-                KeyKind::Aes256Gcm | KeyKind::HmacSha384 | KeyKind::Secret256 => rand_core::OsRng
+                KeyKind::Aes256Gcm
+                | KeyKind::HmacSha384
+                | KeyKind::HmacSha256
+                | KeyKind::Secret256 => rand_core::OsRng
                     .try_fill_bytes(&mut bytes)
                     .map_err(|_| ApiError::Internal("no randomness"))?,
             }
@@ -1624,7 +1627,7 @@ fn key_material(kind: KeyKind, given: Option<&str>) -> Result<KeyMaterial, ApiEr
         }
     };
     let public = match kind {
-        KeyKind::EcdsaP256 => Some(
+        KeyKind::EcdsaP256 | KeyKind::EcdhP256 => Some(
             p256::SecretKey::from_slice(&material)
                 .map_err(|_| ApiError::malformed("material", "not a P-256 private scalar"))?
                 .public_key()
@@ -1638,7 +1641,7 @@ fn key_material(kind: KeyKind, given: Option<&str>) -> Result<KeyMaterial, ApiEr
                 .to_sec1_bytes()
                 .to_vec(),
         ),
-        KeyKind::Aes256Gcm | KeyKind::HmacSha384 | KeyKind::Secret256 => None,
+        KeyKind::Aes256Gcm | KeyKind::HmacSha384 | KeyKind::HmacSha256 | KeyKind::Secret256 => None,
     };
     Ok((material, public))
 }

@@ -32,6 +32,13 @@ pub const MAX_FIELD: usize = 1024;
 pub const IV_LEN: usize = 12;
 /// AES-GCM tag length.
 pub const TAG_LEN: usize = 16;
+/// Shortest digest [`Op::SignDigest`] takes (half the smallest curve's order length, as
+/// ECDSA's bits2field allows).
+pub const MIN_DIGEST: usize = 16;
+/// Longest digest [`Op::SignDigest`] takes (SHA-512).
+pub const MAX_DIGEST: usize = 64;
+/// Most bytes one [`Op::Random`] returns.
+pub const MAX_RANDOM: usize = 1024;
 
 /// Vault-specific result codes: 0x8000_1000 + n (SVSM spec §5 protocol-defined errors).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +150,17 @@ pub enum Op {
     /// Hand a [`KeyKind::Secret256`]'s bytes to its owner VMPL (needs [`Usage::REVEAL`]); the
     /// secret leaves the vault with the answer.
     RevealSecret = 18,
+    /// ECDSA over a digest the caller computed (PKCS#11 `CKM_ECDSA`): the digest is used as
+    /// ECDSA's `e` (truncated to the curve's order length when longer).
+    SignDigest = 19,
+    /// Bytes from the vault's entropy source (PKCS#11 `C_GenerateRandom`).
+    Random = 20,
+    /// ECDH with a peer key; the new vault key is the shared x-coordinate Z itself, truncated
+    /// to the new kind's length (PKCS#11 `CKM_ECDH1_DERIVE` with `CKD_NULL`).
+    DeriveRaw = 21,
+    /// AES-256-GCM encrypt under an IV the caller chose (PKCS#11 `CKM_AES_GCM`; the caller
+    /// answers for never reusing an IV under one key, [`Op::Encrypt`] picks one itself).
+    EncryptWithIv = 22,
 }
 
 impl Op {
@@ -167,6 +185,10 @@ impl Op {
             16 => Op::ReadEventLog,
             17 => Op::AddEvidence,
             18 => Op::RevealSecret,
+            19 => Op::SignDigest,
+            20 => Op::Random,
+            21 => Op::DeriveRaw,
+            22 => Op::EncryptWithIv,
             _ => return None,
         })
     }
@@ -190,6 +212,10 @@ pub enum KeyKind {
     /// request: the one kind whose bytes leave VMPL0, and only to its owner. It is kept in
     /// this boot's memory only (never in the sealed state), so every use needs a new release.
     Secret256 = 6,
+    /// HMAC-SHA-256 (32-byte key).
+    HmacSha256 = 7,
+    /// ECDH NIST P-256.
+    EcdhP256 = 8,
 }
 
 impl KeyKind {
@@ -202,6 +228,8 @@ impl KeyKind {
             4 => KeyKind::HmacSha384,
             5 => KeyKind::EcdhP384,
             6 => KeyKind::Secret256,
+            7 => KeyKind::HmacSha256,
+            8 => KeyKind::EcdhP256,
             _ => return None,
         })
     }
@@ -209,7 +237,11 @@ impl KeyKind {
     /// Length of the secret material.
     pub const fn secret_len(self) -> usize {
         match self {
-            KeyKind::EcdsaP256 | KeyKind::Aes256Gcm | KeyKind::Secret256 => 32,
+            KeyKind::EcdsaP256
+            | KeyKind::Aes256Gcm
+            | KeyKind::Secret256
+            | KeyKind::HmacSha256
+            | KeyKind::EcdhP256 => 32,
             KeyKind::EcdsaP384 | KeyKind::HmacSha384 | KeyKind::EcdhP384 => 48,
         }
     }
@@ -220,8 +252,8 @@ impl KeyKind {
         match self {
             KeyKind::EcdsaP256 | KeyKind::EcdsaP384 => Usage::SIGN.union(Usage::VERIFY),
             KeyKind::Aes256Gcm => Usage::ENCRYPT.union(Usage::DECRYPT),
-            KeyKind::HmacSha384 => Usage::MAC.union(Usage::VERIFY),
-            KeyKind::EcdhP384 => Usage::DERIVE,
+            KeyKind::HmacSha384 | KeyKind::HmacSha256 => Usage::MAC.union(Usage::VERIFY),
+            KeyKind::EcdhP384 | KeyKind::EcdhP256 => Usage::DERIVE,
             KeyKind::Secret256 => Usage::REVEAL,
         }
     }
@@ -230,7 +262,7 @@ impl KeyKind {
     pub const fn is_asymmetric(self) -> bool {
         matches!(
             self,
-            KeyKind::EcdsaP256 | KeyKind::EcdsaP384 | KeyKind::EcdhP384
+            KeyKind::EcdsaP256 | KeyKind::EcdsaP384 | KeyKind::EcdhP384 | KeyKind::EcdhP256
         )
     }
 }
@@ -321,6 +353,8 @@ pub enum Request<'a> {
         kind: KeyKind,
         /// Usage.
         usage: Usage,
+        /// The caller's name for it (empty: none); unique among the caller's keys.
+        name: &'a [u8],
     },
     /// Import a key wrapped to this boot's transport key.
     ImportKey(ImportPackage<'a>),
@@ -415,6 +449,42 @@ pub enum Request<'a> {
     },
     /// List keys.
     List,
+    /// ECDSA over a caller-computed digest.
+    SignDigest {
+        /// Key.
+        key_id: u32,
+        /// The digest ([`MIN_DIGEST`]..=[`MAX_DIGEST`] bytes).
+        digest: &'a [u8],
+    },
+    /// Random bytes.
+    Random {
+        /// How many (1..=[`MAX_RANDOM`]).
+        len: u16,
+    },
+    /// ECDH; the shared secret Z itself becomes a new key.
+    DeriveRaw {
+        /// The ECDH key.
+        key_id: u32,
+        /// Kind of the new key (its length must not exceed Z's).
+        kind: KeyKind,
+        /// Usage of the new key.
+        usage: Usage,
+        /// Peer public key (SEC1).
+        peer_public: &'a [u8],
+        /// The caller's name for the new key (empty: none).
+        name: &'a [u8],
+    },
+    /// AES-256-GCM encrypt under the caller's IV.
+    EncryptWithIv {
+        /// Key.
+        key_id: u32,
+        /// IV.
+        iv: &'a [u8; IV_LEN],
+        /// Additional authenticated data.
+        aad: &'a [u8],
+        /// Plaintext.
+        plaintext: &'a [u8],
+    },
     /// The transport public key.
     TransportKey,
     /// Measure `data` into `pcr` and log it.
@@ -663,6 +733,15 @@ impl<'a> Reader<'a> {
         let u = self.u16("usage")?;
         Usage::from_bits(u).ok_or(VaultRequestError::UnknownUsage(u))
     }
+    /// A u8 length and a key name ([`valid_key_name`]).
+    fn name(&mut self) -> Result<&'a [u8], VaultRequestError> {
+        let len = usize::from(self.u8("name_len")?);
+        let name = self.field(len, MAX_KEY_NAME, "name")?;
+        if !valid_key_name(name) {
+            return Err(VaultRequestError::BadName);
+        }
+        Ok(name)
+    }
 }
 
 impl<'a> Request<'a> {
@@ -687,10 +766,17 @@ impl<'a> Request<'a> {
         let key_id = header.key_id.get();
         let mut r = Reader { data: body };
         let request = match op {
-            Op::CreateKey => Request::CreateKey {
-                kind: r.kind()?,
-                usage: r.usage()?,
-            },
+            Op::CreateKey => {
+                let kind = r.kind()?;
+                let usage = r.usage()?;
+                // The name is optional: a body of kind and usage alone is a nameless key.
+                let name = if r.data.is_empty() {
+                    &[][..]
+                } else {
+                    r.name()?
+                };
+                Request::CreateKey { kind, usage, name }
+            }
             Op::ImportKey => {
                 Request::ImportKey(ImportPackage::parse(r.rest(MAX_FIELD * 2, "import")?)?)
             }
@@ -773,6 +859,48 @@ impl<'a> Request<'a> {
             Op::Destroy => Request::Destroy { key_id },
             Op::RevealSecret => Request::RevealSecret { key_id },
             Op::List => Request::List,
+            Op::SignDigest => {
+                let digest = r.rest(MAX_DIGEST, "digest")?;
+                if digest.len() < MIN_DIGEST {
+                    return Err(VaultRequestError::Truncated("digest"));
+                }
+                Request::SignDigest { key_id, digest }
+            }
+            Op::Random => {
+                let len = r.u16("len")?;
+                if len == 0 || usize::from(len) > MAX_RANDOM {
+                    return Err(VaultRequestError::FieldTooLong("len"));
+                }
+                Request::Random { len }
+            }
+            Op::DeriveRaw => {
+                let kind = r.kind()?;
+                let usage = r.usage()?;
+                let peer_len = usize::from(r.u16("peer_len")?);
+                let peer_public = r.field(peer_len, MAX_FIELD, "peer_public")?;
+                let name = if r.data.is_empty() {
+                    &[][..]
+                } else {
+                    r.name()?
+                };
+                Request::DeriveRaw {
+                    key_id,
+                    kind,
+                    usage,
+                    peer_public,
+                    name,
+                }
+            }
+            Op::EncryptWithIv => {
+                let aad_len = usize::from(r.u16("aad_len")?);
+                let iv = r.iv()?;
+                Request::EncryptWithIv {
+                    key_id,
+                    iv,
+                    aad: r.field(aad_len, MAX_FIELD, "aad")?,
+                    plaintext: r.rest(MAX_DATA, "plaintext")?,
+                }
+            }
             Op::TransportKey => Request::TransportKey,
             Op::Measure => {
                 let pcr = r.u32("pcr")?;
@@ -887,7 +1015,66 @@ mod tests {
             Request::parse(&b).unwrap(),
             Request::CreateKey {
                 kind: KeyKind::EcdsaP384,
-                usage: Usage::SIGN
+                usage: Usage::SIGN,
+                name: b""
+            }
+        );
+        let b = build(Op::CreateKey, 0, |w| {
+            w.u16(KeyKind::HmacSha256 as u16)
+                .u16(Usage::MAC.bits())
+                .bytes(&[4])
+                .bytes(b"hmac");
+        });
+        assert_eq!(
+            Request::parse(&b).unwrap(),
+            Request::CreateKey {
+                kind: KeyKind::HmacSha256,
+                usage: Usage::MAC,
+                name: b"hmac"
+            }
+        );
+        let b = build(Op::SignDigest, 3, |w| {
+            w.bytes(&[0xd1; 32]);
+        });
+        assert_eq!(
+            Request::parse(&b).unwrap(),
+            Request::SignDigest {
+                key_id: 3,
+                digest: &[0xd1; 32]
+            }
+        );
+        let b = build(Op::Random, 0, |w| {
+            w.u16(100);
+        });
+        assert_eq!(Request::parse(&b).unwrap(), Request::Random { len: 100 });
+        let b = build(Op::DeriveRaw, 5, |w| {
+            w.u16(KeyKind::Aes256Gcm as u16)
+                .u16(Usage::ENCRYPT.bits())
+                .u16(3)
+                .bytes(b"\x04ab")
+                .bytes(&[2])
+                .bytes(b"zz");
+        });
+        assert_eq!(
+            Request::parse(&b).unwrap(),
+            Request::DeriveRaw {
+                key_id: 5,
+                kind: KeyKind::Aes256Gcm,
+                usage: Usage::ENCRYPT,
+                peer_public: b"\x04ab",
+                name: b"zz"
+            }
+        );
+        let b = build(Op::EncryptWithIv, 9, |w| {
+            w.u16(2).bytes(&[7; IV_LEN]).bytes(b"ad").bytes(b"text");
+        });
+        assert_eq!(
+            Request::parse(&b).unwrap(),
+            Request::EncryptWithIv {
+                key_id: 9,
+                iv: &[7; IV_LEN],
+                aad: b"ad",
+                plaintext: b"text"
             }
         );
         let b = build(Op::Encrypt, 7, |w| {
@@ -1056,6 +1243,28 @@ mod tests {
             w.u32(1);
         });
         assert_eq!(Request::parse(&b), Err(VaultRequestError::TrailingBytes(4)));
+        // Digests outside 16..=64 bytes, random lengths 0 and above the maximum, bad names.
+        for digest in [&[1u8; 15][..], &[1; 65]] {
+            let b = build(Op::SignDigest, 1, |w| {
+                w.bytes(digest);
+            });
+            assert!(Request::parse(&b).is_err(), "digest of {}", digest.len());
+        }
+        for len in [0u16, MAX_RANDOM as u16 + 1] {
+            let b = build(Op::Random, 0, |w| {
+                w.u16(len);
+            });
+            assert_eq!(
+                Request::parse(&b),
+                Err(VaultRequestError::FieldTooLong("len"))
+            );
+        }
+        for name in [&b""[..], b"a b", &[b'x'; 65]] {
+            let b = build(Op::CreateKey, 0, |w| {
+                w.u16(1).u16(1).bytes(&[name.len() as u8]).bytes(name);
+            });
+            assert!(Request::parse(&b).is_err(), "name {name:?}");
+        }
         let huge = std::vec![0u8; MAX_MESSAGE + 1];
         assert!(Request::parse(&huge).is_err());
     }

@@ -69,7 +69,9 @@ enum Secret {
     P384(p384::ecdsa::SigningKey),
     Aes(Zeroizing<[u8; 32]>),
     Hmac(Zeroizing<[u8; 48]>),
+    Hmac256(Zeroizing<[u8; 32]>),
     Ecdh(p384::SecretKey),
+    EcdhP256(p256::SecretKey),
     Opaque(Zeroizing<[u8; 32]>),
 }
 
@@ -82,6 +84,8 @@ impl Secret {
             KeyKind::HmacSha384 => Secret::Hmac(Zeroizing::new(bytes.try_into().ok()?)),
             KeyKind::EcdhP384 => Secret::Ecdh(p384::SecretKey::from_slice(bytes).ok()?),
             KeyKind::Secret256 => Secret::Opaque(Zeroizing::new(bytes.try_into().ok()?)),
+            KeyKind::HmacSha256 => Secret::Hmac256(Zeroizing::new(bytes.try_into().ok()?)),
+            KeyKind::EcdhP256 => Secret::EcdhP256(p256::SecretKey::from_slice(bytes).ok()?),
         })
     }
 
@@ -93,6 +97,8 @@ impl Secret {
             Secret::Hmac(k) => k.to_vec(),
             Secret::Ecdh(k) => k.to_bytes().to_vec(),
             Secret::Opaque(k) => k.to_vec(),
+            Secret::Hmac256(k) => k.to_vec(),
+            Secret::EcdhP256(k) => k.to_bytes().to_vec(),
         })
     }
 
@@ -109,14 +115,89 @@ impl Secret {
                 .as_bytes()
                 .to_vec(),
             Secret::Ecdh(k) => k.public_key().to_encoded_point(false).as_bytes().to_vec(),
-            Secret::Aes(_) | Secret::Hmac(_) | Secret::Opaque(_) => return None,
+            Secret::EcdhP256(k) => k.public_key().to_encoded_point(false).as_bytes().to_vec(),
+            Secret::Aes(_) | Secret::Hmac(_) | Secret::Hmac256(_) | Secret::Opaque(_) => {
+                return None
+            }
+        })
+    }
+
+    /// The ECDH shared x-coordinate Z with `peer` (SEC1), for the two ECDH kinds.
+    fn ecdh(&self, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        Ok(Zeroizing::new(match self {
+            Secret::Ecdh(k) => {
+                let peer = p384::PublicKey::from_sec1_bytes(peer)
+                    .map_err(|_| VaultStatus::BadPublicKey)?;
+                p384::ecdh::diffie_hellman(k.to_nonzero_scalar(), peer.as_affine())
+                    .raw_secret_bytes()
+                    .to_vec()
+            }
+            Secret::EcdhP256(k) => {
+                let peer = p256::PublicKey::from_sec1_bytes(peer)
+                    .map_err(|_| VaultStatus::BadPublicKey)?;
+                p256::ecdh::diffie_hellman(k.to_nonzero_scalar(), peer.as_affine())
+                    .raw_secret_bytes()
+                    .to_vec()
+            }
+            _ => return Err(VaultStatus::WrongKeyKind.into()),
+        }))
+    }
+
+    /// A new HMAC over `data` under an HMAC key, for the two HMAC kinds.
+    fn hmac(&self, data: &[u8]) -> Result<HmacAny, VaultError> {
+        Ok(match self {
+            Secret::Hmac(k) => {
+                let mut mac = <Hmac<Sha384> as KeyInit>::new_from_slice(k.as_ref())
+                    .map_err(|_| VaultStatus::WrongKeyKind)?;
+                mac.update(data);
+                HmacAny::Sha384(mac)
+            }
+            Secret::Hmac256(k) => {
+                let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(k.as_ref())
+                    .map_err(|_| VaultStatus::WrongKeyKind)?;
+                mac.update(data);
+                HmacAny::Sha256(mac)
+            }
+            _ => return Err(VaultStatus::WrongKeyKind.into()),
         })
     }
 }
 
+/// An HMAC computation of either hash.
+enum HmacAny {
+    Sha256(Hmac<Sha256>),
+    Sha384(Hmac<Sha384>),
+}
+
+impl HmacAny {
+    fn finish(self, out: &mut Vec<u8>) {
+        match self {
+            HmacAny::Sha256(m) => out.extend_from_slice(&m.finalize().into_bytes()),
+            HmacAny::Sha384(m) => out.extend_from_slice(&m.finalize().into_bytes()),
+        }
+    }
+
+    /// Constant-time comparison with `tag`.
+    fn verify(self, tag: &[u8]) -> bool {
+        match self {
+            HmacAny::Sha256(m) => m.verify_slice(tag).is_ok(),
+            HmacAny::Sha384(m) => m.verify_slice(tag).is_ok(),
+        }
+    }
+}
+
+/// The kinds a derivation may make (symmetric keys that stay in the vault).
+const fn derivable(kind: KeyKind) -> bool {
+    matches!(
+        kind,
+        KeyKind::Aes256Gcm | KeyKind::HmacSha384 | KeyKind::HmacSha256
+    )
+}
+
 struct VaultKey {
     owner: Vmpl,
-    /// The provider's name for an imported key (empty for keys made inside the vault).
+    /// Its name: the provider's for an imported key, the creator's otherwise (empty: none;
+    /// names are unique per owner).
     name: Vec<u8>,
     kind: KeyKind,
     usage: Usage,
@@ -167,9 +248,11 @@ fn generate<R: Entropy>(kind: KeyKind, rng: &mut R) -> Result<Secret, VaultError
     // overwhelming probability; retry a bounded number of times.
     for _ in 0..16 {
         let secret = match kind {
-            KeyKind::EcdsaP256 | KeyKind::Aes256Gcm | KeyKind::Secret256 => {
-                Secret::from_bytes(kind, random::<R, 32>(rng)?.as_ref())
-            }
+            KeyKind::EcdsaP256
+            | KeyKind::Aes256Gcm
+            | KeyKind::Secret256
+            | KeyKind::HmacSha256
+            | KeyKind::EcdhP256 => Secret::from_bytes(kind, random::<R, 32>(rng)?.as_ref()),
             KeyKind::EcdsaP384 | KeyKind::HmacSha384 | KeyKind::EcdhP384 => {
                 Secret::from_bytes(kind, random::<R, 48>(rng)?.as_ref())
             }
@@ -411,6 +494,15 @@ impl Vault {
         Ok(id)
     }
 
+    /// Whether `caller` already holds a key named `name` (names are unique per owner).
+    fn name_taken(&self, caller: Vmpl, name: &[u8]) -> bool {
+        !name.is_empty()
+            && self
+                .keys
+                .values()
+                .any(|k| k.owner == caller && k.name == name)
+    }
+
     fn key(&self, caller: Vmpl, id: u32, need: Usage) -> Result<&VaultKey, VaultError> {
         // A key of another VMPL looks exactly like a missing one.
         let key = self
@@ -434,13 +526,16 @@ impl Vault {
         out: &mut Vec<u8>,
     ) -> Result<bool, VaultError> {
         match *request {
-            Request::CreateKey { kind, usage } => {
+            Request::CreateKey { kind, usage, name } => {
                 if !kind.allowed_usages().contains(usage) || usage.is_empty() {
                     return Err(VaultStatus::UsageNotAllowed.into());
                 }
+                if self.name_taken(caller, name) {
+                    return Err(VaultStatus::DuplicateName.into());
+                }
                 let secret = generate(kind, ctx.rng)?;
                 let public = secret.public().unwrap_or_default();
-                let id = self.insert(caller, &[], kind, usage, secret)?;
+                let id = self.insert(caller, name, kind, usage, secret)?;
                 push_u32(out, id);
                 push_u16(out, public.len() as u16);
                 out.extend_from_slice(&public);
@@ -453,11 +548,7 @@ impl Vault {
                 }
                 let material = unwrap_import(caller, package, ctx)?;
                 // Names are unique per owner, so a package cannot be imported twice.
-                if self
-                    .keys
-                    .values()
-                    .any(|k| k.owner == caller && k.name == b.name)
-                {
+                if self.name_taken(caller, b.name) {
                     return Err(VaultStatus::DuplicateName.into());
                 }
                 let secret =
@@ -494,12 +585,8 @@ impl Vault {
                         .is_ok_and(|s| k.verifying_key().verify(message, &s).is_ok()),
                     Secret::P384(k) => p384::ecdsa::Signature::from_slice(signature)
                         .is_ok_and(|s| k.verifying_key().verify(message, &s).is_ok()),
-                    Secret::Hmac(k) => {
-                        let mut mac = <Hmac<Sha384> as KeyInit>::new_from_slice(k.as_ref())
-                            .map_err(|_| VaultStatus::WrongKeyKind)?;
-                        mac.update(message);
-                        // Constant-time comparison.
-                        mac.verify_slice(signature).is_ok()
+                    Secret::Hmac(_) | Secret::Hmac256(_) => {
+                        key.secret.hmac(message)?.verify(signature)
                     }
                     _ => return Err(VaultStatus::WrongKeyKind.into()),
                 };
@@ -569,13 +656,7 @@ impl Vault {
             }
             Request::Mac { key_id, data } => {
                 let key = self.key(caller, key_id, Usage::MAC)?;
-                let Secret::Hmac(k) = &key.secret else {
-                    return Err(VaultStatus::WrongKeyKind.into());
-                };
-                let mut mac = <Hmac<Sha384> as KeyInit>::new_from_slice(k.as_ref())
-                    .map_err(|_| VaultStatus::WrongKeyKind)?;
-                mac.update(data);
-                out.extend_from_slice(&mac.finalize().into_bytes());
+                key.secret.hmac(data)?.finish(out);
                 Ok(false)
             }
             Request::Derive {
@@ -588,17 +669,12 @@ impl Vault {
                 if !kind.allowed_usages().contains(usage) || usage.is_empty() {
                     return Err(VaultStatus::UsageNotAllowed.into());
                 }
-                if !matches!(kind, KeyKind::Aes256Gcm | KeyKind::HmacSha384) {
+                if !derivable(kind) {
                     return Err(VaultStatus::WrongKeyKind.into());
                 }
                 let key = self.key(caller, key_id, Usage::DERIVE)?;
-                let Secret::Ecdh(k) = &key.secret else {
-                    return Err(VaultStatus::WrongKeyKind.into());
-                };
-                let peer = p384::PublicKey::from_sec1_bytes(peer_public)
-                    .map_err(|_| VaultStatus::BadPublicKey)?;
-                let shared = p384::ecdh::diffie_hellman(k.to_nonzero_scalar(), peer.as_affine());
-                let hk = Hkdf::<Sha384>::new(Some(DERIVE_LABEL), shared.raw_secret_bytes());
+                let shared = key.secret.ecdh(peer_public)?;
+                let hk = Hkdf::<Sha384>::new(Some(DERIVE_LABEL), &shared);
                 let mut material = Zeroizing::new([0u8; 48]);
                 let len = kind.secret_len();
                 let dst = material.get_mut(..len).ok_or(VaultStatus::WrongKeyKind)?;
@@ -752,6 +828,88 @@ impl Vault {
             Request::TransportKey => {
                 let t = ctx.transport.ok_or(VaultError::Unavailable)?;
                 out.extend_from_slice(t.public());
+                Ok(false)
+            }
+            Request::SignDigest { key_id, digest } => {
+                use p256::ecdsa::signature::hazmat::PrehashSigner;
+                let key = self.key(caller, key_id, Usage::SIGN)?;
+                // The ecdsa crate truncates a long digest to the order length and refuses
+                // one shorter than half of it (bits2field), which the parser already bounds.
+                match &key.secret {
+                    Secret::P256(k) => {
+                        let sig: p256::ecdsa::Signature = k
+                            .sign_prehash(digest)
+                            .map_err(|_| VaultStatus::WrongKeyKind)?;
+                        out.extend_from_slice(&sig.to_bytes());
+                    }
+                    Secret::P384(k) => {
+                        let sig: p384::ecdsa::Signature = k
+                            .sign_prehash(digest)
+                            .map_err(|_| VaultStatus::WrongKeyKind)?;
+                        out.extend_from_slice(&sig.to_bytes());
+                    }
+                    _ => return Err(VaultStatus::WrongKeyKind.into()),
+                }
+                Ok(false)
+            }
+            Request::Random { len } => {
+                let start = out.len();
+                out.resize(start + usize::from(len), 0);
+                let dst = out.get_mut(start..).ok_or(VaultStatus::EntropyFailed)?;
+                if ctx.rng.fill(dst).is_err() {
+                    out.truncate(start);
+                    return Err(VaultStatus::EntropyFailed.into());
+                }
+                Ok(false)
+            }
+            Request::DeriveRaw {
+                key_id,
+                kind,
+                usage,
+                peer_public,
+                name,
+            } => {
+                if !kind.allowed_usages().contains(usage) || usage.is_empty() {
+                    return Err(VaultStatus::UsageNotAllowed.into());
+                }
+                if !derivable(kind) {
+                    return Err(VaultStatus::WrongKeyKind.into());
+                }
+                let key = self.key(caller, key_id, Usage::DERIVE)?;
+                let shared = key.secret.ecdh(peer_public)?;
+                // PKCS#11 CKD_NULL: the key is Z's leading bytes; a key longer than Z would
+                // need a KDF, which this request does not do.
+                let material = shared
+                    .get(..kind.secret_len())
+                    .ok_or(VaultStatus::WrongKeyKind)?;
+                let secret = Secret::from_bytes(kind, material).ok_or(VaultStatus::WrongKeyKind)?;
+                if self.name_taken(caller, name) {
+                    return Err(VaultStatus::DuplicateName.into());
+                }
+                let id = self.insert(caller, name, kind, usage, secret)?;
+                push_u32(out, id);
+                Ok(true)
+            }
+            Request::EncryptWithIv {
+                key_id,
+                iv,
+                aad,
+                plaintext,
+            } => {
+                let key = self.key(caller, key_id, Usage::ENCRYPT)?;
+                let Secret::Aes(k) = &key.secret else {
+                    return Err(VaultStatus::WrongKeyKind.into());
+                };
+                let cipher =
+                    Aes256Gcm::new_from_slice(k.as_ref()).map_err(|_| VaultStatus::WrongKeyKind)?;
+                let start = out.len();
+                out.extend_from_slice(plaintext);
+                let body = out.get_mut(start..).ok_or(VaultStatus::WrongKeyKind)?;
+                let nonce = gcm_nonce(iv).ok_or(VaultStatus::WrongKeyKind)?;
+                let tag = cipher
+                    .encrypt_in_place_detached(&nonce, aad, body)
+                    .map_err(|_| VaultStatus::WrongKeyKind)?;
+                out.extend_from_slice(&tag);
                 Ok(false)
             }
             // Handled by the module (they act on the vTPM and the event log, not on keys).
