@@ -26,6 +26,7 @@ clippy:
 unit:
 	$(CARGO) build --workspace --bins
 	$(CARGO) build -p guest-driver --features std --bins
+	$(CARGO) build -p svsm-vault-pkcs11
 	$(CARGO) test --workspace
 
 nostd:

@@ -21,7 +21,9 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # Debian packages: the TPM engine (libtpms) and OpenSSL to link it, pkg-config to find them,
 # tpm2-tss + tpm2-tools as real TPM clients, swtpm as the benchmark peer, Debian's OVMF images
 # for the launch-measurement reference digests, PostgreSQL for the tests' throwaway clusters.
-apt_packages=(pkg-config libssl-dev libtpms-dev libtss2-dev tpm2-tools swtpm ovmf qemu-system-x86 postgresql cryptsetup-bin e2fsprogs)
+# The PKCS#11 clients the module is tested with (OpenSC, the OpenSSL engine, GnuTLS, OpenSSH) and
+# its benchmark peers (SoftHSM2, tpm2-pkcs11 over the mssim TCTI).
+apt_packages=(pkg-config libssl-dev libtpms-dev libtss2-dev tpm2-tools swtpm ovmf qemu-system-x86 postgresql cryptsetup-bin e2fsprogs opensc libengine-pkcs11-openssl gnutls-bin openssh-client softhsm2 libtpm2-pkcs11-1 libtss2-tcti-mssim0)
 missing=()
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${apt_packages[@]}" 2>/dev/null || true)
 for p in "${apt_packages[@]}"; do
