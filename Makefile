@@ -40,6 +40,7 @@ fuzz-smoke:
 ## a LUKS2 disk opened with a released key, a tampered binary and a changed kernel refused.
 demo: bootstrap
 	$(CARGO) build --quiet --release -p guest-driver --features std -p guest-agent --bins
+	$(CARGO) build --quiet --release -p svsm-vault-pkcs11
 	$(CARGO) run --quiet --release -p svsm-sim --bin svsm-sim -- demo
 
 ## guest: the real Linux guest (Debian cloud kernel + initramfs) under target/guest; `svsm-sim
@@ -47,9 +48,11 @@ demo: bootstrap
 .PHONY: guest
 guest: bootstrap
 	$(CARGO) build --quiet --release -p guest-driver --features std -p guest-agent --bins
+	$(CARGO) build --quiet --release -p svsm-vault-pkcs11
 	$(CARGO) run --quiet --release -p svsm-sim --bin svsm-sim -- guest build
 
 ## bench: performance side by side with the peers named in the issues, one run, as ratios.
+## PKCS#11 against SoftHSM2 and tpm2-pkcs11 (Debian packages, bootstrap installs them).
 ## The verifier comparison needs snpguest 0.11 (installed on first use: several minutes); the IMA
 ## one installs Keylime 7.14.3 from PyPI into target/keylime-venv on first use.
 bench: bootstrap
@@ -60,7 +63,9 @@ bench: bootstrap
 	$(CARGO) bench -p test-harness --bench broker
 	$(CARGO) bench -p test-harness --bench rounds
 	$(CARGO) build --release -p guest-driver --features std -p guest-agent --bins
+	$(CARGO) build --release -p svsm-vault-pkcs11
 	$(CARGO) bench -p svsm-sim --bench guest_tpm
+	$(CARGO) bench -p svsm-sim --bench pkcs11
 	$(CARGO) bench -p ovmf --bench measure
 	$(CARGO) bench -p host-verifier --bench azure
 	$(CARGO) bench -p host-verifier --bench ima

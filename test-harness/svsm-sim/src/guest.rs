@@ -396,6 +396,17 @@ t sign --key "$id" --in /tmp/msg --out /tmp/tpm-sig
 echo "FILE tpm-vault.public $(sed -n 's/.*"public":"\([0-9a-f]*\)".*/\1/p' /tmp/tpm-key)"
 echo "FILE tpm-vault.sig $(od -An -v -tx1 /tmp/tpm-sig | tr -d ' \n')"
 echo "vault over /dev/tpm0 ok"
+# An unmodified PKCS#11 client: OpenSC's pkcs11-tool with the module, which finds the vault by
+# itself (/dev/tpmrm0, and /dev/tpm0 when the resource manager refuses the vendor command).
+p() { pkcs11-tool --module /usr/lib/libsvsm_vault_pkcs11.so "$@"; }
+p --list-slots
+p --keypairgen --key-type EC:prime256v1 --label guest-p11 --usage-sign > /tmp/p11-key
+id=$(sed -n 's/^ *ID: *\([0-9a-f]*\)$/\1/p' /tmp/p11-key | head -n 1)
+point=$(sed -n 's/^ *EC_POINT: *\([0-9a-f]*\)$/\1/p' /tmp/p11-key | head -n 1)
+p --sign -m ECDSA-SHA256 --id "$id" -i /tmp/msg -o /tmp/p11-sig
+echo "FILE p11.point $point"
+echo "FILE p11.sig $(od -An -v -tx1 /tmp/p11-sig | tr -d ' \n')"
+echo "pkcs11-tool signed in the guest"
 "#;
 
 /// `agent`: the guest agent against the broker at `svsm.broker=10.0.2.2:PORT` (the host's
@@ -537,8 +548,14 @@ pub fn default_guest_dir() -> PathBuf {
 }
 
 /// Builds (or reuses) the guest under `dir`; `extra` are host binaries to put in `/usr/bin`.
-/// The project's guest binaries every guest gets (guest-driver, feature `std`).
-pub const GUEST_BINARIES: [&str; 3] = ["svsm-vault", "svsm-attest", "svsm-agent"];
+/// The project's guest binaries every guest gets (guest-driver with feature `std`, the agent,
+/// and the PKCS#11 module, which goes to `/usr/lib`).
+pub const GUEST_BINARIES: [&str; 4] = [
+    "svsm-vault",
+    "svsm-attest",
+    "svsm-agent",
+    "libsvsm_vault_pkcs11.so",
+];
 
 /// The project's guest binaries in `bin_dir` (a cargo target profile directory), or an error
 /// saying how to build them.
@@ -551,10 +568,11 @@ pub fn guest_binaries(bin_dir: &Path) -> Result<Vec<PathBuf>, GuestError> {
                 Ok(path)
             } else {
                 Err(GuestError::Missing(format!(
-                    "{} is missing: build the guest binaries first (cargo build {}-p guest-driver \
-                     --features std -p guest-agent --bins; make guest does)",
+                    "{} is missing: build the guest binaries first (cargo build {release}-p \
+                     guest-driver --features std -p guest-agent --bins; cargo build {release}-p \
+                     svsm-vault-pkcs11; make guest does)",
                     path.display(),
-                    if bin_dir.ends_with("release") {
+                    release = if bin_dir.ends_with("release") {
                         "--release "
                     } else {
                         ""
@@ -615,8 +633,20 @@ pub fn build(dir: &Path, extra: &[PathBuf]) -> Result<GuestImage, GuestError> {
                 .into(),
         ));
     }
+    // OpenSC's pkcs11-tool: an unmodified PKCS#11 client for the module, in the guest.
+    let pkcs11_tool = Path::new("/usr/bin/pkcs11-tool");
+    if !pkcs11_tool.exists() {
+        return Err(GuestError::Missing(
+            "/usr/bin/pkcs11-tool (apt-get install opensc; scripts/bootstrap.sh does)".into(),
+        ));
+    }
     let tcti = Path::new("/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0");
-    let mut host = vec![tpm2.to_owned(), tcti.to_owned(), cryptsetup.to_owned()];
+    let mut host = vec![
+        tpm2.to_owned(),
+        tcti.to_owned(),
+        cryptsetup.to_owned(),
+        pkcs11_tool.to_owned(),
+    ];
     host.extend(extra.iter().cloned());
     let mut libs = Vec::new();
     for h in &host {
@@ -630,7 +660,12 @@ pub fn build(dir: &Path, extra: &[PathBuf]) -> Result<GuestImage, GuestError> {
     }
     for e in extra {
         if let Some(name) = e.file_name().and_then(|n| n.to_str()) {
-            tree.file(&format!("usr/bin/{name}"), 0o755, stripped(e, dir)?);
+            let at = if name.ends_with(".so") {
+                format!("usr/lib/{name}")
+            } else {
+                format!("usr/bin/{name}")
+            };
+            tree.file(&at, 0o755, stripped(e, dir)?);
         }
     }
     let modules_root = std::fs::read_dir(kx.join("lib/modules"))?

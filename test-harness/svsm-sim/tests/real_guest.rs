@@ -223,6 +223,19 @@ fn check_vault_task(run: &svsm_sim::guest::GuestRun) {
     let sig = p256::ecdsa::Signature::from_slice(&sig).unwrap();
     key.verify(b"a message signed inside VMPL0\n", &sig)
         .expect("the signature made through /dev/tpm0 verifies");
+    // pkcs11-tool in the guest, through the module and the vendor command: the host verifies
+    // with the public key the token reported (CKA_EC_POINT: DER OCTET STRING around it).
+    assert!(
+        run.output.contains("SVSM vault via /dev/tpm0"),
+        "the module fell back to /dev/tpm0: {}",
+        run.output
+    );
+    let point = run.file("p11.point").expect("the key's CKA_EC_POINT");
+    let sig = run.file("p11.sig").expect("the pkcs11-tool signature");
+    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point[2..]).unwrap();
+    let sig = p256::ecdsa::Signature::from_slice(&sig).unwrap();
+    key.verify(b"a message signed inside VMPL0\n", &sig)
+        .expect("the PKCS#11 signature made in the guest verifies");
 }
 
 /// A verifier that trusts `machine`'s TEST chain and allows its MEASUREMENT.
@@ -492,9 +505,12 @@ fn a_guest_with_another_command_line_or_initramfs_is_contraindicated_naming_pcr_
         machine.transport(svsm_core::platform::Vmpl::new(1).unwrap()),
     )
     .unwrap();
-    // Two keys made over the call channel and one over /dev/tpm0: the vendor command reaches
-    // the same vault, as the VMPL that sent the vTPM command.
-    assert_eq!(v.list().unwrap().len(), 3, "the guest's three vault keys");
+    // Two keys made over the call channel, one by svsm-vault over /dev/tpm0 and one by
+    // pkcs11-tool through the module: the vendor command reaches the same vault, as the VMPL
+    // that sent the vTPM command; the PKCS#11 key carries its label as its vault name.
+    let keys = v.list().unwrap();
+    assert_eq!(keys.len(), 4, "the guest's four vault keys: {keys:?}");
+    assert!(keys.iter().any(|k| k.name == "guest-p11"), "{keys:?}");
 }
 
 #[test]
