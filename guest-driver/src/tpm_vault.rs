@@ -4,7 +4,11 @@
 //! [`crate::vault::VaultClient`] over it works unchanged: this transport answers the two calls
 //! the client makes (QUERY_PROTOCOL for the vault, the vault's REQUEST) and refuses the rest.
 //!
-//! The vault is reported only if the TPM lists the vendor command in TPM_CAP_COMMANDS, which
+//! Every request travels as part commands (`TPM_CC_SVSM_VAULT_PART`): one RUN when the request
+//! fits a TPM command and the response its answer, more (WRITEs before, READs after) up to the
+//! vault's largest message, so a 64 KiB encryption works through a 4 KiB TPM buffer.
+//!
+//! The vault is reported only if the TPM lists the part command in TPM_CAP_COMMANDS, which
 //! only an svsm-vhsm vTPM does; any other TPM looks like an SVSM without the vault protocol.
 
 use crate::transport::{SvsmTransport, TransportError};
@@ -14,7 +18,7 @@ use svsm_abi::svsm::{
     core_call, protocol_versions_rcx, CallId, CallRegisters, ProtocolQuery, ResultCode,
     PROTOCOL_CORE, PROTOCOL_VAULT,
 };
-use svsm_abi::tpm_vendor::{self, TPM_CC_SVSM_VAULT};
+use svsm_abi::tpm_vendor::{self, PartAction, VendorVaultReply, TPM_CC_SVSM_VAULT_PART};
 use svsm_abi::vault::{VAULT_CALL_REQUEST, VAULT_VERSION};
 
 /// The largest TPM command or response the channel carries (Linux's TPM_BUFSIZE, the vTPM
@@ -25,6 +29,12 @@ pub const TPM_BUFFER: usize = 4096;
 pub trait TpmChannel {
     /// Sends `command`, writes the response into `response`, returns its length.
     fn transact(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TransportError>;
+
+    /// Where this client's transfer ids start (vault messages in parts): distinct per client,
+    /// so that two processes of one VMPL sharing the TPM do not mix their parts.
+    fn transfer_seed(&mut self) -> u32 {
+        0x5356_0001
+    }
 }
 
 /// Vault requests over a [`TpmChannel`]. Its "driver buffer" is local memory: requests are
@@ -34,7 +44,11 @@ pub struct TpmVaultTransport<C: TpmChannel> {
     buffer: Vec<u8>,
     command: Vec<u8>,
     response: Vec<u8>,
+    next_transfer: u32,
 }
+
+/// The local buffer: a request and a response of the vault's largest message.
+const LOCAL_BUFFER: usize = 2 * svsm_abi::vault::MAX_MESSAGE.next_multiple_of(4096);
 
 /// The base "GPA" of the local buffer: any page-aligned value; it only locates offsets.
 const BUFFER_BASE: u64 = 0x1000;
@@ -42,12 +56,14 @@ const BUFFER_BASE: u64 = 0x1000;
 impl<C: TpmChannel> TpmVaultTransport<C> {
     /// A transport over `channel`. The local buffer is two vTPM buffers: requests and
     /// responses each fit one TPM command.
-    pub fn new(channel: C) -> Self {
+    pub fn new(mut channel: C) -> Self {
+        let next_transfer = channel.transfer_seed();
         TpmVaultTransport {
             channel,
-            buffer: vec![0; 2 * TPM_BUFFER],
+            buffer: vec![0; LOCAL_BUFFER],
             command: Vec::with_capacity(TPM_BUFFER),
             response: vec![0; TPM_BUFFER],
+            next_transfer,
         }
     }
 
@@ -56,11 +72,14 @@ impl<C: TpmChannel> TpmVaultTransport<C> {
         &mut self.channel
     }
 
-    /// Whether the TPM lists the vault's vendor command (TPM2_GetCapability(TPM_CAP_COMMANDS)
-    /// from that command code, one entry).
+    /// Whether the TPM lists the vault's part command, the one this transport sends
+    /// (TPM2_GetCapability(TPM_CAP_COMMANDS) from that command code, one entry).
     fn lists_vault_command(&mut self) -> Result<bool, TransportError> {
-        let command =
-            tpm_vendor::get_capability_command(tpm_vendor::TPM_CAP_COMMANDS, TPM_CC_SVSM_VAULT, 1);
+        let command = tpm_vendor::get_capability_command(
+            tpm_vendor::TPM_CAP_COMMANDS,
+            TPM_CC_SVSM_VAULT_PART,
+            1,
+        );
         let n = self.channel.transact(&command, &mut self.response)?;
         let r = self.response.get(..n).unwrap_or(&[]);
         // Response: header, moreData, capability, count, then TPMA_CC entries.
@@ -74,58 +93,152 @@ impl<C: TpmChannel> TpmVaultTransport<C> {
         }
         let count = be32(15).unwrap_or(0);
         Ok((0..count.min(64) as usize)
-            .any(|i| be32(19 + 4 * i) == Some(tpm_vendor::TPMA_CC_SVSM_VAULT)))
+            .any(|i| be32(19 + 4 * i) == Some(tpm_vendor::TPMA_CC_SVSM_VAULT_PART)))
     }
 
+    /// Sends one part command and reads its answer: (registers, data copied to `out` from
+    /// `at`, bytes copied).
+    fn part(
+        &mut self,
+        transfer: u32,
+        action: PartAction,
+        offset: u32,
+        data: core::ops::Range<usize>,
+        out: Option<(usize, usize)>,
+    ) -> Result<(VendorVaultReply, usize), TransportError> {
+        let too_big = TransportError::BufferRange {
+            offset: data.start,
+            len: data.len(),
+            size: tpm_vendor::MAX_PART_DATA,
+        };
+        let header =
+            tpm_vendor::part_command_header(transfer, action, offset, data.len()).ok_or(too_big)?;
+        self.command.clear();
+        self.command.extend_from_slice(&header);
+        self.command
+            .extend_from_slice(self.buffer.get(data).ok_or(too_big)?);
+        let n = self.channel.transact(&self.command, &mut self.response);
+        zeroize::Zeroize::zeroize(self.command.as_mut_slice());
+        let n = n?;
+        let result = tpm_vendor::parse_part_response(self.response.get(..n).unwrap_or(&[]))
+            .map_err(|e| match e {
+                tpm_vendor::VendorResponseError::Tpm(code) => TransportError::TpmResponse(code),
+                _ => TransportError::TpmResponse(u32::MAX),
+            })
+            .and_then(|answer| {
+                let copied = answer.data.len();
+                if let Some((at, room)) = out {
+                    let err = TransportError::BufferRange {
+                        offset: at,
+                        len: copied,
+                        size: room,
+                    };
+                    if copied > room {
+                        return Err(err);
+                    }
+                    self.buffer
+                        .get_mut(at..at + copied)
+                        .ok_or(err)?
+                        .copy_from_slice(answer.data);
+                }
+                Ok((answer.reply, copied))
+            });
+        if let Some(r) = self.response.get_mut(..n) {
+            zeroize::Zeroize::zeroize(r);
+        }
+        result
+    }
+
+    /// One vault request, in as many part commands as it takes: WRITEs of the request's
+    /// leading parts, a RUN with its last part (answered with the response's first bytes),
+    /// READs of the rest.
     fn vault_request(&mut self, regs: &mut CallRegisters) -> Result<(), TransportError> {
+        let size = self.buffer.len();
         let range = |gpa: u64, len: u64| -> Result<core::ops::Range<usize>, TransportError> {
             let err = TransportError::BufferRange {
                 offset: gpa.wrapping_sub(BUFFER_BASE) as usize,
                 len: len as usize,
-                size: 2 * TPM_BUFFER,
+                size,
             };
             let start =
                 usize::try_from(gpa.checked_sub(BUFFER_BASE).ok_or(err)?).map_err(|_| err)?;
             let end = start
                 .checked_add(usize::try_from(len).map_err(|_| err)?)
-                .filter(|e| *e <= 2 * TPM_BUFFER)
+                .filter(|e| *e <= size)
                 .ok_or(err)?;
             Ok(start..end)
         };
-        let request = self.buffer.get(range(regs.rcx, regs.rdx)?).unwrap_or(&[]);
-        let header =
-            tpm_vendor::vault_command_header(request.len()).ok_or(TransportError::BufferRange {
-                offset: 0,
-                len: request.len(),
-                size: TPM_BUFFER,
-            })?;
-        self.command.clear();
-        self.command.extend_from_slice(&header);
-        self.command.extend_from_slice(request);
-        let n = self.channel.transact(&self.command, &mut self.response)?;
-        zeroize::Zeroize::zeroize(self.command.as_mut_slice());
-        let answer = tpm_vendor::parse_vault_response(self.response.get(..n).unwrap_or(&[]))
-            .map_err(|e| match e {
-                tpm_vendor::VendorResponseError::Tpm(code) => TransportError::TpmResponse(code),
-                _ => TransportError::TpmResponse(u32::MAX),
-            })?;
-        let out = range(regs.r8, answer.data.len() as u64)?;
-        if answer.data.len() as u64 > regs.r9 {
-            return Err(TransportError::BufferRange {
-                offset: out.start,
-                len: answer.data.len(),
-                size: regs.r9 as usize,
-            });
+        let request = range(regs.rcx, regs.rdx)?;
+        let out = range(regs.r8, regs.r9)?;
+        self.next_transfer = self.next_transfer.wrapping_add(1).max(1);
+        let transfer = self.next_transfer;
+        let max = tpm_vendor::MAX_PART_DATA;
+        // Everything but the last part (which RUN carries) is written first.
+        let last = request.start + (request.len().saturating_sub(1) / max) * max;
+        let mut offset = request.start;
+        while offset < last {
+            let reply = self
+                .part(
+                    transfer,
+                    PartAction::Write,
+                    (offset - request.start) as u32,
+                    offset..offset + max,
+                    None,
+                )?
+                .0;
+            if reply.status.get() != 0 {
+                return self.refused(regs, reply);
+            }
+            offset += max;
         }
-        if let Some(dst) = self.buffer.get_mut(out) {
-            dst.copy_from_slice(answer.data);
+        let (reply, first) = self.part(
+            transfer,
+            PartAction::Run,
+            (offset - request.start) as u32,
+            offset..request.end,
+            Some((out.start, out.len())),
+        )?;
+        let status = reply.status.get();
+        let carries =
+            status == 0 || status == svsm_abi::vault::VaultStatus::NotPersisted.result_code();
+        let total = usize::try_from(reply.rcx.get()).unwrap_or(usize::MAX);
+        if carries && total > out.len() {
+            // The vault answered more than the caller has room for (it ran: like the vault
+            // protocol, say how much it needs).
+            regs.rax = u64::from(svsm_abi::vault::VaultStatus::ResponseTooSmall.result_code());
+            regs.rcx = reply.rcx.get();
+            regs.rdx = 0;
+            return Ok(());
         }
-        regs.rax = u64::from(answer.reply.status.get());
-        regs.rcx = answer.reply.rcx.get();
-        regs.rdx = answer.reply.rdx.get();
-        if let Some(r) = self.response.get_mut(..n) {
-            zeroize::Zeroize::zeroize(r);
+        let mut got = first;
+        while carries && got < total {
+            let (read, n) = self.part(
+                transfer,
+                PartAction::Read,
+                got as u32,
+                0..0,
+                Some((out.start + got, out.len() - got)),
+            )?;
+            if read.status.get() != 0 || n == 0 || read.rcx.get() != reply.rcx.get() {
+                return Err(TransportError::TpmResponse(u32::MAX));
+            }
+            got += n;
         }
+        regs.rax = u64::from(status);
+        regs.rcx = reply.rcx.get();
+        regs.rdx = reply.rdx.get();
+        Ok(())
+    }
+
+    /// A part the vTPM did not take: its status as the call's result.
+    fn refused(
+        &mut self,
+        regs: &mut CallRegisters,
+        reply: VendorVaultReply,
+    ) -> Result<(), TransportError> {
+        regs.rax = u64::from(reply.status.get());
+        regs.rcx = 0;
+        regs.rdx = 0;
         Ok(())
     }
 }
@@ -162,14 +275,14 @@ impl<C: TpmChannel> SvsmTransport for TpmVaultTransport<C> {
     }
 
     fn buffer_len(&self) -> usize {
-        2 * TPM_BUFFER
+        self.buffer.len()
     }
 
     fn write_buffer(&mut self, offset: usize, data: &[u8]) -> Result<(), TransportError> {
         let err = TransportError::BufferRange {
             offset,
             len: data.len(),
-            size: 2 * TPM_BUFFER,
+            size: self.buffer.len(),
         };
         self.buffer
             .get_mut(offset..offset.checked_add(data.len()).ok_or(err)?)
@@ -182,7 +295,7 @@ impl<C: TpmChannel> SvsmTransport for TpmVaultTransport<C> {
         let err = TransportError::BufferRange {
             offset,
             len: out.len(),
-            size: 2 * TPM_BUFFER,
+            size: self.buffer.len(),
         };
         out.copy_from_slice(
             self.buffer
@@ -261,6 +374,15 @@ impl TpmDevice {
 
 #[cfg(feature = "std")]
 impl TpmChannel for TpmDevice {
+    fn transfer_seed(&mut self) -> u32 {
+        // Randomly keyed per process by the standard library: two clients of one VMPL
+        // sharing the TPM start their transfer ids far apart.
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        (h.finish() as u32).max(1)
+    }
+
     fn transact(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TransportError> {
         use std::io::{Read, Write};
         let os = |e: std::io::Error| TransportError::TpmDevice(e.raw_os_error().unwrap_or(0));

@@ -187,7 +187,7 @@ impl From<VaultStatus> for Error {
             VaultStatus::WrongKeyKind => Error::KeyTypeInconsistent,
             VaultStatus::AuthenticationFailed => Error::EncryptedDataInvalid,
             // The module sizes every request to fit; a response that does not fit is data
-            // too long for this transport (the TPM path carries 4 KiB).
+            // too long for the vault's largest message.
             VaultStatus::ResponseTooSmall => Error::DataLenRange,
             VaultStatus::VaultFull => Error::DeviceMemory,
             VaultStatus::EntropyFailed => Error::DeviceError,

@@ -570,3 +570,31 @@ fn no_attribute_response_or_guest_memory_carries_a_private_key() {
         }
     }
 }
+
+#[test]
+fn the_tpm_path_carries_a_4_kib_aes_gcm_message_in_parts() {
+    use guest_driver::tpm_vault::TpmVaultTransport;
+    use guest_driver::vtpm::VtpmClient;
+    let _t = turn();
+    let machine = SimMachine::new(LaunchConfig::genoa([0x66; 48])).unwrap();
+    let vtpm = VtpmClient::probe(machine.transport(Vmpl::new(1).unwrap())).unwrap();
+    let vault = VaultClient::probe(TpmVaultTransport::new(vtpm)).unwrap();
+    let mut tok = Token::new(vault, "through the vTPM".into());
+    let s = tok.open_session(ck::CKF_SERIAL_SESSION).unwrap();
+    let key = tok
+        .generate_key(s, &Mechanism::AesKeyGen, &t(&[(ck::CKA_VALUE_LEN, ul(32))]))
+        .unwrap();
+    let gcm = Mechanism::AesGcm {
+        iv: [3; 12],
+        aad: b"".to_vec(),
+    };
+    let plaintext: Vec<u8> = (0..4096).map(|i| i as u8).collect();
+    tok.encrypt_init(s, &gcm, key).unwrap();
+    let sealed = tok.encrypt(s, &plaintext).unwrap();
+    assert_eq!(sealed.len(), 4096 + 16);
+    // The same key through the call channel decrypts it: one vault, two ways in.
+    let mut direct = token(&machine, 1);
+    let d = direct.open_session(ck::CKF_SERIAL_SESSION).unwrap();
+    direct.decrypt_init(d, &gcm, key).unwrap();
+    assert_eq!(*direct.decrypt(d, &sealed).unwrap(), plaintext);
+}

@@ -23,9 +23,21 @@
 //! request gets a TPM error code and nothing else: [`TPM_RC_BAD_TAG`] (a tag other than
 //! NO_SESSIONS), [`TPM_RC_COMMAND_SIZE`] (commandSize is not the bytes sent),
 //! [`TPM_RC_COMMAND_CODE`] (a vendor code that is not ours).
+//!
+//! **Parts.** A TPM command carries at most 4 KiB (the vTPM protocol's buffer, Linux's
+//! TPM_BUFSIZE), a vault message up to 65 KiB. [`TPM_CC_SVSM_VAULT_PART`] carries one message in
+//! parts: its body is a [`PartHeader`] (little-endian: transfer id, action, offset) and data.
+//! WRITE appends data to the transfer's staged request (offset = the bytes staged so far; offset
+//! 0 starts the transfer anew); RUN appends its data and runs the staged request as one vault
+//! message, answering like [`TPM_CC_SVSM_VAULT`] with the response's first bytes (RCX is the
+//! whole response's length); READ answers the response's bytes from offset. A response read to
+//! its end is wiped and the transfer forgotten. Transfers belong to the VMPL that sent them; a
+//! few are kept at once (the oldest goes). A part the vTPM cannot take (unknown transfer, an
+//! offset out of order, a message over the vault's maximum, a malformed header) is answered with
+//! RAX = SVSM_ERR_INVALID_PARAMETER and no bytes.
 
 use crate::assert_layout;
-use zerocopy::little_endian::{U32, U64};
+use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// TPM_ST_NO_SESSIONS (Part 2 §6.9).
@@ -41,6 +53,13 @@ pub const TPM_CC_SVSM_VAULT: u32 = TPM_CC_VENDOR_BIT | 0x5356;
 pub const TPMA_CC_SVSM_VAULT: u32 = TPM_CC_SVSM_VAULT;
 /// TPM_CAP_COMMANDS (Part 2 §6.12).
 pub const TPM_CAP_COMMANDS: u32 = 0x0000_0002;
+/// The vendor command carrying a vault message in parts (commandIndex 0x5357, `V`).
+pub const TPM_CC_SVSM_VAULT_PART: u32 = TPM_CC_VENDOR_BIT | 0x5357;
+/// TPMA_CC of the part command: commandIndex 0x5357, `V` set, no handles, no other flags.
+pub const TPMA_CC_SVSM_VAULT_PART: u32 = TPM_CC_SVSM_VAULT_PART;
+/// The TPMA_CC entries of the vendor commands, in command-code order (as TPM_CAP_COMMANDS
+/// lists them).
+pub const VENDOR_COMMANDS: [u32; 2] = [TPMA_CC_SVSM_VAULT, TPMA_CC_SVSM_VAULT_PART];
 /// TPM_CAP_TPM_PROPERTIES.
 pub const TPM_CAP_TPM_PROPERTIES: u32 = 0x0000_0006;
 /// TPM_PT_TOTAL_COMMANDS (Part 2 §6.13: PT_FIXED + 41).
@@ -76,6 +95,131 @@ pub const VENDOR_REPLY_LEN: usize = 20;
 pub const MAX_VENDOR_VAULT_RESPONSE: usize =
     crate::vtpm::MAX_TPM_RESPONSE - TPM_HEADER_LEN - VENDOR_REPLY_LEN;
 
+/// The header of a [`TPM_CC_SVSM_VAULT_PART`] command's body, 12 bytes, little-endian.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct PartHeader {
+    /// The transfer: a non-zero id the client chose.
+    pub transfer: U32,
+    /// [`PartAction`].
+    pub action: U16,
+    /// Zero.
+    pub reserved: U16,
+    /// WRITE and RUN: where the data goes in the staged request (its length so far); READ:
+    /// where in the response to read from.
+    pub offset: U32,
+}
+assert_layout!(
+    PartHeader,
+    size = 12,
+    transfer = 0,
+    action = 4,
+    reserved = 6,
+    offset = 8
+);
+
+/// Length of [`PartHeader`].
+pub const PART_HEADER_LEN: usize = 12;
+/// Most data one part command carries.
+pub const MAX_PART_DATA: usize = crate::vtpm::MAX_TPM_COMMAND - TPM_HEADER_LEN - PART_HEADER_LEN;
+
+/// What a part command does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum PartAction {
+    /// Append data to the staged request.
+    Write = 1,
+    /// Append data, then run the staged request.
+    Run = 2,
+    /// Read the response from the offset.
+    Read = 3,
+}
+
+/// A part command's body, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part<'a> {
+    /// The transfer id (non-zero).
+    pub transfer: u32,
+    /// The action.
+    pub action: PartAction,
+    /// The offset.
+    pub offset: u32,
+    /// The data (empty for READ).
+    pub data: &'a [u8],
+}
+
+/// Why a part command's body is not one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PartError {
+    /// Shorter than its header.
+    #[error("part command shorter than its header")]
+    Truncated,
+    /// Transfer id 0.
+    #[error("transfer id 0")]
+    ZeroTransfer,
+    /// An action that is not WRITE, RUN or READ.
+    #[error("unknown part action {0}")]
+    UnknownAction(u16),
+    /// The reserved field is not zero, or a READ carries data.
+    #[error("part command field {0} is reserved")]
+    Reserved(&'static str),
+}
+
+impl<'a> Part<'a> {
+    /// Decodes a part command's body.
+    pub fn parse(body: &'a [u8]) -> Result<Part<'a>, PartError> {
+        let (header, data) = PartHeader::ref_from_prefix(body).map_err(|_| PartError::Truncated)?;
+        let transfer = header.transfer.get();
+        if transfer == 0 {
+            return Err(PartError::ZeroTransfer);
+        }
+        if header.reserved.get() != 0 {
+            return Err(PartError::Reserved("reserved"));
+        }
+        let action = match header.action.get() {
+            1 => PartAction::Write,
+            2 => PartAction::Run,
+            3 => PartAction::Read,
+            other => return Err(PartError::UnknownAction(other)),
+        };
+        if action == PartAction::Read && !data.is_empty() {
+            return Err(PartError::Reserved("data on READ"));
+        }
+        Ok(Part {
+            transfer,
+            action,
+            offset: header.offset.get(),
+            data,
+        })
+    }
+}
+
+/// The TPM and part headers of a part command with `data_len` bytes of data: what a client
+/// writes before the data. `None` if the data does not fit one command.
+pub fn part_command_header(
+    transfer: u32,
+    action: PartAction,
+    offset: u32,
+    data_len: usize,
+) -> Option<[u8; TPM_HEADER_LEN + PART_HEADER_LEN]> {
+    if data_len > MAX_PART_DATA {
+        return None;
+    }
+    let size = u32::try_from(TPM_HEADER_LEN + PART_HEADER_LEN + data_len).ok()?;
+    let mut out = [0u8; TPM_HEADER_LEN + PART_HEADER_LEN];
+    let (tpm, part) = out.split_at_mut(TPM_HEADER_LEN);
+    tpm.copy_from_slice(&header(size, TPM_CC_SVSM_VAULT_PART));
+    let h = PartHeader {
+        transfer: transfer.into(),
+        action: (action as u16).into(),
+        reserved: 0.into(),
+        offset: offset.into(),
+    };
+    part.copy_from_slice(h.as_bytes());
+    Some(out)
+}
+
 /// How the vTPM routes a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route<'a> {
@@ -83,6 +227,8 @@ pub enum Route<'a> {
     Engine,
     /// The vault request in the command's body.
     Vault(&'a [u8]),
+    /// A part command's body ([`Part::parse`] decodes it).
+    VaultPart(&'a [u8]),
     /// A vendor command the vTPM refuses with this TPM response code.
     Refuse(u32),
 }
@@ -106,7 +252,7 @@ pub fn route(command: &[u8]) -> Route<'_> {
     if code & TPM_CC_VENDOR_BIT == 0 {
         return Route::Engine;
     }
-    if code != TPM_CC_SVSM_VAULT {
+    if code != TPM_CC_SVSM_VAULT && code != TPM_CC_SVSM_VAULT_PART {
         return Route::Refuse(TPM_RC_COMMAND_CODE);
     }
     if tag != TPM_ST_NO_SESSIONS {
@@ -116,7 +262,8 @@ pub fn route(command: &[u8]) -> Route<'_> {
         return Route::Refuse(TPM_RC_COMMAND_SIZE);
     }
     match command.get(TPM_HEADER_LEN..) {
-        Some(body) => Route::Vault(body),
+        Some(body) if code == TPM_CC_SVSM_VAULT => Route::Vault(body),
+        Some(body) => Route::VaultPart(body),
         None => Route::Refuse(TPM_RC_COMMAND_SIZE),
     }
 }
@@ -204,6 +351,21 @@ pub struct VendorVaultResponse<'a> {
 pub fn parse_vault_response(
     response: &[u8],
 ) -> Result<VendorVaultResponse<'_>, VendorResponseError> {
+    parse_reply(response, true)
+}
+
+/// Reads a response to a part command: as [`parse_vault_response`], but the bytes may be the
+/// start of a longer response (RCX is the whole response's length; WRITE: the staged length).
+pub fn parse_part_response(
+    response: &[u8],
+) -> Result<VendorVaultResponse<'_>, VendorResponseError> {
+    parse_reply(response, false)
+}
+
+fn parse_reply(
+    response: &[u8],
+    whole: bool,
+) -> Result<VendorVaultResponse<'_>, VendorResponseError> {
     let size = be32(response, 2).ok_or(VendorResponseError::Malformed)?;
     let code = be32(response, 6).ok_or(VendorResponseError::Malformed)?;
     if usize::try_from(size).ok() != Some(response.len()) {
@@ -220,8 +382,10 @@ pub fn parse_vault_response(
     // Bytes follow only an answer that has them, and then exactly RCX of them.
     let status = reply.status.get();
     let carries = status == 0 || status == crate::vault::VaultStatus::NotPersisted.result_code();
-    let consistent = if carries {
+    let consistent = if carries && whole {
         data.len() as u64 == reply.rcx.get()
+    } else if carries {
+        data.len() as u64 <= reply.rcx.get()
     } else {
         data.is_empty()
     };
@@ -232,9 +396,9 @@ pub fn parse_vault_response(
 }
 
 /// Makes the engine's answer to a TPM2_GetCapability `command` tell the truth about the vault
-/// command: appends [`TPMA_CC_SVSM_VAULT`] to a TPM_CAP_COMMANDS list that reaches it, and
-/// counts it in TPM_PT_TOTAL_COMMANDS and TPM_PT_VENDOR_COMMANDS. `response` holds
-/// `*len` bytes and has room for 4 more. Anything else (another command, an error response, a
+/// commands: appends [`VENDOR_COMMANDS`] to a TPM_CAP_COMMANDS list that reaches them, and
+/// counts them in TPM_PT_TOTAL_COMMANDS and TPM_PT_VENDOR_COMMANDS. `response` holds
+/// `*len` bytes and has room for 8 more. Anything else (another command, an error response, a
 /// command with sessions, a malformed one) is left as it is.
 pub fn amend_capability(command: &[u8], response: &mut [u8], len: &mut usize) {
     let Some(parameters) = get_capability_parameters(command) else {
@@ -259,27 +423,38 @@ pub fn amend_capability(command: &[u8], response: &mut [u8], len: &mut usize) {
     };
     match capability {
         TPM_CAP_COMMANDS => {
-            // The list must be exactly the rest of the response (checked before it is read).
+            // The list must be exactly the rest of the response (checked before it is read),
+            // complete (moreData clear) and shorter than asked: then the vendor commands from
+            // the asked-for code on follow it, as many as were asked for.
             let end = 19usize.saturating_add(listed.saturating_mul(4));
-            let reaches_ours = parameters.property <= TPM_CC_SVSM_VAULT
-                && more_data == 0
-                && count < parameters.count;
-            if !reaches_ours || end != *len {
+            if more_data != 0 || end != *len {
                 return;
             }
-            let already = (0..listed).any(|i| be32(out, 19 + 4 * i) == Some(TPMA_CC_SVSM_VAULT));
-            if already {
+            let mut listed_now = count;
+            let mut at = end;
+            for code in VENDOR_COMMANDS {
+                if code < parameters.property || listed_now >= parameters.count {
+                    continue;
+                }
+                let already =
+                    (0..listed).any(|i| be32(out_of(response, *len), 19 + 4 * i) == Some(code));
+                if already {
+                    continue;
+                }
+                let Some(slot) = response.get_mut(at..at + 4) else {
+                    return;
+                };
+                slot.copy_from_slice(&code.to_be_bytes());
+                at += 4;
+                listed_now += 1;
+            }
+            if listed_now == count {
                 return;
             }
-            let Some(slot) = response.get_mut(end..end + 4) else {
-                return;
-            };
-            slot.copy_from_slice(&TPMA_CC_SVSM_VAULT.to_be_bytes());
-            let new_len = end + 4;
             if let Some(c) = response.get_mut(15..19) {
-                c.copy_from_slice(&(count + 1).to_be_bytes());
+                c.copy_from_slice(&listed_now.to_be_bytes());
             }
-            *len = write_header_size(response, new_len).unwrap_or(*len);
+            *len = write_header_size(response, at).unwrap_or(*len);
         }
         TPM_CAP_TPM_PROPERTIES => {
             // At most as many entries as the response holds.
@@ -290,13 +465,19 @@ pub fn amend_capability(command: &[u8], response: &mut [u8], len: &mut usize) {
                 };
                 if property == TPM_PT_TOTAL_COMMANDS || property == TPM_PT_VENDOR_COMMANDS {
                     if let Some(v) = out.get_mut(at + 4..at + 8) {
-                        v.copy_from_slice(&value.saturating_add(1).to_be_bytes());
+                        let more = VENDOR_COMMANDS.len() as u32;
+                        v.copy_from_slice(&value.saturating_add(more).to_be_bytes());
                     }
                 }
             }
         }
         _ => {}
     }
+}
+
+/// The first `len` bytes of `response` (empty if it is shorter).
+fn out_of(response: &[u8], len: usize) -> &[u8] {
+    response.get(..len).unwrap_or(&[])
 }
 
 /// Rewrites the size field of the response in `response` to `len`; returns `len`.
@@ -360,8 +541,8 @@ mod tests {
 
     #[test]
     fn the_command_list_and_counts_learn_of_the_vault_command() {
-        let query = get_capability_command(TPM_CAP_COMMANDS, 0x11F, 3);
-        // An engine's answer with two commands and room for four more bytes.
+        let query = get_capability_command(TPM_CAP_COMMANDS, 0x11F, 4);
+        // An engine's answer with two commands and room for more.
         let mut response = [0u8; 64];
         let engine = command(
             0x8001,
@@ -374,10 +555,26 @@ mod tests {
         response[..27].copy_from_slice(&engine);
         let mut len = 27;
         amend_capability(&query, &mut response, &mut len);
-        assert_eq!(len, 31);
-        assert_eq!(be32(&response, 2), Some(31));
-        assert_eq!(be32(&response, 15), Some(3));
+        assert_eq!(len, 35);
+        assert_eq!(be32(&response, 2), Some(35));
+        assert_eq!(be32(&response, 15), Some(4));
         assert_eq!(be32(&response, 27), Some(TPMA_CC_SVSM_VAULT));
+        assert_eq!(be32(&response, 31), Some(TPMA_CC_SVSM_VAULT_PART));
+        // Room for one more: the first vendor command; from the part command's code on: it.
+        for (from, count, expect) in [
+            (0x11F, 3, TPMA_CC_SVSM_VAULT),
+            (TPM_CC_SVSM_VAULT_PART, 4, TPMA_CC_SVSM_VAULT_PART),
+        ] {
+            let query = get_capability_command(TPM_CAP_COMMANDS, from, count);
+            let mut r = [0u8; 64];
+            r[..27].copy_from_slice(&engine);
+            let mut len = 27;
+            amend_capability(&query, &mut r, &mut len);
+            assert_eq!(
+                (len, be32(&r, 15), be32(&r, 27)),
+                (31, Some(3), Some(expect))
+            );
+        }
         // Asked for exactly what the engine has: nothing is added (the count is the caller's).
         let query = get_capability_command(TPM_CAP_COMMANDS, 0x11F, 2);
         let mut response2 = [0u8; 64];
@@ -403,9 +600,9 @@ mod tests {
         let mut len = answer.len();
         amend_capability(&query, &mut buf, &mut len);
         assert_eq!(len, answer.len());
-        assert_eq!(be32(&buf, 23), Some(111));
+        assert_eq!(be32(&buf, 23), Some(112));
         assert_eq!(be32(&buf, 31), Some(110));
-        assert_eq!(be32(&buf, 39), Some(1));
+        assert_eq!(be32(&buf, 39), Some(2));
         // A count the response cannot hold is not read (the fuzzer found the long scan).
         for capability in [TPM_CAP_COMMANDS, TPM_CAP_TPM_PROPERTIES] {
             let query = get_capability_command(capability, 0x11F, u32::MAX);
@@ -427,6 +624,42 @@ mod tests {
         let mut len = 10;
         amend_capability(&query, &mut error, &mut len);
         assert_eq!(error, before);
+    }
+
+    #[test]
+    fn part_commands_parse_and_hostile_ones_are_errors() {
+        let header = part_command_header(7, PartAction::Write, 12, 3).unwrap();
+        let mut c = header.to_vec();
+        c.extend_from_slice(b"abc");
+        assert_eq!(route(&c), Route::VaultPart(&c[TPM_HEADER_LEN..]));
+        let Route::VaultPart(body) = route(&c) else {
+            panic!("not a part")
+        };
+        assert_eq!(
+            Part::parse(body),
+            Ok(Part {
+                transfer: 7,
+                action: PartAction::Write,
+                offset: 12,
+                data: b"abc"
+            })
+        );
+        for len in 0..PART_HEADER_LEN {
+            assert_eq!(Part::parse(&body[..len]), Err(PartError::Truncated));
+        }
+        let mut b = body.to_vec();
+        b[0..4].copy_from_slice(&[0; 4]);
+        assert_eq!(Part::parse(&b), Err(PartError::ZeroTransfer));
+        let mut b = body.to_vec();
+        b[4] = 9;
+        assert_eq!(Part::parse(&b), Err(PartError::UnknownAction(9)));
+        let mut b = body.to_vec();
+        b[6] = 1;
+        assert!(matches!(Part::parse(&b), Err(PartError::Reserved(_))));
+        let mut b = body.to_vec();
+        b[4] = PartAction::Read as u8;
+        assert!(matches!(Part::parse(&b), Err(PartError::Reserved(_))));
+        assert!(part_command_header(7, PartAction::Run, 0, MAX_PART_DATA + 1).is_none());
     }
 
     #[test]

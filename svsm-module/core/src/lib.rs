@@ -34,6 +34,7 @@ pub mod sealed;
 pub mod tpm;
 pub mod tpm2;
 pub mod vault;
+mod vault_parts;
 mod vault_service;
 mod vtpm_service;
 

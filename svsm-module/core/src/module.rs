@@ -124,6 +124,8 @@ pub struct SvsmModule<M, P, T, S, R> {
     pub(crate) vault_response: Vec<u8>,
     pub(crate) vtpm_request: Vec<u8>,
     pub(crate) vtpm_response: Vec<u8>,
+    /// Vault messages in parts over the vTPM's vendor command.
+    pub(crate) transfers: crate::vault_parts::Transfers,
 }
 
 impl<M, P, T, S, R> SvsmModule<M, P, T, S, R>
@@ -216,6 +218,7 @@ where
             vault_response: Vec::new(),
             vtpm_request: vec![0; svsm_abi::vtpm::VTPM_BUFFER_SIZE],
             vtpm_response: vec![0; MAX_TPM_BUFFER],
+            transfers: crate::vault_parts::Transfers::default(),
         };
         if module.status == StateStatus::Fresh {
             // A failure is recorded and reported in every manifest until a write succeeds.

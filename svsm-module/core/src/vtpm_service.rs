@@ -6,6 +6,7 @@ use crate::error::SvsmError;
 use crate::module::SvsmModule;
 use crate::platform::{Entropy, Gpa, GuestMemory, MemoryError, SecureProcessor, StateStore, Vmpl};
 use crate::tpm::TpmEngine;
+use alloc::vec::Vec;
 use svsm_abi::svsm::CallRegisters;
 use svsm_abi::svsm::{vtpm_call, PROTOCOL_VTPM};
 use svsm_abi::tpm_vendor::{self, Route, TPM_HEADER_LEN, VENDOR_REPLY_LEN};
@@ -19,6 +20,7 @@ enum Dispatch {
     Engine,
     Refuse(u32),
     Vault,
+    VaultPart,
 }
 
 impl<M, P, T, S, R> SvsmModule<M, P, T, S, R>
@@ -76,6 +78,7 @@ where
             Route::Engine => Dispatch::Engine,
             Route::Refuse(code) => Dispatch::Refuse(code),
             Route::Vault(_) => Dispatch::Vault,
+            Route::VaultPart(_) => Dispatch::VaultPart,
         };
         let n = match route {
             Dispatch::Engine => {
@@ -100,6 +103,7 @@ where
                 tpm_vendor::error_response(code, body)
             }
             Dispatch::Vault => self.vendor_vault(caller, len),
+            Dispatch::VaultPart => self.vendor_vault_part(caller, len),
         };
         // n <= the body's 4092 bytes, so it fits the u32 size field.
         if let Some(out_header) = self.vtpm_response.get_mut(..RESPONSE_HEADER_LEN) {
@@ -151,29 +155,13 @@ where
                 if carries { response.as_slice() } else { &[] },
             ),
         };
-        let reply = tpm_vendor::VendorVaultReply {
-            status: status.into(),
-            rcx: (response.len() as u64).into(),
-            rdx: (if carries { rdx } else { 0 }).into(),
-        };
-        let total = TPM_HEADER_LEN + VENDOR_REPLY_LEN + data.len();
-        let n = match self
-            .vtpm_response
-            .get_mut(RESPONSE_HEADER_LEN..RESPONSE_HEADER_LEN + total)
-        {
-            Some(body) => {
-                if let Some((_, rest)) = body.split_at_mut_checked(TPM_HEADER_LEN) {
-                    if let Some((reply_bytes, data_bytes)) =
-                        rest.split_at_mut_checked(VENDOR_REPLY_LEN)
-                    {
-                        reply_bytes.copy_from_slice(zerocopy::IntoBytes::as_bytes(&reply));
-                        data_bytes.copy_from_slice(data);
-                    }
-                }
-                tpm_vendor::write_header(body, total, 0)
-            }
-            None => 0,
-        };
+        let n = write_vendor_reply(
+            &mut self.vtpm_response,
+            status,
+            response.len() as u64,
+            if carries { rdx } else { 0 },
+            data,
+        );
         // A request or response may carry a guest's plaintext: wipe both.
         zeroize::Zeroize::zeroize(response.as_mut_slice());
         response.clear();
@@ -184,5 +172,129 @@ where
         }
         self.vtpm_request = request;
         n
+    }
+
+    /// Runs one [`tpm_vendor::TPM_CC_SVSM_VAULT_PART`] command held in `vtpm_request[..len]`
+    /// for `caller` and writes the TPM response; returns its length.
+    fn vendor_vault_part(&mut self, caller: Vmpl, len: usize) -> usize {
+        use crate::vault_parts::PartRefusal;
+        use svsm_abi::tpm_vendor::{Part, PartAction};
+        let request = core::mem::take(&mut self.vtpm_request);
+        let body = request.get(TPM_HEADER_LEN..len).unwrap_or(&[]);
+        let capacity = tpm_vendor::MAX_VENDOR_VAULT_RESPONSE;
+        let invalid = svsm_abi::svsm::ResultCode::InvalidParameter.to_u32();
+        let n = match Part::parse(body) {
+            Err(_) => write_vendor_reply(&mut self.vtpm_response, invalid, 0, 0, &[]),
+            Ok(part) => match part.action {
+                PartAction::Write => {
+                    match self
+                        .transfers
+                        .write(caller, part.transfer, part.offset, part.data)
+                    {
+                        Ok(staged) => {
+                            write_vendor_reply(&mut self.vtpm_response, 0, staged as u64, 0, &[])
+                        }
+                        Err(_) => write_vendor_reply(&mut self.vtpm_response, invalid, 0, 0, &[]),
+                    }
+                }
+                PartAction::Read => {
+                    let response = &mut self.vtpm_response;
+                    self.transfers
+                        .read(
+                            caller,
+                            part.transfer,
+                            part.offset,
+                            capacity,
+                            |bytes, total| write_vendor_reply(response, 0, total as u64, 0, bytes),
+                        )
+                        .unwrap_or_else(|_: PartRefusal| {
+                            write_vendor_reply(&mut self.vtpm_response, invalid, 0, 0, &[])
+                        })
+                }
+                PartAction::Run => {
+                    match self
+                        .transfers
+                        .take_request(caller, part.transfer, part.offset, part.data)
+                    {
+                        Err(_) => write_vendor_reply(&mut self.vtpm_response, invalid, 0, 0, &[]),
+                        Ok(message) => {
+                            let mut response = zeroize::Zeroizing::new(Vec::new());
+                            let mut rdx = 0;
+                            // The whole response is kept for READs: the vault's own limit.
+                            let result = self.vault_execute(
+                                caller,
+                                &message,
+                                svsm_abi::vault::MAX_MESSAGE,
+                                &mut response,
+                                &mut rdx,
+                            );
+                            drop(message);
+                            let carries = matches!(
+                                result,
+                                Ok(())
+                                    | Err(SvsmError::Vault(crate::vault::VaultError::Status(
+                                        svsm_abi::vault::VaultStatus::NotPersisted
+                                    )))
+                            );
+                            let status = match &result {
+                                Ok(()) => 0,
+                                Err(e) => e.result_code().to_u32(),
+                            };
+                            let first = if carries {
+                                response.get(..response.len().min(capacity)).unwrap_or(&[])
+                            } else {
+                                &[]
+                            };
+                            let n = write_vendor_reply(
+                                &mut self.vtpm_response,
+                                status,
+                                if carries { response.len() as u64 } else { 0 },
+                                if carries { rdx } else { 0 },
+                                first,
+                            );
+                            let sent = first.len();
+                            let kept = if carries {
+                                response
+                            } else {
+                                zeroize::Zeroizing::new(Vec::new())
+                            };
+                            self.transfers
+                                .keep_response(caller, part.transfer, kept, sent);
+                            n
+                        }
+                    }
+                }
+            },
+        };
+        let mut request = request;
+        if let Some(r) = request.get_mut(..len) {
+            zeroize::Zeroize::zeroize(r);
+        }
+        self.vtpm_request = request;
+        n
+    }
+}
+
+/// Writes a vendor vault response after the vTPM response header in `out`: the TPM header
+/// (success), the registers, `data`; returns the TPM response's length (0 if it cannot fit).
+fn write_vendor_reply(out: &mut [u8], status: u32, rcx: u64, rdx: u64, data: &[u8]) -> usize {
+    let reply = tpm_vendor::VendorVaultReply {
+        status: status.into(),
+        rcx: rcx.into(),
+        rdx: rdx.into(),
+    };
+    let total = TPM_HEADER_LEN + VENDOR_REPLY_LEN + data.len();
+    match out.get_mut(RESPONSE_HEADER_LEN..RESPONSE_HEADER_LEN + total) {
+        Some(body) => {
+            if let Some((_, rest)) = body.split_at_mut_checked(TPM_HEADER_LEN) {
+                if let Some((reply_bytes, data_bytes)) = rest.split_at_mut_checked(VENDOR_REPLY_LEN)
+                {
+                    reply_bytes.copy_from_slice(zerocopy::IntoBytes::as_bytes(&reply));
+                    data_bytes.copy_from_slice(data);
+                }
+            }
+            tpm_vendor::write_header(body, total, 0)
+        }
+        None => 0,
     }
 }
