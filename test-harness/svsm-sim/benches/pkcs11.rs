@@ -309,15 +309,18 @@ fn main() {
     let (ch, tpm, soft, t2, floor) = (&rows[0], &rows[1], &rows[2], &rows[3], &rows[4]);
     println!("\nratios (ours / peer; goal: >= 5x tpm2-pkcs11, within 2x of SoftHSM2)");
     println!(
-        "  sign:    call channel / tpm2-pkcs11 {}, TPM path / tpm2-pkcs11 {}, call channel / SoftHSM2 {}",
+        "  sign:    / tpm2-pkcs11: call channel {}, TPM path {};  / SoftHSM2: call channel {}, TPM path {}",
         ratio(&ch.sign, &t2.sign),
         ratio(&tpm.sign, &t2.sign),
-        ratio(&ch.sign, &soft.sign)
+        ratio(&ch.sign, &soft.sign),
+        ratio(&tpm.sign, &soft.sign)
     );
     println!(
-        "  encrypt: call channel / tpm2-pkcs11 (its CBC) {}, call channel / SoftHSM2 {}",
+        "  encrypt: / tpm2-pkcs11 (its CBC): call channel {}, TPM path {};  / SoftHSM2: call channel {}, TPM path {}",
         ratio(&ch.encrypt, &t2.encrypt),
-        ratio(&ch.encrypt, &soft.encrypt)
+        ratio(&tpm.encrypt, &t2.encrypt),
+        ratio(&ch.encrypt, &soft.encrypt),
+        ratio(&tpm.encrypt, &soft.encrypt)
     );
     println!(
         "  floor:   SoftHSM2 / the vault's code in process: sign {}, encrypt {} (what no transport can beat)",
