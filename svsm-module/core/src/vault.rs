@@ -448,6 +448,27 @@ pub(crate) fn gcm_nonce(iv: &[u8]) -> Option<Nonce<aes_gcm::aead::consts::U12>> 
     Some(iv.into())
 }
 
+/// AES-256-GCM of `plaintext` under `key` and `iv`, appended to `out` as ciphertext || tag:
+/// encrypted in place in the response, no intermediate buffer.
+fn gcm_seal(
+    key: &[u8; 32],
+    iv: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), VaultError> {
+    let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| VaultStatus::WrongKeyKind)?;
+    let nonce = gcm_nonce(iv).ok_or(VaultStatus::WrongKeyKind)?;
+    let start = out.len();
+    out.extend_from_slice(plaintext);
+    let body = out.get_mut(start..).ok_or(VaultStatus::WrongKeyKind)?;
+    let tag = cipher
+        .encrypt_in_place_detached(&nonce, aad, body)
+        .map_err(|_| VaultStatus::WrongKeyKind)?;
+    out.extend_from_slice(&tag);
+    Ok(())
+}
+
 fn push_u16(out: &mut Vec<u8>, v: u16) {
     out.extend_from_slice(&v.to_le_bytes());
 }
@@ -501,6 +522,25 @@ impl Vault {
                 .keys
                 .values()
                 .any(|k| k.owner == caller && k.name == name)
+    }
+
+    /// The ECDH shared secret of `caller`'s key `key_id` with `peer`, for a new key of `kind`
+    /// and `usage` (checked first: a derivable kind, a usage it can have).
+    fn agree(
+        &self,
+        caller: Vmpl,
+        key_id: u32,
+        kind: KeyKind,
+        usage: Usage,
+        peer: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        if !kind.allowed_usages().contains(usage) || usage.is_empty() {
+            return Err(VaultStatus::UsageNotAllowed.into());
+        }
+        if !derivable(kind) {
+            return Err(VaultStatus::WrongKeyKind.into());
+        }
+        self.key(caller, key_id, Usage::DERIVE)?.secret.ecdh(peer)
     }
 
     fn key(&self, caller: Vmpl, id: u32, need: Usage) -> Result<&VaultKey, VaultError> {
@@ -603,20 +643,9 @@ impl Vault {
                     return Err(VaultStatus::WrongKeyKind.into());
                 };
                 let iv = random::<R, IV_LEN>(ctx.rng)?;
-                let cipher =
-                    Aes256Gcm::new_from_slice(k.as_ref()).map_err(|_| VaultStatus::WrongKeyKind)?;
-                // Encrypt in place in the response: IV, then the plaintext turned ciphertext,
-                // then the tag; no intermediate buffer.
                 out.reserve(IV_LEN + plaintext.len() + TAG_LEN);
                 out.extend_from_slice(iv.as_ref());
-                let start = out.len();
-                out.extend_from_slice(plaintext);
-                let body = out.get_mut(start..).ok_or(VaultStatus::WrongKeyKind)?;
-                let nonce = gcm_nonce(iv.as_ref()).ok_or(VaultStatus::EntropyFailed)?;
-                let tag = cipher
-                    .encrypt_in_place_detached(&nonce, aad, body)
-                    .map_err(|_| VaultStatus::WrongKeyKind)?;
-                out.extend_from_slice(&tag);
+                gcm_seal(k, iv.as_ref(), aad, plaintext, out)?;
                 Ok(false)
             }
             Request::Decrypt {
@@ -666,14 +695,7 @@ impl Vault {
                 peer_public,
                 info,
             } => {
-                if !kind.allowed_usages().contains(usage) || usage.is_empty() {
-                    return Err(VaultStatus::UsageNotAllowed.into());
-                }
-                if !derivable(kind) {
-                    return Err(VaultStatus::WrongKeyKind.into());
-                }
-                let key = self.key(caller, key_id, Usage::DERIVE)?;
-                let shared = key.secret.ecdh(peer_public)?;
+                let shared = self.agree(caller, key_id, kind, usage, peer_public)?;
                 let hk = Hkdf::<Sha384>::new(Some(DERIVE_LABEL), &shared);
                 let mut material = Zeroizing::new([0u8; 48]);
                 let len = kind.secret_len();
@@ -869,14 +891,7 @@ impl Vault {
                 peer_public,
                 name,
             } => {
-                if !kind.allowed_usages().contains(usage) || usage.is_empty() {
-                    return Err(VaultStatus::UsageNotAllowed.into());
-                }
-                if !derivable(kind) {
-                    return Err(VaultStatus::WrongKeyKind.into());
-                }
-                let key = self.key(caller, key_id, Usage::DERIVE)?;
-                let shared = key.secret.ecdh(peer_public)?;
+                let shared = self.agree(caller, key_id, kind, usage, peer_public)?;
                 // PKCS#11 CKD_NULL: the key is Z's leading bytes; a key longer than Z would
                 // need a KDF, which this request does not do.
                 let material = shared
@@ -900,16 +915,7 @@ impl Vault {
                 let Secret::Aes(k) = &key.secret else {
                     return Err(VaultStatus::WrongKeyKind.into());
                 };
-                let cipher =
-                    Aes256Gcm::new_from_slice(k.as_ref()).map_err(|_| VaultStatus::WrongKeyKind)?;
-                let start = out.len();
-                out.extend_from_slice(plaintext);
-                let body = out.get_mut(start..).ok_or(VaultStatus::WrongKeyKind)?;
-                let nonce = gcm_nonce(iv).ok_or(VaultStatus::WrongKeyKind)?;
-                let tag = cipher
-                    .encrypt_in_place_detached(&nonce, aad, body)
-                    .map_err(|_| VaultStatus::WrongKeyKind)?;
-                out.extend_from_slice(&tag);
+                gcm_seal(k, iv, aad, plaintext, out)?;
                 Ok(false)
             }
             // Handled by the module (they act on the vTPM and the event log, not on keys).

@@ -15,9 +15,7 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_secs(3);
@@ -177,41 +175,6 @@ fn in_process() -> Row {
     }
 }
 
-/// `svsm-sim tpm-server` on free ports: (child, mssim port, call-channel port).
-fn server() -> (svsm_process::Child, u16, u16) {
-    let mut child = svsm_process::spawn(
-        Command::new(env!("CARGO_BIN_EXE_svsm-sim"))
-            .args(["tpm-server", "--port", "0", "--guest-port", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    )
-    .expect("svsm-sim tpm-server");
-    let mut stderr = BufReader::new(child.inner_mut().stderr.take().expect("stderr"));
-    let port = |line: &str| -> Option<u16> {
-        line.split("127.0.0.1:")
-            .nth(1)?
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
-    };
-    let (mut tpm, mut channel) = (None, None);
-    let mut line = String::new();
-    while tpm.is_none() || channel.is_none() {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).expect("status") > 0,
-            "server ended"
-        );
-        if line.contains("call channel") {
-            channel = port(&line);
-        } else if line.contains("listening") {
-            tpm = port(&line);
-        }
-    }
-    (child, tpm.unwrap_or(0), channel.unwrap_or(0))
-}
-
 fn cell(r: &Result<f64, String>) -> String {
     match r {
         Ok(v) => format!("{v:>10.0}"),
@@ -241,7 +204,9 @@ fn main() {
             "{peer} is missing (scripts/bootstrap.sh installs softhsm2 and libtpm2-pkcs11-1)"
         );
     }
-    let (_server, tpm_port, channel_port) = server();
+    let server = svsm_sim::server_process::TpmServerProcess::start(&exe, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (tpm_port, channel_port) = (server.tpm_port, server.channel_port);
     let dir = std::env::temp_dir().join(format!("svsm-bench-pkcs11-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("softhsm")).expect("temp dir");

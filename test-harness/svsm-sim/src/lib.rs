@@ -13,3 +13,4 @@ pub mod endpoints;
 pub mod guest;
 pub mod guest_demo;
 pub mod qemu_tpm;
+pub mod server_process;

@@ -5,10 +5,9 @@
 //! vault are used: the TPM vendor command (the mssim port, as `/dev/tpmrm0` would carry it) and
 //! the SVSM call channel; keys made on one are seen on the other (both are VMPL1).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use svsm_process::Child;
+use svsm_sim::server_process::TpmServerProcess;
 
 /// The module, built next to this test's binaries (`make unit` builds it first).
 fn module() -> PathBuf {
@@ -23,47 +22,14 @@ fn module() -> PathBuf {
 }
 
 struct Server {
-    _child: Child,
-    tpm_port: u16,
-    channel_port: u16,
-}
-
-/// The port after "127.0.0.1:" on a status line.
-fn port_in(line: &str) -> Option<u16> {
-    line.split("127.0.0.1:")
-        .nth(1)?
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+    process: TpmServerProcess,
 }
 
 impl Server {
     fn start() -> Server {
-        // Killed with its process group when the test ends, passes or panics.
-        let mut child = svsm_process::spawn(
-            Command::new(env!("CARGO_BIN_EXE_svsm-sim"))
-                .args(["tpm-server", "--port", "0", "--guest-port", "0"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped()),
-        )
-        .unwrap();
-        let mut stderr = BufReader::new(child.inner_mut().stderr.take().unwrap());
-        let (mut tpm_port, mut channel_port) = (None, None);
-        let mut line = String::new();
-        while tpm_port.is_none() || channel_port.is_none() {
-            line.clear();
-            assert!(stderr.read_line(&mut line).unwrap() > 0, "tpm-server ended");
-            if line.contains("call channel") {
-                channel_port = port_in(&line);
-            } else if line.contains("listening") {
-                tpm_port = port_in(&line);
-            }
-        }
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_svsm-sim"));
         Server {
-            _child: child,
-            tpm_port: tpm_port.unwrap(),
-            channel_port: channel_port.unwrap(),
+            process: TpmServerProcess::start(&exe, &[]).unwrap_or_else(|e| panic!("{e}")),
         }
     }
 
@@ -79,12 +45,12 @@ impl Server {
         if via_tpm {
             c.env(
                 "SVSM_VAULT_TPM",
-                format!("mssim:host=127.0.0.1,port={}", self.tpm_port),
+                format!("mssim:host=127.0.0.1,port={}", self.process.tpm_port),
             );
         } else {
             c.env(
                 "SVSM_VAULT_CONNECT",
-                format!("127.0.0.1:{}", self.channel_port),
+                format!("127.0.0.1:{}", self.process.channel_port),
             );
         }
         c.output().unwrap()
@@ -406,7 +372,7 @@ fn debian_pkcs11_clients_use_vault_keys() {
             .args(["-P", &format!("{module_dir}/*")])
             .env(
                 "SVSM_VAULT_CONNECT",
-                format!("127.0.0.1:{}", server.channel_port),
+                format!("127.0.0.1:{}", server.process.channel_port),
             )
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
