@@ -543,12 +543,15 @@ impl<T: SvsmTransport> Token<T> {
             return Err(Error::MechanismInvalid);
         }
         let token = self.token_object(session, &[public, private])?;
-        let curve = Curve::from_params(
-            public
-                .get(ck::CKA_EC_PARAMS)
-                .or_else(|| private.get(ck::CKA_EC_PARAMS))
-                .ok_or(Error::TemplateIncomplete)?,
-        )?;
+        let params = match (
+            public.get(ck::CKA_EC_PARAMS),
+            private.get(ck::CKA_EC_PARAMS),
+        ) {
+            (Some(a), Some(b)) if a != b => return Err(Error::TemplateInconsistent),
+            (Some(p), _) | (None, Some(p)) => p,
+            (None, None) => return Err(Error::TemplateIncomplete),
+        };
+        let curve = Curve::from_params(params)?;
         let sign = private.flag(ck::CKA_SIGN)?.unwrap_or(false)
             || public.flag(ck::CKA_VERIFY)?.unwrap_or(false);
         let derive = private.flag(ck::CKA_DERIVE)?.unwrap_or(false)

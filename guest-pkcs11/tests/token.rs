@@ -345,6 +345,16 @@ fn templates_get_what_they_ask_or_an_error() {
         pair(&mut tok, rw, t(&[]), t(&[])),
         Err(Error::TemplateIncomplete)
     );
+    // The two templates naming different curves.
+    assert_eq!(
+        pair(
+            &mut tok,
+            rw,
+            t(&[params()]),
+            t(&[(ck::CKA_EC_PARAMS, P384.to_vec())])
+        ),
+        Err(Error::TemplateInconsistent)
+    );
     assert_eq!(
         pair(
             &mut tok,
