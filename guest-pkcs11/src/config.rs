@@ -106,9 +106,11 @@ impl Endpoint {
         match self {
             Endpoint::Tpm { spec, fallback } => match (open_tpm(spec), fallback) {
                 (Ok(v), _) => Ok((v, format!("SVSM vault via {spec}"))),
-                (Err(_), Some(next)) => {
-                    open_tpm(next).map(|v| (v, format!("SVSM vault via {next}")))
-                }
+                // Both failures are reported: the first is usually the one to fix.
+                (Err(first), Some(next)) => match open_tpm(next) {
+                    Ok(v) => Ok((v, format!("SVSM vault via {next}"))),
+                    Err(second) => Err(ConfigError::Open(format!("{first}; then {second}"))),
+                },
                 (Err(e), None) => Err(e),
             },
             Endpoint::Channel {
@@ -160,4 +162,27 @@ fn open_tpm(spec: &str) -> Result<VaultClient<VaultTransport>, ConfigError> {
             error,
         })?;
     Ok(vault)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_fallback_reports_both_devices() {
+        let e = Endpoint::Tpm {
+            spec: "/nonexistent/tpmrm0".into(),
+            fallback: Some("/nonexistent/tpm0".into()),
+        };
+        match e.open() {
+            Ok(_) => panic!("opened a missing device"),
+            Err(err) => {
+                let text = err.to_string();
+                assert!(
+                    text.contains("/nonexistent/tpmrm0") && text.contains("/nonexistent/tpm0"),
+                    "{text}"
+                );
+            }
+        }
+    }
 }

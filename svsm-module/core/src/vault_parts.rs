@@ -1,7 +1,8 @@
 //! Vault messages in parts over the vTPM's vendor command (`svsm_abi::tpm_vendor`, "Parts"): a
 //! request staged over several TPM commands, run as one vault message, its response read back
-//! over several. A few transfers are kept at once, each owned by the VMPL that started it
-//! (another VMPL's transfer looks like none); the oldest is dropped for a new one. Staged
+//! over several. A few transfers are kept per VMPL, each owned by the VMPL that started it
+//! (another VMPL's transfer looks like none); a VMPL's oldest is dropped for its new one, so no
+//! VMPL can push another's transfers out. Staged
 //! bytes may be a guest's plaintext: they are wiped when taken, read to the end, or dropped.
 
 use crate::platform::Vmpl;
@@ -9,7 +10,7 @@ use alloc::vec::Vec;
 use svsm_abi::vault::MAX_MESSAGE;
 use zeroize::Zeroizing;
 
-/// Transfers kept at once.
+/// Transfers kept at once per VMPL.
 pub(crate) const MAX_TRANSFERS: usize = 4;
 
 /// Why a part was not taken (the guest gets SVSM_ERR_INVALID_PARAMETER).
@@ -66,11 +67,13 @@ impl Transfers {
     ) -> Result<usize, PartRefusal> {
         if offset == 0 {
             self.forget(owner, id);
-            if self.list.len() >= MAX_TRANSFERS {
+            let own = self.list.iter().filter(|t| t.owner == owner).count();
+            if own >= MAX_TRANSFERS {
                 if let Some(oldest) = self
                     .list
                     .iter()
                     .enumerate()
+                    .filter(|(_, t)| t.owner == owner)
                     .min_by_key(|(_, t)| t.used)
                     .map(|(i, _)| i)
                 {
@@ -211,6 +214,12 @@ mod tests {
             t.write(vmpl(1), 1, 1, b"x"),
             Err(PartRefusal::UnknownTransfer)
         );
+        // Another VMPL's transfers do not push VMPL1's out: each VMPL has its own four.
+        for id in 100..110 {
+            t.write(vmpl(2), id, 0, b"y").unwrap();
+        }
+        assert_eq!(t.write(vmpl(1), 2, 1, b"x"), Ok(2));
+        assert_eq!(t.list.len(), 2 * MAX_TRANSFERS);
         // A response fully answered by RUN leaves nothing behind.
         t.take_request(vmpl(3), 9, 0, b"req").unwrap();
         t.keep_response(vmpl(3), 9, Zeroizing::new(b"short".to_vec()), 5);
