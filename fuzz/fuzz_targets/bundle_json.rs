@@ -13,7 +13,7 @@ use host_verifier::{Policy, TrustStore, Verifier};
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
-use svsm_abi::attest::VtpmManifestV2;
+use svsm_abi::attest::VtpmManifest;
 use svsm_abi::snp::Product;
 
 const ARK: &[u8] = include_bytes!("../../host-verifier/tests/data/bundle-sim/ark.der");
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let again = Bundle::from_json(bundle.to_json().expect("encodes").as_bytes()).expect("decodes");
     assert_eq!(again, bundle);
-    let ak = VtpmManifestV2::parse(&bundle.manifest)
+    let ak = VtpmManifest::parse(&bundle.manifest)
         .map(|m| m.ak_public.to_vec())
         .unwrap_or_default();
     parsers(&bundle.quote_attest, &bundle.quote_signature, &ak);

@@ -3,7 +3,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use svsm_abi::attest::{
-    ModuleState, ServicesManifest, StateKind, VtpmManifestV2, MAX_EXTRA_EVIDENCE,
+    ModuleState, ServicesManifest, StateKind, VtpmManifest, MAX_EXTRA_EVIDENCE,
     VTPM_SERVICE_GUID,
 };
 
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(s) = ModuleState::parse_vault_manifest(data) {
         check_state(&s);
     }
-    if let Ok(m) = VtpmManifestV2::parse(data) {
+    if let Ok(m) = VtpmManifest::parse(data) {
         check_state(&m.module);
         assert!(m.extra_evidence().count() <= MAX_EXTRA_EVIDENCE);
         assert!(m.ek_public.len() + m.ak_public.len() <= data.len());

@@ -16,7 +16,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use std::io::{Read, Write};
-use svsm_abi::attest::{VTPM_MANIFEST_V2, VTPM_SERVICE_GUID};
+use svsm_abi::attest::{VTPM_MANIFEST_VERSION, VTPM_SERVICE_GUID};
 use svsm_evidence::Bundle;
 use svsm_tpm2::command::{
     parse_pcr_read, parse_quote, pcr_read_sha256, quote_sha256, response_code, ResponseError,
@@ -190,6 +190,61 @@ pub fn read_pcrs<D: TpmDevice + ?Sized>(
     Ok(pcrs)
 }
 
+/// Reads the vTPM's EK certificates and their CA's from the TCG NV indices
+/// (`svsm_abi::identity`), `(index, DER)` in index order; an index that is not defined is left
+/// out (a TPM without EK certificates gives an empty list).
+pub fn read_ek_certificates<D: TpmDevice + ?Sized>(
+    tpm: &mut D,
+) -> Result<Vec<(u32, Vec<u8>)>, EvidenceError> {
+    use svsm_abi::identity::{EK_IDENTITY_INDICES, MAX_EK_CERT_SIZE};
+    use svsm_tpm2::platform::{
+        nv_read, nv_read_public, parse_nv_read, parse_nv_read_public, NV_WRITE_CHUNK,
+        TPM_RC_HANDLE_1,
+    };
+    let mut rsp = vec![0u8; TPM_RESPONSE_MAX];
+    let mut out = Vec::new();
+    let mut indices = EK_IDENTITY_INDICES;
+    indices.sort_unstable();
+    for index in indices {
+        let cmd = nv_read_public(index).map_err(|_| EvidenceError::Marshal("NV_ReadPublic"))?;
+        let public = match run_tpm(tpm, "NV_ReadPublic", &cmd, &mut rsp) {
+            Ok(r) => parse_nv_read_public(r).map_err(|error| EvidenceError::TpmMalformed {
+                command: "NV_ReadPublic",
+                error,
+            })?,
+            Err(EvidenceError::TpmResponse {
+                rc: TPM_RC_HANDLE_1,
+                ..
+            }) => continue,
+            Err(e) => return Err(e),
+        };
+        let size = usize::from(public.data_size).min(MAX_EK_CERT_SIZE);
+        let mut der = Vec::with_capacity(size);
+        while der.len() < size {
+            let chunk = (size - der.len()).min(NV_WRITE_CHUNK);
+            // Both fit a u16: size is at most MAX_EK_CERT_SIZE.
+            let cmd = nv_read(index, chunk as u16, der.len() as u16)
+                .map_err(|_| EvidenceError::Marshal("NV_Read"))?;
+            let data =
+                parse_nv_read(run_tpm(tpm, "NV_Read", &cmd, &mut rsp)?).map_err(|error| {
+                    EvidenceError::TpmMalformed {
+                        command: "NV_Read",
+                        error,
+                    }
+                })?;
+            if data.is_empty() || data.len() > chunk {
+                return Err(EvidenceError::TpmMalformed {
+                    command: "NV_Read",
+                    error: ResponseError::Malformed("data size"),
+                });
+            }
+            der.extend_from_slice(data);
+        }
+        out.push((index, der));
+    }
+    Ok(out)
+}
+
 /// Gathers a bundle bound to `nonce` (at most 64 bytes: it is the quote's qualifying data).
 /// `extra` pieces of evidence (kind, data) are registered with the module first, so the
 /// manifest lists their SHA-384; `logs` is called after the quote and before the report.
@@ -208,11 +263,12 @@ pub fn collect<T: SvsmTransport, D: TpmDevice + ?Sized>(
     // makes a log longer than the quote covers, which the verifier can tell (IMA: it replays the
     // covered prefix) instead of a quote that covers entries no log shows.
     let (quote_attest, quote_signature, pcrs_sha256) = quote_all(tpm, nonce)?;
+    let ek_certificates = read_ek_certificates(tpm)?;
     let guest_logs = logs()?;
     let event_log = vault.read_event_log()?;
     let evidence = attest(
         vault.transport_mut(),
-        Scope::SingleService(VTPM_SERVICE_GUID, VTPM_MANIFEST_V2),
+        Scope::SingleService(VTPM_SERVICE_GUID, VTPM_MANIFEST_VERSION),
         nonce,
         true,
     )?;
@@ -229,6 +285,7 @@ pub fn collect<T: SvsmTransport, D: TpmDevice + ?Sized>(
         ima_log: guest_logs.ima,
         ima_offset: 0,
         extra_evidence: extra.to_vec(),
+        ek_certificates,
     })
 }
 

@@ -68,8 +68,8 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 use svsm_abi::attest::{
-    EphemeralCause, ManifestError, ModuleState, StateKind, VtpmManifestV2, MAX_EXTRA_EVIDENCE,
-    VTPM_MANIFEST_V2,
+    EphemeralCause, ManifestError, ModuleState, StateKind, VtpmManifest, MAX_EXTRA_EVIDENCE,
+    VTPM_MANIFEST_VERSION,
 };
 use svsm_abi::eventlog::{EventLogError, MAX_LOG};
 use svsm_abi::snp::certs::{CertKind, CertTable, CertTableError};
@@ -121,6 +121,9 @@ pub enum BundleCheckId {
     SvsmNonce,
     /// The manifest's AK is an ECC P-256 restricted signing key (ECDSA, SHA-256).
     VtpmAk,
+    /// The EK certificates the bundle carries chain to the manifest's EK CA, and the RSA EK
+    /// certificate holds the manifest's EK (not applicable when the bundle carries none).
+    VtpmEkCertificates,
     /// The quote is a well-formed, bounded TPMS_ATTEST of type TPM_ST_ATTEST_QUOTE.
     VtpmQuote,
     /// The quote's TPMT_SIGNATURE (ECDSA P-256, SHA-256) verifies with the AK.
@@ -162,7 +165,7 @@ pub enum BundleCheckId {
 
 impl BundleCheckId {
     /// Every check, in report order.
-    pub const ALL: [BundleCheckId; 24] = [
+    pub const ALL: [BundleCheckId; 25] = [
         BundleCheckId::CpuVek,
         BundleCheckId::CpuSnp,
         BundleCheckId::SvsmBinding,
@@ -170,6 +173,7 @@ impl BundleCheckId {
         BundleCheckId::SvsmManifest,
         BundleCheckId::SvsmNonce,
         BundleCheckId::VtpmAk,
+        BundleCheckId::VtpmEkCertificates,
         BundleCheckId::VtpmQuote,
         BundleCheckId::VtpmQuoteSignature,
         BundleCheckId::VtpmQuoteNonce,
@@ -199,6 +203,7 @@ impl BundleCheckId {
             BundleCheckId::SvsmManifest => "svsm.manifest",
             BundleCheckId::SvsmNonce => "svsm.nonce",
             BundleCheckId::VtpmAk => "vtpm.attestation_key",
+            BundleCheckId::VtpmEkCertificates => "vtpm.ek_certificates",
             BundleCheckId::VtpmQuote => "vtpm.quote",
             BundleCheckId::VtpmQuoteSignature => "vtpm.quote_signature",
             BundleCheckId::VtpmQuoteNonce => "vtpm.quote_nonce",
@@ -235,6 +240,7 @@ impl BundleCheckId {
             | BundleCheckId::SvsmPersisted
             | BundleCheckId::SvsmExtraEvidence => EAR_SUBMOD_SVSM,
             BundleCheckId::VtpmAk
+            | BundleCheckId::VtpmEkCertificates
             | BundleCheckId::VtpmQuote
             | BundleCheckId::VtpmQuoteSignature
             | BundleCheckId::VtpmQuoteNonce
@@ -276,6 +282,7 @@ impl NamedCheck for BundleCheckId {
             self,
             BundleCheckId::SvsmBinding
                 | BundleCheckId::VtpmQuoteSignature
+                | BundleCheckId::VtpmEkCertificates
                 | BundleCheckId::VtpmPcrDigest
                 | BundleCheckId::VtpmLogDigest
                 | BundleCheckId::SvsmExtraEvidence
@@ -337,8 +344,11 @@ pub enum BundleFailure {
         "the report is from VMPL {0}, not VMPL0: a guest, not the SVSM, chose its REPORT_DATA"
     )]
     NotVmpl0(u32),
+    /// The EK certificates do not check out.
+    #[error("EK certificates: {0}")]
+    EkCertificates(crate::ek_certs::EkCertError),
     /// The manifest is not version 2.
-    #[error("manifest version is {0}, expected {VTPM_MANIFEST_V2}")]
+    #[error("manifest version is {0}, expected {VTPM_MANIFEST_VERSION}")]
     ManifestVersion(u32),
     /// The manifest does not parse.
     #[error("manifest: {0}")]
@@ -1027,10 +1037,10 @@ impl<'a> Run<'a> {
                 .get(..4)
                 .and_then(|v| <[u8; 4]>::try_from(v).ok())
                 .map(u32::from_le_bytes);
-            if let Some(v) = version.filter(|v| *v != VTPM_MANIFEST_V2) {
+            if let Some(v) = version.filter(|v| *v != VTPM_MANIFEST_VERSION) {
                 return Err(BundleFailure::ManifestVersion(v));
             }
-            VtpmManifestV2::parse(&b.manifest).map_err(BundleFailure::Manifest)
+            VtpmManifest::parse(&b.manifest).map_err(BundleFailure::Manifest)
         })();
         self.push(
             BundleCheckId::SvsmManifest,
@@ -1038,8 +1048,9 @@ impl<'a> Run<'a> {
                 .as_ref()
                 .map(|m| {
                     format!(
-                        "vTPM manifest version 2: {} state, epoch {}, flags {:#x}, requested \
+                        "vTPM manifest {:#x}: {} state, epoch {}, flags {:#x}, requested \
                          by VMPL {}, EK {} bytes, AK {} bytes, {} extra-evidence digest(s)",
+                        VTPM_MANIFEST_VERSION,
                         state_name(m.module.state),
                         m.module.epoch,
                         m.module.flags,
@@ -1089,6 +1100,34 @@ impl<'a> Run<'a> {
                 .map_err(Clone::clone),
         );
         let ak = ak.ok();
+
+        if b.ek_certificates.is_empty() {
+            self.push_na(
+                BundleCheckId::VtpmEkCertificates,
+                "the bundle carries no EK certificates",
+            );
+        } else {
+            let r = self.require(&[BundleCheckId::SvsmManifest]).and_then(|()| {
+                let m = manifest
+                    .as_ref()
+                    .ok_or(BundleFailure::Prerequisite(BundleCheckId::SvsmManifest))?;
+                let checked =
+                    crate::ek_certs::verify(&b.ek_certificates, m.ek_ca_public, Some(m.ek_public))
+                        .map_err(BundleFailure::EkCertificates)?;
+                let list: Vec<String> = checked
+                    .certificates
+                    .iter()
+                    .map(|c| format!("{:#010x} {}", c.index, c.key))
+                    .collect();
+                Ok(format!(
+                    "{} EK certificate(s) ({}) issued by the manifest's EK CA {}…; the RSA EK certificate holds the manifest's EK",
+                    checked.certificates.len(),
+                    list.join(", "),
+                    checked.ca_public.get(2..18).unwrap_or("")
+                ))
+            });
+            self.push(BundleCheckId::VtpmEkCertificates, r);
+        }
         let ak_summary = match (&ak, &manifest) {
             (Some(a), Some(m)) => Some(AkSummary {
                 key: "ECC NIST P-256",
@@ -1792,7 +1831,7 @@ impl<'a> Run<'a> {
     /// `Ok(None)`: nothing listed, nothing supplied, nothing required.
     fn extra_evidence(
         &self,
-        m: &VtpmManifestV2<'_>,
+        m: &VtpmManifest<'_>,
         summary: &mut [ExtraSummary],
     ) -> Result<Option<String>, BundleFailure> {
         let items = &self.b.extra_evidence;
@@ -2012,7 +2051,8 @@ impl BundleAppraisal {
         ));
         if let Some(m) = &self.manifest {
             s.push_str(&format!(
-                "manifest     v2 | {} state{}{} | epoch {} | instance {} | requested by VMPL {} | {} extra-evidence digest(s)\n",
+                "manifest     {:#x} | {} state{}{} | epoch {} | instance {} | requested by VMPL {} | {} extra-evidence digest(s)\n",
+                VTPM_MANIFEST_VERSION,
                 m.state,
                 m.ephemeral_reason.map(|r| format!(" ({r})")).unwrap_or_default(),
                 if m.not_persisted { ", NOT STORED" } else { "" },
@@ -2143,6 +2183,7 @@ mod tests {
             ima_log: None,
             ima_offset: 0,
             extra_evidence: vec![],
+            ek_certificates: vec![],
         };
         let ctx = BundleContext::new(&verifier, &[1], SystemTime::now());
         let a = verify_bundle(&bundle, &ctx).unwrap();

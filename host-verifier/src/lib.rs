@@ -49,9 +49,12 @@ pub use svsm_evidence as bundle;
 pub mod broker;
 pub mod bundle_verify;
 pub mod check;
+#[cfg(feature = "broker")]
+pub mod credential;
 mod crl;
 pub mod decoded;
 pub mod ecdsa;
+pub mod ek_certs;
 mod error;
 pub mod kds;
 pub mod measured;

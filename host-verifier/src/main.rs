@@ -1,5 +1,6 @@
 //! `host-verifier`: appraise SEV-SNP evidence offline. See `docs/host-verifier.md`.
 
+mod ek_cmd;
 mod ima_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -32,6 +33,10 @@ enum Top {
     /// svsm-vhsm evidence bundles: SNP report, vTPM manifest, quote, PCRs and event log.
     #[command(subcommand)]
     Bundle(BundleCmd),
+    /// vTPM EK certificates: the chain to the EK CA and the SNP report that binds it, for a
+    /// verifier holding only certificates (docs/identity.md).
+    #[command(subcommand)]
+    Ek(ek_cmd::EkCmd),
     /// IMA runtime policies (Keylime's format): make one from a directory tree, appraise a
     /// captured list against one.
     #[command(subcommand)]
@@ -739,6 +744,7 @@ fn main() -> ExitCode {
         }) => broker_init(&data_dir, &names, json),
         Top::Serve(args) => serve(*args),
         Top::Ima(cmd) => ima_cmd::run(cmd),
+        Top::Ek(cmd) => ek_cmd::run(cmd, at_or_now),
     };
     match result {
         Ok(code) => code,

@@ -133,7 +133,7 @@ pub fn boot_machine(
     let machine = SimMachine::boot(LaunchConfig::genoa([0x11; 48]), store, None)?;
     let status = {
         let module = machine.module();
-        match module.state_status() {
+        let state = match module.state_status() {
             StateStatus::Fresh => {
                 format!("fresh vTPM, sealed state epoch {}", module.state_epoch())
             }
@@ -141,7 +141,15 @@ pub fn boot_machine(
                 format!("restored sealed state epoch {}", module.state_epoch())
             }
             StateStatus::Ephemeral(why) => format!("EPHEMERAL vTPM (state not persisted): {why}"),
-        }
+        };
+        let identity = match (module.ek_ca_public(), module.identity_error()) {
+            (Some(ca), None) => {
+                format!("EK certificates issued by EK CA {}", hex::encode(&ca[1..9]))
+            }
+            (_, Some(e)) => format!("NO EK certificates: {e}"),
+            (None, None) => "NO EK certificates".to_string(),
+        };
+        format!("{state}; {identity}")
     };
     Ok((machine, status))
 }

@@ -297,7 +297,7 @@ fn resign_at(b: &mut Bundle, vmpl: u32) {
     b.snp_report = raw.as_bytes().to_vec();
 }
 
-/// Manifest offsets (svsm_abi::attest::VtpmManifestV2: the 136-byte StateHeader, then the
+/// Manifest offsets (svsm_abi::attest::VtpmManifest: the 136-byte StateHeader, then the
 /// log digest).
 const MANIFEST_LOG_DIGEST: std::ops::Range<usize> = 136..184;
 const MANIFEST_REQUESTER: usize = 10;
@@ -483,6 +483,7 @@ fn manifest_swapped_with_another_machines() {
         &a,
         &[
             C::SvsmBinding,
+            C::VtpmEkCertificates,
             C::VtpmQuoteSignature,
             C::VtpmQuoteNonce,
             C::VtpmPcrDigest,
@@ -1073,6 +1074,7 @@ fn expect_manifest_unreadable(b: &Bundle) -> BundleAppraisal {
         &[
             C::SvsmManifest,
             C::VtpmAk,
+            C::VtpmEkCertificates,
             C::VtpmQuoteSignature,
             C::VtpmQuoteNonce,
             C::VtpmPcrDigest,
@@ -1085,6 +1087,10 @@ fn expect_manifest_unreadable(b: &Bundle) -> BundleAppraisal {
         ],
     );
     assert_eq!(reason(&a, C::VtpmAk), &F::Prerequisite(C::SvsmManifest));
+    assert_eq!(
+        reason(&a, C::VtpmEkCertificates),
+        &F::Prerequisite(C::SvsmManifest)
+    );
     a
 }
 
@@ -1102,13 +1108,13 @@ fn insider_manifest_truncated() {
 
 #[test]
 fn insider_manifest_of_another_version() {
-    // Version 1 (no per-boot transport key, no state kind) is retired, 3 is unknown.
-    for v in [1u8, 3] {
+    // Versions 1 and 2 (no per-boot transport key; no EK CA) are retired, 3 is unknown.
+    for v in [1u32, 2, 3] {
         let mut b = a();
-        b.manifest[0] = v;
+        b.manifest[..4].copy_from_slice(&v.to_le_bytes());
         resign(&mut b);
         let a = expect_manifest_unreadable(&b);
-        assert_eq!(reason(&a, C::SvsmManifest), &F::ManifestVersion(v.into()));
+        assert_eq!(reason(&a, C::SvsmManifest), &F::ManifestVersion(v));
     }
 }
 

@@ -8,7 +8,7 @@ use guest_driver::attest::{attest, Scope};
 use guest_driver::vault::VaultClient;
 use guest_driver::vtpm::VtpmClient;
 use sha2::{Digest, Sha256, Sha384};
-use svsm_abi::attest::{StateKind, VtpmManifestV2, VTPM_MANIFEST_V2, VTPM_SERVICE_GUID};
+use svsm_abi::attest::{StateKind, VtpmManifest, VTPM_MANIFEST_VERSION, VTPM_SERVICE_GUID};
 use svsm_abi::eventlog::EventLog;
 use svsm_abi::snp::AttestationReport;
 use svsm_core::measure::{Component, ComponentKind};
@@ -107,7 +107,7 @@ fn launch_and_guest_measurements_replay_to_the_vtpm_pcrs() {
     let nonce = [0x33u8; 32];
     let e = attest(
         vault.transport_mut(),
-        Scope::SingleService(VTPM_SERVICE_GUID, VTPM_MANIFEST_V2),
+        Scope::SingleService(VTPM_SERVICE_GUID, VTPM_MANIFEST_VERSION),
         &nonce,
         false,
     )
@@ -119,7 +119,7 @@ fn launch_and_guest_measurements_replay_to_the_vtpm_pcrs() {
         .finalize()
         .into();
     assert_eq!(report.raw().report_data, bound);
-    let m = VtpmManifestV2::parse(&e.manifest).unwrap();
+    let m = VtpmManifest::parse(&e.manifest).unwrap();
     assert_eq!(
         m.event_log_digest,
         &<[u8; 48]>::from(Sha384::digest(&log_bytes))
@@ -152,12 +152,12 @@ fn launch_and_guest_measurements_replay_to_the_vtpm_pcrs() {
     let v2 = |vault: &mut VaultClient<_>, nonce: &[u8]| {
         let e = attest(
             vault.transport_mut(),
-            Scope::SingleService(VTPM_SERVICE_GUID, VTPM_MANIFEST_V2),
+            Scope::SingleService(VTPM_SERVICE_GUID, VTPM_MANIFEST_VERSION),
             nonce,
             false,
         )
         .unwrap();
-        let m = VtpmManifestV2::parse(&e.manifest).unwrap();
+        let m = VtpmManifest::parse(&e.manifest).unwrap();
         let extra: Vec<(u16, [u8; 48])> = m.extra_evidence().map(|(k, d)| (k, *d)).collect();
         (m.module.requester_vmpl, extra)
     };

@@ -40,9 +40,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 pub use svsm_core::tpm::{TpmEngine, TpmEngineError, TpmState, MAX_TPM_BUFFER};
+use svsm_core::tpm2::platform as platform_cmd;
 pub use svsm_core::tpm2::templates::{
-    AkCurve, AK_ATTRIBUTES, AK_HANDLE, EK_ECC_P384_HANDLE, EK_H3_ATTRIBUTES, EK_L1_ATTRIBUTES,
-    EK_RSA_HANDLE, POLICY_A_SHA256, POLICY_B_SHA384,
+    AkCurve, AK_ATTRIBUTES, AK_HANDLE, EK_ECC_P256_HANDLE, EK_ECC_P384_HANDLE, EK_H3_ATTRIBUTES,
+    EK_L1_ATTRIBUTES, EK_RSA_HANDLE, POLICY_A_SHA256, POLICY_B_SHA384,
 };
 
 use ffi::{Engine, StartError};
@@ -110,26 +111,47 @@ impl VtpmError {
     }
 }
 
+/// Who holds the platform hierarchy (see [`Vtpm`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Platform {
+    /// Started, phEnable set with the empty platformAuth a Startup leaves: VMPL0's
+    /// provisioning window after manufacture or restore. Closed before the next `execute`.
+    Open,
+    /// phEnable cleared: nobody can use the platform hierarchy until the next Startup.
+    Locked,
+    /// Powered on without Startup (a firmware reset) or off: nothing to lock until a Startup.
+    AwaitingStartup,
+}
+
 /// The vTPM: the single owner of the process-global libtpms engine.
+///
+/// The platform hierarchy belongs to VMPL0: every `TPM2_Startup` sets phEnable again with an
+/// empty platformAuth, so after each successful Startup (its own or one it executes for the
+/// guest) the vTPM clears phEnable with `TPM2_HierarchyControl` before it runs anything else.
+/// The guest then cannot ChangeEPS/ChangePPS, clear through the platform, or write or delete
+/// platform NV (the EK certificates). The one window is between manufacture or restore and
+/// the first [`TpmEngine::execute`], for VMPL0's own [`TpmEngine::execute_provisioning`].
 ///
 /// Dropping it terminates the engine (`TPMLIB_Terminate`) and wipes the NV blobs it held.
 #[derive(Debug)]
 pub struct Vtpm {
     engine: Engine,
     config: VtpmConfig,
+    platform: Platform,
 }
 
 impl Vtpm {
     /// Manufactures a fresh TPM (new seeds), powers it on, sends `TPM2_Startup(CLEAR)`, and
-    /// provisions: the RSA 2048 EK (template L-1) at [`EK_RSA_HANDLE`], the ECC P-384 EK
-    /// (template H-3) at [`EK_ECC_P384_HANDLE`], and the attestation key at [`AK_HANDLE`].
-    /// All three are primary keys of the endorsement hierarchy (so they derive from the
+    /// provisions: the RSA 2048 EK (template L-1) at [`EK_RSA_HANDLE`], the ECC P-256 EK
+    /// (template L-2) at [`EK_ECC_P256_HANDLE`], the ECC P-384 EK (template H-3) at
+    /// [`EK_ECC_P384_HANDLE`], and the attestation key at [`AK_HANDLE`]. All four are primary keys of the endorsement hierarchy (so they derive from the
     /// endorsement seed, which `TPM2_Clear` does not change), made persistent with the empty
     /// owner password a freshly manufactured TPM has.
     pub fn manufacture(config: VtpmConfig) -> Result<Self, VtpmError> {
         let mut vtpm = Self {
             engine: Engine::acquire()?,
             config,
+            platform: Platform::Open,
         };
         vtpm.engine.start(None).map_err(|e| match e {
             StartError::Library(rc) => TpmEngineError::Engine(rc),
@@ -159,6 +181,7 @@ impl Vtpm {
         let mut vtpm = Self {
             engine: Engine::acquire()?,
             config,
+            platform: Platform::Open,
         };
         vtpm.engine
             .start(Some((permanent, volatile)))
@@ -191,6 +214,7 @@ impl Vtpm {
     /// volatile state (PCRs, sessions, loaded objects) does not. Idempotent.
     pub fn power_off(&mut self) {
         self.engine.stop();
+        self.platform = Platform::AwaitingStartup;
     }
 
     /// A platform reset as firmware sees it: the engine is stopped (volatile state, PCRs and
@@ -198,6 +222,7 @@ impl Vtpm {
     /// `TPM2_Startup`, which the platform firmware sends itself after a reset.
     pub fn reset_for_firmware(&mut self) -> Result<(), VtpmError> {
         self.engine.stop();
+        self.platform = Platform::AwaitingStartup;
         self.engine.start(None).map_err(|e| match e {
             StartError::Library(rc) => TpmEngineError::Engine(rc),
             StartError::StateRefused => TpmEngineError::StateCorrupt,
@@ -207,7 +232,8 @@ impl Vtpm {
 
     /// Powers the engine on from the NV it holds and sends `TPM2_Startup(STATE)`, falling back
     /// to `TPM2_Startup(CLEAR)` when there is no state saved by `TPM2_Shutdown(STATE)` to
-    /// resume. Does nothing when already on (like the TPM simulator's power-on signal).
+    /// resume. Does nothing when already on (like the TPM simulator's power-on signal). The
+    /// platform hierarchy is locked again before this returns.
     pub fn power_on(&mut self) -> Result<(), VtpmError> {
         if self.engine.is_running() {
             return Ok(());
@@ -216,7 +242,36 @@ impl Vtpm {
             StartError::Library(rc) => TpmEngineError::Engine(rc),
             StartError::StateRefused => TpmEngineError::StateCorrupt,
         })?;
-        self.resume_or_clear()
+        self.resume_or_clear()?;
+        self.platform = Platform::Open;
+        self.take_platform()?;
+        Ok(())
+    }
+
+    /// True once the platform hierarchy is locked (phEnable clear) until the next Startup.
+    pub fn platform_locked(&self) -> bool {
+        self.platform == Platform::Locked
+    }
+
+    /// Clears phEnable. Already clear (TPM_RC_HIERARCHY) counts as done; a TPM not started
+    /// (TPM_RC_INITIALIZE) has nothing to lock until its Startup.
+    fn take_platform(&mut self) -> Result<(), TpmEngineError> {
+        let command = platform_cmd::disable_platform_hierarchy()
+            .map_err(|_| TpmEngineError::PlatformLock(u32::MAX))?;
+        let mut response = [0u8; 64];
+        let len = self.execute_retrying(INTERNAL_LOCALITY, &command, &mut response)?;
+        match response.get(..len).and_then(commands::response_code) {
+            Some(0) | Some(platform_cmd::TPM_RC_HIERARCHY_HANDLE_1) => {
+                self.platform = Platform::Locked;
+                Ok(())
+            }
+            Some(platform_cmd::TPM_RC_INITIALIZE) => {
+                self.platform = Platform::AwaitingStartup;
+                Ok(())
+            }
+            Some(rc) => Err(TpmEngineError::PlatformLock(rc)),
+            None => Err(TpmEngineError::PlatformLock(u32::MAX)),
+        }
     }
 
     /// Like [`TpmEngine::execute`], but resends the command while the TPM answers
@@ -251,6 +306,11 @@ impl Vtpm {
         self.read_checked_public(&KeyTemplate::ek_rsa_l1())
     }
 
+    /// The ECC P-256 EK's `TPMT_PUBLIC` (122 bytes), read back from [`EK_ECC_P256_HANDLE`].
+    pub fn ek_ecc_p256_public(&mut self) -> Result<Vec<u8>, VtpmError> {
+        self.read_checked_public(&KeyTemplate::ek_ecc_l2())
+    }
+
     /// The ECC P-384 EK's `TPMT_PUBLIC` (170 bytes), read back from [`EK_ECC_P384_HANDLE`].
     pub fn ek_ecc_public(&mut self) -> Result<Vec<u8>, VtpmError> {
         self.read_checked_public(&KeyTemplate::ek_ecc_h3())
@@ -264,9 +324,10 @@ impl Vtpm {
 
     // -- internals ---------------------------------------------------------------------------
 
-    fn templates(&self) -> [KeyTemplate; 3] {
+    fn templates(&self) -> [KeyTemplate; 4] {
         [
             KeyTemplate::ek_rsa_l1(),
+            KeyTemplate::ek_ecc_l2(),
             KeyTemplate::ek_ecc_h3(),
             KeyTemplate::ak(self.config.ak_curve),
         ]
@@ -348,14 +409,44 @@ fn map_response(command: &'static str, e: ResponseError) -> VtpmError {
 impl TpmEngine for Vtpm {
     /// Runs one command. Commands over [`MAX_TPM_BUFFER`] bytes are refused with
     /// [`TpmEngineError::CommandTooLarge`]; everything else, however malformed, goes to libtpms,
-    /// which answers with a TPM error response.
+    /// which answers with a TPM error response. The platform hierarchy is locked first if it is
+    /// still open, and again after a successful `TPM2_Startup`; when that lock fails the
+    /// Startup's response is wiped and [`TpmEngineError::PlatformLock`] returned instead.
     fn execute(
         &mut self,
         locality: u8,
         command: &[u8],
         response: &mut [u8],
     ) -> Result<usize, TpmEngineError> {
-        self.engine.process(locality, command, response)
+        if self.platform == Platform::Open {
+            self.take_platform()?;
+        }
+        let len = self.engine.process(locality, command, response)?;
+        let started = platform_cmd::command_code(command) == Some(platform_cmd::TPM_CC_STARTUP)
+            && response.get(..len).and_then(commands::response_code) == Some(0);
+        if started {
+            self.platform = Platform::Open;
+            if let Err(e) = self.take_platform() {
+                response.fill(0);
+                return Err(e);
+            }
+        }
+        Ok(len)
+    }
+
+    fn execute_provisioning(
+        &mut self,
+        command: &[u8],
+        response: &mut [u8],
+    ) -> Result<usize, TpmEngineError> {
+        self.execute_retrying(INTERNAL_LOCALITY, command, response)
+    }
+
+    fn lock_platform(&mut self) -> Result<(), TpmEngineError> {
+        if self.platform == Platform::Open {
+            self.take_platform()?;
+        }
+        Ok(())
     }
 
     fn state_changed(&self) -> bool {

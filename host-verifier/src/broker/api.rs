@@ -116,6 +116,56 @@ pub struct ImaPolicyInfo {
     pub sha256: String,
 }
 
+/// `POST /v1/ak/challenge` body: certify an attestation key of the attested TPM.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AkChallengeRequest {
+    /// The evidence bundle, made for a nonce this broker issued: its manifest's EK is the one
+    /// the credential is made for.
+    pub bundle: BundleJson,
+    /// The policy to appraise against (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The AK's TPMT_PUBLIC, base64 (ECC P-256 restricted signing key, nameAlg SHA-256).
+    pub ak_public: String,
+}
+
+/// `POST /v1/ak/challenge` answer: the credential for TPM2_ActivateCredential.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AkChallenge {
+    /// Names this exchange in `POST /v1/ak/certificate` (16 bytes, hex).
+    pub challenge_id: String,
+    /// `TPM2B_ID_OBJECT`, base64 (credentialBlob).
+    pub credential_blob: String,
+    /// `TPM2B_ENCRYPTED_SECRET`, base64 (secret).
+    pub encrypted_secret: String,
+    /// Unix seconds after which the challenge is refused.
+    pub expires_at: i64,
+}
+
+/// `POST /v1/ak/certificate` body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AkCertificateRequest {
+    /// From the challenge.
+    pub challenge_id: String,
+    /// What TPM2_ActivateCredential recovered, base64.
+    pub secret: String,
+}
+
+/// `POST /v1/ak/certificate` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AkCertificate {
+    /// The AK certificate, PEM.
+    pub certificate: String,
+    /// The broker's AK CA certificate, PEM (also `GET /v1/ak-ca`).
+    pub ca: String,
+    /// The instance the AK's TPM belongs to, hex.
+    pub instance_id: String,
+}
+
 /// `POST /v1/release` body.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

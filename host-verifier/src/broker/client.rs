@@ -180,6 +180,38 @@ impl BrokerClient {
             .await
     }
 
+    /// `POST /v1/ak/challenge`: `ak_public` is the AK's TPMT_PUBLIC.
+    pub async fn ak_challenge(
+        &self,
+        bundle: BundleJson,
+        policy: Option<&str>,
+        ak_public: &[u8],
+    ) -> Result<api::AkChallenge, ClientError> {
+        use base64::Engine;
+        let req = api::AkChallengeRequest {
+            bundle,
+            policy: policy.map(str::to_owned),
+            ak_public: base64::engine::general_purpose::STANDARD.encode(ak_public),
+        };
+        self.send(reqwest::Method::POST, "/v1/ak/challenge", Some(&req))
+            .await
+    }
+
+    /// `POST /v1/ak/certificate` with what TPM2_ActivateCredential recovered.
+    pub async fn ak_certificate(
+        &self,
+        challenge_id: &str,
+        secret: &[u8],
+    ) -> Result<api::AkCertificate, ClientError> {
+        use base64::Engine;
+        let req = api::AkCertificateRequest {
+            challenge_id: challenge_id.to_owned(),
+            secret: base64::engine::general_purpose::STANDARD.encode(secret),
+        };
+        self.send(reqwest::Method::POST, "/v1/ak/certificate", Some(&req))
+            .await
+    }
+
     /// `GET /v1/ear-key`.
     pub async fn ear_key(&self) -> Result<api::EarKey, ClientError> {
         self.send::<(), _>(reqwest::Method::GET, "/v1/ear-key", None)

@@ -97,7 +97,7 @@ pub struct InitReport {
     pub tls_names: Vec<String>,
 }
 
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ConfigError> {
+pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ConfigError> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -19,6 +19,8 @@
 //!   [`server`]: TLS and connection handling; [`config`]: the data directory;
 //!   [`client`]: a client of the API.
 
+#[cfg(feature = "broker")]
+pub mod ak;
 pub mod api;
 pub mod policy;
 pub mod reputation;

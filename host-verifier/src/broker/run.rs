@@ -136,6 +136,7 @@ pub async fn start(options: &ServeOptions) -> Result<server::RunningBroker, Star
         request_timeout: options.request_timeout,
         crl,
         round_sweep: options.round_sweep,
+        ak_ca: std::sync::Arc::new(super::ak::AkCa::load_or_create(dir)?),
     })?;
     let sweeper = tokio::spawn(service.sweeper);
     let mut running = server::start(

@@ -38,7 +38,7 @@ use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
-use svsm_abi::attest::{StateKind, VtpmManifestV2};
+use svsm_abi::attest::{StateKind, VtpmManifest};
 use svsm_abi::vault::{valid_key_name, KeyKind, Usage};
 use svsm_evidence::{Bundle, BundleJson};
 use zeroize::Zeroizing;
@@ -68,6 +68,8 @@ pub struct ServiceConfig {
     pub crl: Option<Vec<u8>>,
     /// How often overdue rounds are looked for ([`Service::sweeper`]).
     pub round_sweep: Duration,
+    /// The CA of the AK certificates (`/v1/ak/*`).
+    pub ak_ca: Arc<super::ak::AkCa>,
 }
 
 /// The service: its router, and the background task that counts missed rounds (run it on the
@@ -207,6 +209,8 @@ struct Shared {
     metrics: Metrics,
     /// Compiled runtime policies by name, with the SHA-256 of the body they were compiled from.
     runtime_policies: std::sync::Mutex<std::collections::HashMap<String, CompiledRuntime>>,
+    ak_ca: Arc<super::ak::AkCa>,
+    ak_challenges: super::ak::PendingChallenges,
 }
 
 type AppState = Arc<Shared>;
@@ -235,6 +239,8 @@ pub fn build(config: ServiceConfig) -> Result<Service, ServiceError> {
         nonce_ttl_secs: i64::try_from(config.nonce_ttl.as_secs()).unwrap_or(i64::MAX),
         metrics: Metrics::new(),
         runtime_policies: std::sync::Mutex::new(std::collections::HashMap::new()),
+        ak_ca: config.ak_ca,
+        ak_challenges: super::ak::PendingChallenges::default(),
     });
     let sweeper = Box::pin(sweep_rounds(shared.clone(), config.round_sweep));
     let admin = Router::new()
@@ -269,6 +275,9 @@ pub fn build(config: ServiceConfig) -> Result<Service, ServiceError> {
         .route("/attest", post(attest))
         .route("/release", post(release))
         .route("/ear-key", get(ear_key))
+        .route("/ak/challenge", post(ak_challenge))
+        .route("/ak/certificate", post(ak_certificate))
+        .route("/ak-ca", get(ak_ca))
         .nest("/admin", admin);
     let router = Router::new()
         .nest(api::PREFIX, api)
@@ -721,7 +730,7 @@ async fn load_runtime_policy(s: &Shared, loaded: &mut Loaded) -> Result<(), ApiE
 /// quote's resetCount (the boot). Used only to pick the IMA position to continue from; the
 /// appraisal then verifies both.
 fn claimed_node(bundle: &Bundle) -> Option<([u8; 16], u32)> {
-    let manifest = VtpmManifestV2::parse(&bundle.manifest).ok()?;
+    let manifest = VtpmManifest::parse(&bundle.manifest).ok()?;
     let quote = QuoteAttest::parse(&bundle.quote_attest).ok()?;
     Some((*manifest.module.instance_id, quote.reset_count))
 }
@@ -1013,7 +1022,7 @@ fn failed_checks(appraisal: &BundleAppraisal) -> Vec<FailedCheck> {
 
 /// The manifest's state, as the epoch record needs it (the appraisal already parsed and
 /// checked the manifest; this re-parse cannot fail for an affirming bundle).
-fn observed(manifest: &VtpmManifestV2<'_>) -> ObservedState {
+fn observed(manifest: &VtpmManifest<'_>) -> ObservedState {
     let m = &manifest.module;
     match m.state {
         StateKind::Fresh => ObservedState::Fresh { epoch: m.epoch },
@@ -1025,7 +1034,7 @@ fn observed(manifest: &VtpmManifestV2<'_>) -> ObservedState {
 /// Accepts the manifest's sealed state for its instance, or the refusal as a failed check.
 async fn accept_epoch(
     s: &Shared,
-    manifest: &VtpmManifestV2<'_>,
+    manifest: &VtpmManifest<'_>,
     action: &str,
 ) -> Result<Option<FailedCheck>, ApiError> {
     match s
@@ -1121,7 +1130,7 @@ async fn attest(
     let appraisal = appraise(&s, bundle.clone(), policy, position).await?;
     let mut failed = failed_checks(&appraisal);
     let affirmed = failed.is_empty();
-    let manifest = VtpmManifestV2::parse(&bundle.manifest).ok();
+    let manifest = VtpmManifest::parse(&bundle.manifest).ok();
     let mut broker_failed = Vec::new();
     if let (true, true, Some(m)) = (affirmed, pins_image, &manifest) {
         broker_failed.extend(accept_epoch(&s, m, "attest").await?);
@@ -1221,7 +1230,7 @@ async fn release(
         };
         failed.extend(node_trust(state.as_ref(), &query));
     }
-    let manifest = VtpmManifestV2::parse(&bundle.manifest).ok();
+    let manifest = VtpmManifest::parse(&bundle.manifest).ok();
     // A release policy always pins the image, so an affirmed appraisal vouches for the
     // manifest's instance id: a refusal after it (epoch, transport key) may name the instance.
     let vouched = manifest
@@ -1272,12 +1281,165 @@ async fn release(
     }))
 }
 
+/// `POST /v1/ak/challenge`: appraises the bundle; for an affirmed one, a credential for the
+/// attested EK and the AK's name.
+async fn ak_challenge(
+    State(s): State<AppState>,
+    StrictJson(req): StrictJson<api::AkChallengeRequest>,
+) -> Result<axum::Json<api::AkChallenge>, ApiError> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let bundle = Arc::new(decode_bundle(req.bundle)?);
+    let ak_public = b64
+        .decode(&req.ak_public)
+        .map_err(|_| ApiError::malformed("ak_public", "not base64"))?;
+    let policy_name = req.policy.as_deref().unwrap_or(DEFAULT_POLICY);
+    let what = format!("ak policy={policy_name}");
+    let policy = match s.store.policy(policy_name).await? {
+        Some(body) => compile_policy(&s, policy_name, &body, false)?,
+        None => {
+            let message = format!("no policy named {policy_name:?}");
+            return Err(not_found_refusal(&s, "ak-challenge", &what, message).await?);
+        }
+    };
+    redeem(&s, "ak-challenge", &what, &bundle.nonce).await?;
+    let appraisal = appraise(&s, bundle.clone(), policy, None).await?;
+    let mut failed = failed_checks(&appraisal);
+    let manifest = VtpmManifest::parse(&bundle.manifest).ok();
+    if manifest.is_none() && failed.is_empty() {
+        failed.push(check("svsm.manifest", "the manifest does not parse"));
+    }
+    // The AK must be a restricted signing key the TPM made and keeps (fixedTPM, fixedParent,
+    // sensitiveDataOrigin): only such a key can be vouched for by activation.
+    let ak = match crate::bundle_verify::tpm::AkPublic::parse(&ak_public) {
+        Ok(ak) if ak.name_alg == 0x000B => Some(ak),
+        Ok(ak) => {
+            failed.push(check(
+                "broker.ak",
+                format!("the AK's nameAlg is {:#06x}, not SHA-256", ak.name_alg),
+            ));
+            None
+        }
+        Err(e) => {
+            failed.push(check("broker.ak", e.to_string()));
+            None
+        }
+    };
+    let (Some(manifest), Some(_), true) = (manifest, ak, failed.is_empty()) else {
+        audit(
+            &s,
+            "ak-challenge",
+            &subject(&what, None, &bundle.nonce),
+            "refused",
+            reasons(&failed),
+        )
+        .await?;
+        return Err(ApiError::Refused {
+            message: "the appraisal does not admit certifying an AK".into(),
+            failed,
+        });
+    };
+    let instance: [u8; 16] = *manifest.module.instance_id;
+    let mut secret = Zeroizing::new([0u8; 32]);
+    let mut id = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, secret.as_mut());
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+    let name = crate::credential::sha256_name(&ak_public);
+    let credential = crate::credential::make_credential(
+        manifest.ek_public,
+        &name,
+        secret.as_ref(),
+        &mut rand_core::OsRng,
+    )
+    .map_err(|e| {
+        tracing::warn!(error = %e, "MakeCredential failed for an affirmed manifest");
+        ApiError::Internal("the credential could not be made")
+    })?;
+    let expires_at = now().saturating_add(s.nonce_ttl_secs);
+    let kept = s.ak_challenges.insert(
+        id,
+        super::ak::PendingAk {
+            secret,
+            ak_public,
+            instance,
+            expires_at,
+        },
+        now(),
+    );
+    if !kept {
+        return Err(ApiError::Unavailable);
+    }
+    let subject_line = subject(&what, Some(&instance), &bundle.nonce);
+    audit(&s, "ak-challenge", &subject_line, "allowed", vec![]).await?;
+    Ok(axum::Json(api::AkChallenge {
+        challenge_id: hex::encode(id),
+        credential_blob: b64.encode(&credential.id_object),
+        encrypted_secret: b64.encode(&credential.encrypted_secret),
+        expires_at,
+    }))
+}
+
+/// `POST /v1/ak/certificate`: the secret TPM2_ActivateCredential recovered buys the AK's
+/// certificate, once.
+async fn ak_certificate(
+    State(s): State<AppState>,
+    StrictJson(req): StrictJson<api::AkCertificateRequest>,
+) -> Result<axum::Json<api::AkCertificate>, ApiError> {
+    use base64::Engine;
+    let id: [u8; 16] = hex::decode(&req.challenge_id)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| ApiError::malformed("challenge_id", "not 16 bytes of hex"))?;
+    let secret = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(&req.secret)
+            .map_err(|_| ApiError::malformed("secret", "not base64"))?,
+    );
+    let what = format!("ak challenge={}", req.challenge_id);
+    let pending = match s.ak_challenges.redeem(&id, &secret, now()) {
+        Ok(p) => p,
+        Err(e) => {
+            let failed = vec![check("broker.credential", e.to_string())];
+            audit(&s, "ak-certificate", &what, "refused", reasons(&failed)).await?;
+            return Err(match e {
+                super::ak::RedeemError::Unknown => ApiError::NotFound(e.to_string()),
+                _ => ApiError::Refused {
+                    message: "the credential was not activated by the attested TPM".into(),
+                    failed,
+                },
+            });
+        }
+    };
+    let ak = crate::bundle_verify::tpm::AkPublic::parse(&pending.ak_public)
+        .map_err(|_| ApiError::Internal("a kept AK no longer parses"))?;
+    let certificate = s.ak_ca.issue(&ak, &pending.instance, now()).map_err(|e| {
+        tracing::warn!(error = %e, "AK certificate");
+        ApiError::Internal("the AK certificate could not be made")
+    })?;
+    let subject_line = format!("{what} instance={}", hex::encode(pending.instance));
+    audit(&s, "ak-certificate", &subject_line, "allowed", vec![]).await?;
+    Ok(axum::Json(api::AkCertificate {
+        certificate,
+        ca: s.ak_ca.certificate_pem().to_owned(),
+        instance_id: hex::encode(pending.instance),
+    }))
+}
+
+/// `GET /v1/ak-ca`: the AK CA certificate, PEM.
+async fn ak_ca(State(s): State<AppState>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
+        s.ak_ca.certificate_pem().to_owned(),
+    )
+        .into_response()
+}
+
 /// Wraps the resource's key for what the appraised manifest names; `Ok(Err(_))` when the
 /// manifest's transport key cannot receive it.
 fn wrap(
     s: &Shared,
     resource: &StoredResource,
-    manifest: &VtpmManifestV2<'_>,
+    manifest: &VtpmManifest<'_>,
     nonce: &[u8],
 ) -> Result<Result<Vec<u8>, FailedCheck>, ApiError> {
     let kind = api::kind_from_name(&resource.kind).ok_or(ApiError::Internal("stored kind"))?;

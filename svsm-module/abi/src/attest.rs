@@ -32,10 +32,15 @@ pub const VAULT_SERVICE_GUID: Guid = Guid::from_fields(
     [0x9a, 0x3c, 0x6f, 0x8b, 0x2d, 0x1e, 0x7a, 0x45],
 );
 
-/// Version of the richer vTPM service manifest ([`VtpmManifestV2`]). Version 1 (no per-boot
-/// transport key, no state kind, no requester VMPL) is retired: it could not bind a provisioned
-/// key to one boot of one instance.
-pub const VTPM_MANIFEST_V2: u32 = 2;
+/// Version of the richer vTPM service manifest ([`VtpmManifest`]): 0x5648_0003. The high half
+/// ("VH") marks svsm-vhsm's own vTPM manifest layouts, so the number cannot be mistaken for the
+/// small version numbers another SVSM's vTPM manifest uses; the low half is the layout
+/// revision. Revision 1 (no per-boot transport key, no state kind, no requester VMPL) and
+/// revision 2 (no EK certificate authority) are retired.
+pub const VTPM_MANIFEST_VERSION: u32 = 0x5648_0003;
+/// Length of the EK certificate authority's public key in [`VtpmManifest`] (SEC1 uncompressed
+/// P-384).
+pub const EK_CA_PUBLIC_LEN: usize = 97;
 /// Version of the vault service manifest ([`StateHeader`] alone).
 pub const VAULT_MANIFEST_V2: u32 = 2;
 /// Most extra-evidence digests a manifest carries.
@@ -121,7 +126,7 @@ impl EphemeralCause {
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub struct StateHeader {
-    /// Manifest version ([`VTPM_MANIFEST_V2`] or [`VAULT_MANIFEST_V2`]).
+    /// Manifest version ([`VTPM_MANIFEST_VERSION`] or [`VAULT_MANIFEST_V2`]).
     pub version: U32,
     /// [`MANIFEST_FLAG_EPHEMERAL`], [`MANIFEST_FLAG_NOT_PERSISTED`]; other bits zero.
     pub flags: U32,
@@ -243,14 +248,16 @@ impl<'a> ModuleState<'a> {
     }
 }
 
-/// The vTPM service manifest version 2 (svsm-vhsm's own; version 0 is the spec's bare EK
-/// TPMT_PUBLIC): what a remote party needs to tie vTPM evidence and the vault to this SNP
-/// report. Layout, little-endian: [`StateHeader`] (version 2), 48-byte SHA-384 of the event
-/// log, u16 + EK TPMT_PUBLIC, u16 + AK TPMT_PUBLIC, u16 count of extra evidence, then per item
-/// u16 kind + 48-byte SHA-384. The extra evidence is what the requesting VMPL registered since
+/// The vTPM service manifest [`VTPM_MANIFEST_VERSION`] (svsm-vhsm's own; version 0 is the
+/// spec's bare EK TPMT_PUBLIC): what a remote party needs to tie vTPM evidence, the vTPM's EK
+/// certificates and the vault to this SNP report. Layout, little-endian: [`StateHeader`],
+/// 48-byte SHA-384 of the event log, u16 + EK TPMT_PUBLIC, u16 + AK TPMT_PUBLIC, u16 + the EK
+/// certificate authority's public key (0 bytes when the module could not issue EK
+/// certificates, else [`EK_CA_PUBLIC_LEN`]; docs/identity.md), u16 count of extra evidence,
+/// then per item u16 kind + 48-byte SHA-384. The extra evidence is what the requesting VMPL registered since
 /// its previous attestation: each item is carried by exactly one attestation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VtpmManifestV2<'a> {
+pub struct VtpmManifest<'a> {
     /// The module's state, the requester and this boot's transport key.
     pub module: ModuleState<'a>,
     /// SHA-384 of the event log at attestation time.
@@ -259,13 +266,15 @@ pub struct VtpmManifestV2<'a> {
     pub ek_public: &'a [u8],
     /// The AK's TPMT_PUBLIC.
     pub ak_public: &'a [u8],
+    /// The public key (SEC1, P-384) of the CA that issued the vTPM's EK certificates, if any.
+    pub ek_ca_public: Option<&'a [u8; EK_CA_PUBLIC_LEN]>,
     extra: &'a [u8],
 }
 
-impl<'a> VtpmManifestV2<'a> {
-    /// Parses a version-2 manifest of exactly `bytes.len()` bytes.
+impl<'a> VtpmManifest<'a> {
+    /// Parses a manifest of exactly `bytes.len()` bytes.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ManifestError> {
-        let (module, rest) = ModuleState::parse_prefix(bytes, VTPM_MANIFEST_V2)?;
+        let (module, rest) = ModuleState::parse_prefix(bytes, VTPM_MANIFEST_VERSION)?;
         let base = bytes.len() - rest.len();
         let trunc = |field: &'static str, needed: usize| ManifestError::Truncated {
             field,
@@ -294,6 +303,16 @@ impl<'a> VtpmManifestV2<'a> {
         let ek_public = take(ek_len, "ek_public")?;
         let ak_len = usize::from(u16_of(take(2, "ak_len")?));
         let ak_public = take(ak_len, "ak_public")?;
+        let ca_len = usize::from(u16_of(take(2, "ek_ca_len")?));
+        let ek_ca_public = match ca_len {
+            0 => None,
+            EK_CA_PUBLIC_LEN => Some(
+                take(EK_CA_PUBLIC_LEN, "ek_ca_public")?
+                    .try_into()
+                    .map_err(|_| trunc("ek_ca_public", base + EK_CA_PUBLIC_LEN))?,
+            ),
+            other => return Err(ManifestError::EkCaLength(other)),
+        };
         let count = usize::from(u16_of(take(2, "extra_count")?));
         if count > MAX_EXTRA_EVIDENCE {
             return Err(ManifestError::TooManyEntries(count as u64));
@@ -305,11 +324,12 @@ impl<'a> VtpmManifestV2<'a> {
                 actual: bytes.len(),
             });
         }
-        Ok(VtpmManifestV2 {
+        Ok(VtpmManifest {
             module,
             event_log_digest,
             ek_public,
             ak_public,
+            ek_ca_public,
             extra,
         })
     }
@@ -530,6 +550,9 @@ pub enum ManifestError {
     /// Too many entries for the table or for u32 arithmetic.
     #[error("services manifest has too many entries ({0})")]
     TooManyEntries(u64),
+    /// The vTPM manifest's EK CA key is neither absent nor a 97-byte SEC1 P-384 point.
+    #[error("vTPM manifest EK CA public key is {0} bytes (0 or 97 allowed)")]
+    EkCaLength(usize),
     /// A service manifest of a version this code does not read.
     #[error("service manifest version {0} is not supported")]
     UnsupportedVersion(u32),
@@ -840,20 +863,21 @@ mod tests {
 
     #[test]
     fn manifest_v2_parses_and_refuses_damage() {
-        let mut m = header(2, MANIFEST_FLAG_NOT_PERSISTED, 1, 0);
+        let mut m = header(VTPM_MANIFEST_VERSION, MANIFEST_FLAG_NOT_PERSISTED, 1, 0);
         m.extend_from_slice(&[5; 48]);
-        for part in [&[6u8; 314][..], &[7u8; 88][..]] {
+        for part in [&[6u8; 314][..], &[7u8; 88][..], &[4u8; 97][..]] {
             m.extend_from_slice(&(part.len() as u16).to_le_bytes());
             m.extend_from_slice(part);
         }
         m.extend_from_slice(&1u16.to_le_bytes());
         m.extend_from_slice(&1u16.to_le_bytes());
         m.extend_from_slice(&[8; 48]);
-        let v = VtpmManifestV2::parse(&m).unwrap();
+        let v = VtpmManifest::parse(&m).unwrap();
         assert_eq!(
             (v.module.epoch, v.ek_public.len(), v.ak_public.len()),
             (7, 314, 88)
         );
+        assert_eq!(v.ek_ca_public, Some(&[4u8; 97]));
         assert_eq!(v.module.state, StateKind::Restored);
         assert_eq!(v.module.requester_vmpl, 1);
         assert!(v.module.not_persisted());
@@ -862,23 +886,33 @@ mod tests {
             vec![(1, &[8u8; 48])]
         );
         for len in 0..m.len() {
-            assert!(VtpmManifestV2::parse(&m[..len]).is_err(), "len {len}");
+            assert!(VtpmManifest::parse(&m[..len]).is_err(), "len {len}");
         }
         let mut longer = m.clone();
         longer.push(0);
-        assert!(VtpmManifestV2::parse(&longer).is_err());
-        // Version 1 (and any other) is its own error, not "too many entries".
-        let mut v1 = m.clone();
-        v1[0] = 1;
+        assert!(VtpmManifest::parse(&longer).is_err());
+        // Revisions 1 and 2 (and any other) are their own error, not "too many entries".
+        for old in [1u32, 2] {
+            let mut retired = m.clone();
+            retired[..4].copy_from_slice(&old.to_le_bytes());
+            assert_eq!(
+                VtpmManifest::parse(&retired),
+                Err(ManifestError::UnsupportedVersion(old))
+            );
+        }
+        // A CA key of any length but 0 or 97 is refused by name.
+        let ca_at = 136 + 48 + 2 + 314 + 2 + 88;
+        let mut odd = m.clone();
+        odd[ca_at..ca_at + 2].copy_from_slice(&96u16.to_le_bytes());
         assert_eq!(
-            VtpmManifestV2::parse(&v1),
-            Err(ManifestError::UnsupportedVersion(1))
+            VtpmManifest::parse(&odd),
+            Err(ManifestError::EkCaLength(96))
         );
         let mut many = m;
         let at = many.len() - 52;
         many[at..at + 2].copy_from_slice(&9u16.to_le_bytes());
         assert_eq!(
-            VtpmManifestV2::parse(&many),
+            VtpmManifest::parse(&many),
             Err(ManifestError::TooManyEntries(9))
         );
     }

@@ -37,6 +37,7 @@ pub mod attest;
 pub mod eventlog;
 pub mod frame;
 pub mod guid;
+pub mod identity;
 pub mod ima;
 pub mod launch;
 pub mod snp;

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha512};
 use svsm_abi::attest::{
     services_manifest_len, write_services_manifest, AttestServicesRequest,
     AttestSingleServiceRequest, EphemeralCause, StateHeader, StateKind, MANIFEST_FLAG_EPHEMERAL,
-    MANIFEST_FLAG_NOT_PERSISTED, VAULT_MANIFEST_V2, VAULT_SERVICE_GUID, VTPM_MANIFEST_V2,
+    MANIFEST_FLAG_NOT_PERSISTED, VAULT_MANIFEST_V2, VAULT_SERVICE_GUID, VTPM_MANIFEST_VERSION,
     VTPM_SERVICE_GUID,
 };
 use svsm_abi::snp::REPORT_SIZE;
@@ -80,9 +80,9 @@ where
                 let request = AttestSingleServiceRequest::parse(&raw)?;
                 let version = request.manifest_version.get();
                 let manifest = self.service_manifest(caller, request.service_guid, version)?;
-                // Only the vTPM manifest version 2 lists extra evidence.
+                // Only svsm-vhsm's own vTPM manifest lists extra evidence.
                 let carries_extra =
-                    request.service_guid == VTPM_SERVICE_GUID && version == VTPM_MANIFEST_V2;
+                    request.service_guid == VTPM_SERVICE_GUID && version == VTPM_MANIFEST_VERSION;
                 self.attest(caller, &request.base, &manifest, carries_extra, regs)
             }
             _ => Err(SvsmError::UnsupportedCall {
@@ -172,13 +172,15 @@ where
             .ok_or(SvsmError::UnknownService(guid))?;
         match (guid, version) {
             (_, 0) => Ok(manifest),
-            (g, VTPM_MANIFEST_V2) if g == VTPM_SERVICE_GUID => self.vtpm_manifest_v2(caller),
+            (g, VTPM_MANIFEST_VERSION) if g == VTPM_SERVICE_GUID => {
+                self.vtpm_manifest_current(caller)
+            }
             _ => Err(SvsmError::ManifestVersion(version)),
         }
     }
 
-    /// The vTPM service manifest version 2 (`svsm_abi::attest::VtpmManifestV2`).
-    fn vtpm_manifest_v2(&mut self, caller: Vmpl) -> Result<Vec<u8>, SvsmError> {
+    /// The vTPM service manifest (`svsm_abi::attest::VtpmManifest`).
+    fn vtpm_manifest_current(&mut self, caller: Vmpl) -> Result<Vec<u8>, SvsmError> {
         use sha2::Sha384;
         let ek = self.vtpm_manifest()?;
         let ak = match &self.ak_public {
@@ -194,9 +196,10 @@ where
             }
         };
         let log_digest: [u8; 48] = Sha384::digest(&self.event_log).into();
-        let mut m = self.state_header(caller, VTPM_MANIFEST_V2);
+        let mut m = self.state_header(caller, VTPM_MANIFEST_VERSION);
         m.extend_from_slice(&log_digest);
-        for part in [&ek, &ak] {
+        let ca: &[u8] = self.ek_ca_public.as_ref().map_or(&[], |c| c.as_slice());
+        for part in [ek.as_slice(), ak.as_slice(), ca] {
             m.extend_from_slice(&(part.len() as u16).to_le_bytes());
             m.extend_from_slice(part);
         }

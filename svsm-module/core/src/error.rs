@@ -91,6 +91,7 @@ impl SvsmError {
                 | ManifestError::TotalSize { .. }
                 | ManifestError::EntryOutOfRange { .. }
                 | ManifestError::TooManyEntries(_)
+                | ManifestError::EkCaLength(_)
                 | ManifestError::UnsupportedVersion(_)
                 | ManifestError::UnknownState(_)
                 | ManifestError::InconsistentState
@@ -113,7 +114,8 @@ impl SvsmError {
                 | TpmEngineError::ResponseTooLarge { .. }
                 | TpmEngineError::Engine(_)
                 | TpmEngineError::StateExport
-                | TpmEngineError::StateCorrupt => ResultCode::InvalidRequest,
+                | TpmEngineError::StateCorrupt
+                | TpmEngineError::PlatformLock(_) => ResultCode::InvalidRequest,
             },
             SvsmError::TpmResponse(_) => ResultCode::InvalidRequest,
             SvsmError::Psp(e) => match e {
@@ -304,6 +306,10 @@ mod tests {
             (SvsmError::Tpm(TpmEngineError::Engine(9)), InvalidRequest),
             (SvsmError::Tpm(TpmEngineError::StateExport), InvalidRequest),
             (SvsmError::Tpm(TpmEngineError::StateCorrupt), InvalidRequest),
+            (
+                SvsmError::Tpm(TpmEngineError::PlatformLock(0x101)),
+                InvalidRequest,
+            ),
             (SvsmError::Tpm(TpmEngineError::InUse), Busy),
             (SvsmError::TpmResponse(0x101), InvalidRequest),
             (SvsmError::Psp(PspError::Transport), Busy),

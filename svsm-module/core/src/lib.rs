@@ -26,6 +26,7 @@ pub use svsm_abi as abi;
 
 mod attest;
 pub mod error;
+pub mod identity;
 pub mod keys;
 pub mod measure;
 pub mod module;

@@ -9,6 +9,7 @@
 //! the vault manifest.
 
 use crate::error::SvsmError;
+use crate::identity::IdentityError;
 use crate::keys::{BootTransportKey, KeyHierarchy};
 use crate::platform::{Entropy, GuestMemory, PspError, SecureProcessor, StateStore, Vmpl};
 use crate::sealed::{self, Loaded, SealError};
@@ -110,8 +111,12 @@ pub struct SvsmModule<M, P, T, S, R> {
     pub(crate) transport: Option<BootTransportKey>,
     /// Recent attestation nonces with their requesters (newest last).
     pub(crate) attested_contexts: Vec<AttestedNonce>,
-    /// The vTPM EK's TPMT_PUBLIC, created on the first attestation and kept.
+    /// The vTPM EK's TPMT_PUBLIC, re-derived from the endorsement seed at boot and kept.
     pub(crate) ek_public: Option<Vec<u8>>,
+    /// The EK CA's public key, when the vTPM has its EK certificates.
+    pub(crate) ek_ca_public: Option<[u8; 97]>,
+    /// Why the vTPM has no EK certificates, if it has none.
+    pub(crate) identity_error: Option<IdentityError>,
     /// The TCG event log of the measurements (launch components and guest requests).
     pub(crate) event_log: Vec<u8>,
     /// Digests of extra evidence registered by the guest (registering VMPL, kind, SHA-384),
@@ -183,7 +188,7 @@ where
         // Made after the sealed state is opened and never stored: a new key every boot.
         let transport = BootTransportKey::generate(&mut rng);
 
-        let tpm = factory.and_then(|f| {
+        let mut tpm = factory.and_then(|f| {
             if let Some(state) = &tpm_state {
                 match f.restore(state) {
                     Ok(t) => return Some(t),
@@ -195,6 +200,25 @@ where
             }
             f.manufacture().ok()
         });
+
+        // The EK certificates are issued (first boot) or re-bound (later boots) while the
+        // platform hierarchy is still VMPL0's; then it is locked before any guest command.
+        let mut identity = None;
+        let mut identity_error = None;
+        if let Some(t) = tpm.as_mut() {
+            let established =
+                crate::identity::establish(t, keys.as_ref().ok(), &instance_id, &mut psp, &mut rng);
+            match established {
+                Ok(id) => identity = Some(id),
+                Err(e) => identity_error = Some(e),
+            }
+            // On failure the engine tries again before the guest's first command, and refuses
+            // that command if it still cannot.
+            if let Err(e) = t.lock_platform() {
+                identity_error.get_or_insert(IdentityError::Engine(e));
+            }
+        }
+        let provisioned_now = identity.as_ref().is_some_and(|i| i.provisioned);
 
         let mut module = SvsmModule {
             memory,
@@ -210,7 +234,9 @@ where
             persist_error: None,
             transport,
             attested_contexts: Vec::new(),
-            ek_public: None,
+            ek_public: identity.as_ref().map(|i| i.ek_rsa_public.clone()),
+            ek_ca_public: identity.as_ref().map(|i| i.ca_public),
+            identity_error,
             event_log: crate::measure::new_log(),
             extra_evidence: Vec::new(),
             ak_public: None,
@@ -220,11 +246,21 @@ where
             vtpm_response: vec![0; MAX_TPM_BUFFER],
             transfers: crate::vault_parts::Transfers::default(),
         };
-        if module.status == StateStatus::Fresh {
+        if module.status == StateStatus::Fresh || provisioned_now {
             // A failure is recorded and reported in every manifest until a write succeeds.
             let _ = module.persist();
         }
         module
+    }
+
+    /// The public key (SEC1, P-384) of the CA that issued the vTPM's EK certificates.
+    pub fn ek_ca_public(&self) -> Option<[u8; 97]> {
+        self.ek_ca_public
+    }
+
+    /// Why the vTPM has no EK certificates (or its platform hierarchy could not be locked).
+    pub fn identity_error(&self) -> Option<IdentityError> {
+        self.identity_error
     }
 
     /// Guest memory (the simulated machine's guest side uses it to place requests).

@@ -43,6 +43,10 @@ pub enum TpmEngineError {
     /// The process-global engine already has an owner.
     #[error("the TPM engine is already in use by another instance")]
     InUse,
+    /// The platform hierarchy could not be taken from the guest (the response code of
+    /// TPM2_HierarchyControl); the command that needed it was not run or its response wiped.
+    #[error("the platform hierarchy could not be locked (TPM response code {0:#x})")]
+    PlatformLock(u32),
 }
 
 /// The engine's complete state, in the engine's own serialization (for `vtpm`: libtpms's
@@ -92,6 +96,21 @@ pub trait TpmEngine {
         command: &[u8],
         response: &mut [u8],
     ) -> Result<usize, TpmEngineError>;
+
+    /// Runs one command VMPL0 issues itself while the platform hierarchy is still open: between
+    /// manufacture or restore and the first [`TpmEngine::execute`] or
+    /// [`TpmEngine::lock_platform`]. Resends on TPM_RC_RETRY. Afterwards platform-authorized
+    /// commands fail with TPM_RC_HIERARCHY like anyone else's.
+    fn execute_provisioning(
+        &mut self,
+        command: &[u8],
+        response: &mut [u8],
+    ) -> Result<usize, TpmEngineError>;
+
+    /// Closes the provisioning window now: clears phEnable, so no one can use the platform
+    /// hierarchy until the next `TPM2_Startup`; the engine does the same itself after every
+    /// Startup it runs.
+    fn lock_platform(&mut self) -> Result<(), TpmEngineError>;
 
     /// True when the permanent state changed since the last [`TpmEngine::export_state`]
     /// (the caller then exports and seals it).

@@ -14,7 +14,7 @@
 //! | `nonce` | the verifier's nonce (the quote's qualifyingData; REPORT_DATA = SHA-512(nonce ‖ manifest)) |
 //! | `snp_report` | the 1184-byte ATTESTATION_REPORT (requested at VMPL0 by the SVSM) |
 //! | `certificates` | the extended-report certificate table (GHCB §4.1.8.1), possibly empty |
-//! | `manifest` | the vTPM service manifest version 2 (`svsm_abi::attest::VtpmManifestV2`) |
+//! | `manifest` | the vTPM service manifest (`svsm_abi::attest::VtpmManifest`, version 0x56480003) |
 //! | `quote.attest` | the TPMS_ATTEST bytes of TPM2_Quote by the manifest's AK |
 //! | `quote.signature` | the marshalled TPMT_SIGNATURE |
 //! | `pcrs.sha256` | the 24 SHA-256 PCR values the quote covers, index order |
@@ -23,6 +23,7 @@
 //! | `ima_log` | optional (v2): Linux IMA's `binary_runtime_measurements` (PCR 10), whole or from entry `ima_offset` |
 //! | `ima_offset` | optional (v2, only with `ima_log`): the index of `ima_log`'s first entry in the kernel's list (default 0); a verifier that kept a position appraises only what is new (continuous attestation) |
 //! | `extra_evidence` | optional `[{kind, data}]` whose SHA-384 the manifest lists (e.g. GPU) |
+//! | `ek_certificates` | optional (v2) `[{index, der}]`: the vTPM's EK certificates and their CA's, as read from the TCG NV indices (`svsm_abi::identity`; docs/identity.md) |
 
 #![forbid(unsafe_code)]
 
@@ -103,7 +104,23 @@ pub struct BundleJson {
     /// Extra evidence.
     #[serde(default)]
     pub extra_evidence: Vec<ExtraJson>,
+    /// EK certificates (NV index, DER); absent when none were read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ek_certificates: Vec<EkCertJson>,
 }
+
+/// One EK certificate, JSON form.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EkCertJson {
+    /// The TCG NV index it was read from.
+    pub index: u32,
+    /// Base64 DER.
+    pub der: String,
+}
+
+/// Most EK certificates a bundle carries (the CA's and three EKs').
+pub const MAX_EK_CERTIFICATES: usize = 4;
 
 /// The quote, JSON form.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -160,6 +177,8 @@ pub struct Bundle {
     pub ima_offset: u64,
     /// Extra evidence (kind, data).
     pub extra_evidence: Vec<(u16, Vec<u8>)>,
+    /// The vTPM's EK certificates (NV index, DER), if read.
+    pub ek_certificates: Vec<(u32, Vec<u8>)>,
 }
 
 fn b64(field: &'static str, s: &str) -> Result<Vec<u8>, BundleError> {
@@ -200,6 +219,12 @@ impl Bundle {
             if j.ima_log.is_some() {
                 return Err(BundleError::FieldOfNewerVersion("ima_log"));
             }
+            if !j.ek_certificates.is_empty() {
+                return Err(BundleError::FieldOfNewerVersion("ek_certificates"));
+            }
+        }
+        if j.ek_certificates.len() > MAX_EK_CERTIFICATES {
+            return Err(BundleError::Size("ek_certificates"));
         }
         if j.ima_offset.is_some() && j.ima_log.is_none() {
             return Err(BundleError::WithoutLog("ima_offset"));
@@ -241,6 +266,11 @@ impl Bundle {
                 .iter()
                 .map(|e| Ok((e.kind, b64("extra_evidence.data", &e.data)?)))
                 .collect::<Result<_, BundleError>>()?,
+            ek_certificates: j
+                .ek_certificates
+                .iter()
+                .map(|c| Ok((c.index, b64("ek_certificates.der", &c.der)?)))
+                .collect::<Result<_, BundleError>>()?,
         })
     }
 
@@ -272,6 +302,14 @@ impl Bundle {
                     data: enc(d),
                 })
                 .collect(),
+            ek_certificates: self
+                .ek_certificates
+                .iter()
+                .map(|(index, der)| EkCertJson {
+                    index: *index,
+                    der: enc(der),
+                })
+                .collect(),
         };
         Ok(serde_json::to_string_pretty(&j)?)
     }
@@ -295,6 +333,7 @@ mod tests {
             ima_log: Some(vec![9; 120]),
             ima_offset: 0,
             extra_evidence: vec![(1, vec![10; 5])],
+            ek_certificates: vec![(0x01C0_0002, vec![11; 700])],
         }
     }
 
@@ -343,6 +382,7 @@ mod tests {
             firmware_log: None,
             ima_log: None,
             ima_offset: 0,
+            ek_certificates: vec![],
             ..sample()
         };
         let v1 = bare
@@ -357,6 +397,27 @@ mod tests {
         assert!(matches!(
             Bundle::from_json(v1_with_log.as_bytes()),
             Err(BundleError::FieldOfNewerVersion("firmware_log"))
+        ));
+        let v1_with_certs = Bundle {
+            ek_certificates: vec![(0x01C0_0002, vec![1; 10])],
+            ..bare.clone()
+        }
+        .to_json()
+        .expect("encodes")
+        .replace("\"version\": 2", "\"version\": 1");
+        assert!(matches!(
+            Bundle::from_json(v1_with_certs.as_bytes()),
+            Err(BundleError::FieldOfNewerVersion("ek_certificates"))
+        ));
+        let too_many = Bundle {
+            ek_certificates: vec![(0x01C0_0002, vec![1; 10]); MAX_EK_CERTIFICATES + 1],
+            ..bare.clone()
+        }
+        .to_json()
+        .expect("encodes");
+        assert!(matches!(
+            Bundle::from_json(too_many.as_bytes()),
+            Err(BundleError::Size("ek_certificates"))
         ));
         let v3 = bare
             .to_json()

@@ -39,18 +39,19 @@ impl GuardedTpm {
     }
 }
 
-impl TpmEngine for GuardedTpm {
-    fn execute(
+impl GuardedTpm {
+    /// Runs `call` on the engine unless the guard stopped it; if entropy failed during the
+    /// call, the response is wiped and the engine stopped.
+    fn guarded(
         &mut self,
-        locality: u8,
-        command: &[u8],
         response: &mut [u8],
+        call: impl FnOnce(&mut Vtpm, &mut [u8]) -> Result<usize, TpmEngineError>,
     ) -> Result<usize, TpmEngineError> {
         if self.stopped || libc_shim::entropy::failed() {
             self.stopped = true;
             return Err(TpmEngineError::Engine(ENTROPY_STOP));
         }
-        let result = self.inner.execute(locality, command, response);
+        let result = call(&mut self.inner, response);
         if libc_shim::entropy::failed() {
             self.stopped = true;
             response.fill(0);
@@ -58,6 +59,29 @@ impl TpmEngine for GuardedTpm {
             return Err(TpmEngineError::Engine(ENTROPY_STOP));
         }
         result
+    }
+}
+
+impl TpmEngine for GuardedTpm {
+    fn execute(
+        &mut self,
+        locality: u8,
+        command: &[u8],
+        response: &mut [u8],
+    ) -> Result<usize, TpmEngineError> {
+        self.guarded(response, |tpm, rsp| tpm.execute(locality, command, rsp))
+    }
+
+    fn execute_provisioning(
+        &mut self,
+        command: &[u8],
+        response: &mut [u8],
+    ) -> Result<usize, TpmEngineError> {
+        self.guarded(response, |tpm, rsp| tpm.execute_provisioning(command, rsp))
+    }
+
+    fn lock_platform(&mut self) -> Result<(), TpmEngineError> {
+        self.inner.lock_platform()
     }
 
     fn state_changed(&self) -> bool {

@@ -12,4 +12,5 @@
 extern crate alloc;
 
 pub mod command;
+pub mod platform;
 pub mod templates;

@@ -51,6 +51,9 @@ const SIGN: u32 = 1 << 18;
 
 /// Persistent handle of the RSA 2048 EK (template L-1).
 pub const EK_RSA_HANDLE: u32 = 0x8101_0001;
+/// Persistent handle of the ECC NIST P-256 EK (template L-2): the ECC EK handle of the TCG TPM
+/// v2.0 Provisioning Guidance, where go-attestation and Keylime look for it.
+pub const EK_ECC_P256_HANDLE: u32 = 0x8101_0002;
 /// Persistent handle of the ECC NIST P-384 EK (template H-3).
 pub const EK_ECC_P384_HANDLE: u32 = 0x8101_0016;
 /// Persistent handle of the attestation key. Chosen by this crate, not assigned by a TCG
@@ -123,6 +126,9 @@ enum Unique {
     /// `TPMS_ECC_POINT` with coordinates of `coordinate` bytes; the template carries two empty
     /// coordinates (EK Credential Profile H templates; also used for the AK).
     Ecc { coordinate: usize },
+    /// `TPMS_ECC_POINT` whose template carries two coordinates of `coordinate` zero bytes
+    /// (EK Credential Profile L-2).
+    EccZeroed { coordinate: usize },
 }
 
 /// One provisioned key: which template, in which hierarchy, at which persistent handle.
@@ -166,6 +172,29 @@ impl KeyTemplate {
             handle: EK_RSA_HANDLE,
             prefix: p,
             unique: Unique::Rsa { modulus: 256 },
+        }
+    }
+
+    /// EK template L-2: ECC NIST P-256, nameAlg SHA-256, PolicyA, AES-128-CFB, scheme NULL, kdf
+    /// NULL, unique X and Y = 32 zero bytes each. TPMT_PUBLIC of the created key: 122 bytes.
+    pub fn ek_ecc_l2() -> Self {
+        let mut p = Vec::with_capacity(64);
+        be16(&mut p, TPM_ALG_ECC); // type
+        be16(&mut p, TPM_ALG_SHA256); // nameAlg
+        be32(&mut p, EK_L1_ATTRIBUTES); // objectAttributes (L-1 and L-2 share them)
+        be16(&mut p, 32); // authPolicy size
+        p.extend_from_slice(&POLICY_A_SHA256);
+        be16(&mut p, TPM_ALG_AES); // symmetric.algorithm
+        be16(&mut p, 128); // symmetric.keyBits
+        be16(&mut p, TPM_ALG_CFB); // symmetric.mode
+        be16(&mut p, TPM_ALG_NULL); // scheme
+        be16(&mut p, TPM_ECC_NIST_P256); // curveID
+        be16(&mut p, TPM_ALG_NULL); // kdf
+        Self {
+            name: "EK ECC P-256 (L-2)",
+            handle: EK_ECC_P256_HANDLE,
+            prefix: p,
+            unique: Unique::EccZeroed { coordinate: 32 },
         }
     }
 
@@ -231,6 +260,13 @@ impl KeyTemplate {
                 be16(&mut t, 0);
                 be16(&mut t, 0);
             }
+            Unique::EccZeroed { coordinate } => {
+                for _ in 0..2 {
+                    // The cast cannot truncate: the only coordinate size used is 32.
+                    be16(&mut t, coordinate as u16);
+                    t.resize(t.len() + coordinate, 0);
+                }
+            }
         }
         t
     }
@@ -240,7 +276,9 @@ impl KeyTemplate {
         self.prefix.len()
             + match self.unique {
                 Unique::Rsa { modulus } => 2 + modulus,
-                Unique::Ecc { coordinate } => 2 * (2 + coordinate),
+                Unique::Ecc { coordinate } | Unique::EccZeroed { coordinate } => {
+                    2 * (2 + coordinate)
+                }
             }
     }
 
@@ -253,7 +291,7 @@ impl KeyTemplate {
         let mut r = super::command::Reader::new(rest);
         let ok = match self.unique {
             Unique::Rsa { modulus } => r.tpm2b("n").is_ok_and(|n| n.len() == modulus),
-            Unique::Ecc { coordinate } => {
+            Unique::Ecc { coordinate } | Unique::EccZeroed { coordinate } => {
                 r.tpm2b("x").is_ok_and(|x| x.len() == coordinate)
                     && r.tpm2b("y").is_ok_and(|y| y.len() == coordinate)
             }
@@ -281,6 +319,9 @@ mod tests {
         let h3 = KeyTemplate::ek_ecc_h3();
         assert_eq!(h3.template().len(), 74);
         assert_eq!(h3.public_len(), 170);
+        let l2 = KeyTemplate::ek_ecc_l2();
+        assert_eq!(l2.template().len(), 122);
+        assert_eq!(l2.public_len(), 122);
         assert_eq!(KeyTemplate::ak(AkCurve::P256).public_len(), 88);
         assert_eq!(KeyTemplate::ak(AkCurve::P384).public_len(), 120);
     }

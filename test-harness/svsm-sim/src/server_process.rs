@@ -13,6 +13,8 @@ pub struct TpmServerProcess {
     pub tpm_port: u16,
     /// The SVSM call channel's port (`--guest-port 0`).
     pub channel_port: u16,
+    /// What it said before it listened: where its state came from, its EK certificates.
+    pub status: String,
 }
 
 /// Why the server could not be started.
@@ -74,6 +76,7 @@ impl TpmServerProcess {
             _child: child,
             tpm_port: tpm.unwrap_or(0),
             channel_port: channel.unwrap_or(0),
+            status: said,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! commands svsm-vhsm issues itself, the TCG EK Credential Profile templates, and the EK the
 //! attestation manifest carries.
 
-pub use svsm_tpm2::{command, templates};
+pub use svsm_tpm2::{command, platform, templates};
 
 use crate::error::SvsmError;
 use crate::tpm::{TpmEngine, MAX_TPM_BUFFER};
