@@ -56,6 +56,7 @@ pub mod decoded;
 pub mod ecdsa;
 pub mod ek_certs;
 mod error;
+pub mod gpu;
 pub mod kds;
 pub mod measured;
 pub mod policy;

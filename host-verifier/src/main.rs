@@ -1,6 +1,7 @@
 //! `host-verifier`: appraise SEV-SNP evidence offline. See `docs/host-verifier.md`.
 
 mod ek_cmd;
+mod gpu_cmd;
 mod ima_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -33,6 +34,10 @@ enum Top {
     /// svsm-vhsm evidence bundles: SNP report, vTPM manifest, quote, PCRs and event log.
     #[command(subcommand)]
     Bundle(BundleCmd),
+    /// NVIDIA Hopper GPU evidence: SPDM measurements, the device chain to NVIDIA's pinned
+    /// root, nonce and reference values (docs/gpu.md).
+    #[command(subcommand)]
+    Gpu(gpu_cmd::GpuCmd),
     /// vTPM EK certificates: the chain to the EK CA and the SNP report that binds it, for a
     /// verifier holding only certificates (docs/identity.md).
     #[command(subcommand)]
@@ -745,6 +750,7 @@ fn main() -> ExitCode {
         Top::Serve(args) => serve(*args),
         Top::Ima(cmd) => ima_cmd::run(cmd),
         Top::Ek(cmd) => ek_cmd::run(cmd, at_or_now),
+        Top::Gpu(cmd) => gpu_cmd::run(cmd, at_or_now),
     };
     match result {
         Ok(code) => code,
