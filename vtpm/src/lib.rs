@@ -144,9 +144,11 @@ impl Vtpm {
     /// Manufactures a fresh TPM (new seeds), powers it on, sends `TPM2_Startup(CLEAR)`, and
     /// provisions: the RSA 2048 EK (template L-1) at [`EK_RSA_HANDLE`], the ECC P-256 EK
     /// (template L-2) at [`EK_ECC_P256_HANDLE`], the ECC P-384 EK (template H-3) at
-    /// [`EK_ECC_P384_HANDLE`], and the attestation key at [`AK_HANDLE`]. All four are primary keys of the endorsement hierarchy (so they derive from the
-    /// endorsement seed, which `TPM2_Clear` does not change), made persistent with the empty
-    /// owner password a freshly manufactured TPM has.
+    /// [`EK_ECC_P384_HANDLE`], and the attestation key at [`AK_HANDLE`]. All four are primary
+    /// keys of the endorsement hierarchy (so they derive from the endorsement seed, which
+    /// `TPM2_Clear` does not change), made persistent with the empty owner password a freshly
+    /// manufactured TPM has. The platform hierarchy is left open for VMPL0's provisioning
+    /// until the first [`TpmEngine::execute`] or [`TpmEngine::lock_platform`].
     pub fn manufacture(config: VtpmConfig) -> Result<Self, VtpmError> {
         let mut vtpm = Self {
             engine: Engine::acquire()?,

@@ -82,11 +82,11 @@ const _: () = assert!(SNP_REPORT_MEDIA_TYPE.len() >= 24 && SNP_REPORT_MEDIA_TYPE
 
 /// TCG OIDs used by EK certificates.
 pub mod tcg_oid {
-    /// tcg-at-tpmManufacturer: a UTF8String "id:XXXXXXXX" (the TPM_PT_MANUFACTURER value).
+    /// tcg-at-tpmManufacturer: a UTF8String, "id:" and TPM_PT_MANUFACTURER as 8 uppercase hex digits.
     pub const TPM_MANUFACTURER: &str = "2.23.133.2.1";
     /// tcg-at-tpmModel: a UTF8String.
     pub const TPM_MODEL: &str = "2.23.133.2.2";
-    /// tcg-at-tpmVersion: a UTF8String "id:XXXXXXXX" (TPM_PT_FIRMWARE_VERSION_1).
+    /// tcg-at-tpmVersion: a UTF8String, "id:" and TPM_PT_FIRMWARE_VERSION_1 as 8 uppercase hex digits.
     pub const TPM_VERSION: &str = "2.23.133.2.3";
     /// tcg-at-tpmSpecification: SEQUENCE { family UTF8String, level INTEGER, revision INTEGER }.
     pub const TPM_SPECIFICATION: &str = "2.23.133.2.16";
