@@ -76,6 +76,57 @@ pub enum EvidenceError {
         /// Why.
         error: std::io::Error,
     },
+    /// A GPU report and chain cannot be packed (empty or too large).
+    #[error("GPU evidence: {0}")]
+    GpuEvidence(svsm_abi::gpu::GpuEvidenceError),
+    /// A GPU report does not start with an SPDM 1.1 GET_MEASUREMENTS request.
+    #[error("the GPU report does not start with an SPDM 1.1 GET_MEASUREMENTS request")]
+    GpuNotSpdm,
+    /// A GPU report was made for another request.
+    #[error(
+        "the GPU report carries nonce {found}, but this attestation needs {expected} (derived \
+         from the relying party's nonce: ask the GPU for a report with it)"
+    )]
+    GpuNonce {
+        /// The report's, hex.
+        found: String,
+        /// SHA-256("svsm-vhsm gpu-nonce v1" ‖ nonce), hex.
+        expected: String,
+    },
+}
+
+/// Packs a GPU's report (SPDM GET_MEASUREMENTS request ‖ MEASUREMENTS response) and its
+/// certificate chain (PEM, leaf first) as the extra evidence of kind
+/// [`svsm_abi::gpu::EXTRA_KIND_GPU`] that [`collect`] registers for the attestation answering
+/// `rp_nonce`. Refuses a report whose requester nonce is not the one derived from `rp_nonce`
+/// ([`svsm_abi::gpu::gpu_nonce`]): the verifier would refuse it as made for another request.
+pub fn gpu_evidence(
+    report: &[u8],
+    chain_pem: &[u8],
+    rp_nonce: &[u8],
+) -> Result<Vec<u8>, EvidenceError> {
+    use svsm_abi::gpu::{gpu_nonce, GpuEvidence, GPU_NONCE_LEN};
+    use zerocopy::IntoBytes;
+    // SPDM 1.1 GET_MEASUREMENTS (DSP0274 Table 40): version 0x11, code 0xE0, param1, param2,
+    // then the 32-byte requester nonce.
+    let found = match report {
+        [0x11, 0xE0, _, _, rest @ ..] => {
+            rest.get(..GPU_NONCE_LEN).ok_or(EvidenceError::GpuNotSpdm)?
+        }
+        _ => return Err(EvidenceError::GpuNotSpdm),
+    };
+    let expected = gpu_nonce(rp_nonce);
+    if found != expected {
+        return Err(EvidenceError::GpuNonce {
+            found: hex::encode(found),
+            expected: hex::encode(expected),
+        });
+    }
+    let header = GpuEvidence::header(report, chain_pem).map_err(EvidenceError::GpuEvidence)?;
+    let mut out = header.as_bytes().to_vec();
+    out.extend_from_slice(report);
+    out.extend_from_slice(chain_pem);
+    Ok(out)
 }
 
 /// Something that runs one TPM command and returns the response length.
@@ -322,6 +373,38 @@ mod tests {
         let mut h = vec![0x80, 0x01, 0, 0, 0, 10];
         h.extend_from_slice(&rc.to_be_bytes());
         h
+    }
+
+    #[test]
+    fn gpu_evidence_is_packed_only_for_this_requests_nonce() {
+        let rp = b"relying party nonce";
+        let mut report = vec![0x11, 0xE0, 0x01, 0xFF];
+        report.extend_from_slice(&svsm_abi::gpu::gpu_nonce(rp));
+        report.extend_from_slice(b"...response...");
+        let packed = gpu_evidence(&report, b"PEM chain", rp).unwrap();
+        let e = svsm_abi::gpu::GpuEvidence::parse(&packed).unwrap();
+        assert_eq!((e.report, e.chain_pem), (&report[..], &b"PEM chain"[..]));
+        // Made for another request.
+        assert!(matches!(
+            gpu_evidence(&report, b"PEM chain", b"another nonce"),
+            Err(EvidenceError::GpuNonce { .. })
+        ));
+        // Not an SPDM 1.1 GET_MEASUREMENTS request, or too short to hold its nonce.
+        let mut v12 = report.clone();
+        v12[0] = 0x12;
+        assert!(matches!(
+            gpu_evidence(&v12, b"c", rp),
+            Err(EvidenceError::GpuNotSpdm)
+        ));
+        assert!(matches!(
+            gpu_evidence(&report[..20], b"c", rp),
+            Err(EvidenceError::GpuNotSpdm)
+        ));
+        // No chain.
+        assert!(matches!(
+            gpu_evidence(&report, b"", rp),
+            Err(EvidenceError::GpuEvidence(_))
+        ));
     }
 
     #[test]

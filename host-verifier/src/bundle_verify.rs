@@ -37,12 +37,20 @@
 //!    ephemeral state fails a minimum: the state the caller saw was lost, deleted or refused);
 //!    the state kind is reported by name (fresh, restored, ephemeral with its reason) and
 //!    ephemeral state is refused unless allowed; the newest state is stored;
-//! 7. `svsm.extra_evidence`, `gpu.binding`: every extra-evidence digest of the manifest matches a
-//!    supplied item of its kind and every item is listed. The module lists in a manifest only
-//!    what the requesting VMPL registered since its previous attestation and drops it after
-//!    this one, so a listed GPU report is one the requester presented for this very
-//!    attestation (this nonce). Whether the GPU report itself is genuine, or carries a nonce
-//!    derived from this one, is not checked here.
+//! 7. `svsm.extra_evidence`: every extra-evidence digest of the manifest matches a supplied
+//!    item of its kind and every item is listed. The module lists in a manifest only what the
+//!    requesting VMPL registered since its previous attestation and drops it after this one;
+//! 8. `gpu.report` … `gpu.measurements`: every GPU item (kind 1, a
+//!    [`svsm_abi::gpu::GpuEvidence`] container) is appraised by [`crate::gpu`] against the
+//!    context's GPU roots and reference values, with the requester nonce the bundle's nonce
+//!    derives ([`svsm_abi::gpu::gpu_nonce`]); each check fails with the first GPU that fails
+//!    it. `gpu.binding`: the SVSM binding holds and `gpu.report`, `gpu.cert_validity`,
+//!    `gpu.fwid`, `gpu.signature` (which needs the chain to a pinned root) and `gpu.nonce`
+//!    passed, so every GPU report is genuine, made for this request, and presented by the
+//!    attested guest for this attestation (`gpu.measurements` is a reference-value check and
+//!    does not gate the binding).
+//!
+//! The appraisal also names the evidence with seed 004's combined digest ([`crate::combined`]).
 //!
 //! A check that needs another check's result fails with [`BundleFailure::Prerequisite`] when
 //! that one did not pass. The verdict is affirming only when no check failed. Every size in the
@@ -55,7 +63,10 @@ pub mod tpm;
 use crate::appraisal::{self, Appraisal, Verdict};
 use crate::bundle::Bundle;
 use crate::check::{CheckId, CheckResult, NamedCheck, Outcome, TrustClaimName};
+use crate::combined::{combined_digest, CombinedDigest};
 use crate::error::Error;
+use crate::gpu::spdm::GpuClaims;
+use crate::gpu::{GpuCheckId, GpuExpectations, GpuFailure, GpuReferenceValues, GpuVerifier};
 use crate::measured::ima_rounds::{
     admit_entries, replay_round, ImaPosition, PolicyFailures, Round, RoundFailure,
 };
@@ -72,6 +83,7 @@ use svsm_abi::attest::{
     VTPM_MANIFEST_VERSION,
 };
 use svsm_abi::eventlog::{EventLogError, MAX_LOG};
+use svsm_abi::gpu::{gpu_nonce, GpuEvidence, GpuEvidenceError};
 use svsm_abi::snp::certs::{CertKind, CertTable, CertTableError};
 use svsm_abi::snp::{AttestationReport, ReportError, SigningKey};
 use tpm::{
@@ -87,8 +99,9 @@ pub const EAR_SUBMOD_VTPM: &str = "vtpm";
 pub const EAR_SUBMOD_SVSM: &str = "svsm";
 /// EAR submodule of a GPU report's binding (present only with extra evidence of kind 1).
 pub const EAR_SUBMOD_GPU: &str = "gpu";
-/// Extra-evidence kind of a GPU attestation report.
-pub const EXTRA_KIND_GPU: u16 = 1;
+/// Extra-evidence kind of a GPU attestation report (a [`svsm_abi::gpu::GpuEvidence`]
+/// container).
+pub const EXTRA_KIND_GPU: u16 = svsm_abi::gpu::EXTRA_KIND_GPU;
 
 /// Largest certificate table accepted (AMD's ARK + ASK + VEK are about 4 KiB).
 pub const MAX_CERTIFICATES: usize = 64 * 1024;
@@ -158,14 +171,31 @@ pub enum BundleCheckId {
     SvsmPersisted,
     /// Extra-evidence digests of the manifest and supplied items match one to one.
     SvsmExtraEvidence,
-    /// A GPU report (kind 1) is listed in the manifest of this attestation (the report itself is
-    /// not appraised).
+    /// Every GPU evidence container (kind 1) parses and its SPDM 1.1 report parses.
+    GpuReport,
+    /// Every GPU's chain ends in a pinned root (NVIDIA's Device Identity CA by default).
+    GpuChainRoot,
+    /// Every GPU chain's certificates are each signed by the next (ECDSA P-384/SHA-384).
+    GpuChain,
+    /// Every GPU chain is valid at the appraisal time.
+    GpuCertValidity,
+    /// Every GPU's leaf certificate carries the FWID its report carries.
+    GpuFwid,
+    /// Every GPU report's signature verifies with its leaf certificate's key.
+    GpuSignature,
+    /// Every GPU report's requester nonce is the one derived from this bundle's nonce
+    /// ([`svsm_abi::gpu::gpu_nonce`]): it was made for this attestation request.
+    GpuNonce,
+    /// Every GPU measurement is in the caller's GPU reference values.
+    GpuMeasurements,
+    /// The GPU reports are appraised, listed in the manifest of this attestation (requested at
+    /// VMPL0, bound to the nonce) and made for this request.
     GpuBinding,
 }
 
 impl BundleCheckId {
     /// Every check, in report order.
-    pub const ALL: [BundleCheckId; 25] = [
+    pub const ALL: [BundleCheckId; 33] = [
         BundleCheckId::CpuVek,
         BundleCheckId::CpuSnp,
         BundleCheckId::SvsmBinding,
@@ -190,6 +220,14 @@ impl BundleCheckId {
         BundleCheckId::SvsmState,
         BundleCheckId::SvsmPersisted,
         BundleCheckId::SvsmExtraEvidence,
+        BundleCheckId::GpuReport,
+        BundleCheckId::GpuChainRoot,
+        BundleCheckId::GpuChain,
+        BundleCheckId::GpuCertValidity,
+        BundleCheckId::GpuFwid,
+        BundleCheckId::GpuSignature,
+        BundleCheckId::GpuNonce,
+        BundleCheckId::GpuMeasurements,
         BundleCheckId::GpuBinding,
     ];
 
@@ -220,6 +258,14 @@ impl BundleCheckId {
             BundleCheckId::SvsmState => "svsm.state",
             BundleCheckId::SvsmPersisted => "svsm.persisted",
             BundleCheckId::SvsmExtraEvidence => "svsm.extra_evidence",
+            BundleCheckId::GpuReport => GpuCheckId::Report.name(),
+            BundleCheckId::GpuChainRoot => GpuCheckId::ChainRoot.name(),
+            BundleCheckId::GpuChain => GpuCheckId::Chain.name(),
+            BundleCheckId::GpuCertValidity => GpuCheckId::ChainValidity.name(),
+            BundleCheckId::GpuFwid => GpuCheckId::Fwid.name(),
+            BundleCheckId::GpuSignature => GpuCheckId::Signature.name(),
+            BundleCheckId::GpuNonce => GpuCheckId::Nonce.name(),
+            BundleCheckId::GpuMeasurements => GpuCheckId::Measurements.name(),
             BundleCheckId::GpuBinding => "gpu.binding",
         }
     }
@@ -251,7 +297,15 @@ impl BundleCheckId {
             | BundleCheckId::VtpmImaBootAggregate
             | BundleCheckId::VtpmImaPolicy
             | BundleCheckId::VtpmReferencePcrs => EAR_SUBMOD_VTPM,
-            BundleCheckId::GpuBinding => EAR_SUBMOD_GPU,
+            BundleCheckId::GpuReport
+            | BundleCheckId::GpuChainRoot
+            | BundleCheckId::GpuChain
+            | BundleCheckId::GpuCertValidity
+            | BundleCheckId::GpuFwid
+            | BundleCheckId::GpuSignature
+            | BundleCheckId::GpuNonce
+            | BundleCheckId::GpuMeasurements
+            | BundleCheckId::GpuBinding => EAR_SUBMOD_GPU,
         }
     }
 
@@ -261,7 +315,8 @@ impl BundleCheckId {
         match self {
             BundleCheckId::CpuMeasurement
             | BundleCheckId::VtpmReferencePcrs
-            | BundleCheckId::VtpmImaPolicy => TrustClaimName::Executables,
+            | BundleCheckId::VtpmImaPolicy
+            | BundleCheckId::GpuMeasurements => TrustClaimName::Executables,
             BundleCheckId::SvsmEpoch | BundleCheckId::SvsmState | BundleCheckId::SvsmPersisted => {
                 TrustClaimName::Configuration
             }
@@ -286,6 +341,8 @@ impl NamedCheck for BundleCheckId {
                 | BundleCheckId::VtpmPcrDigest
                 | BundleCheckId::VtpmLogDigest
                 | BundleCheckId::SvsmExtraEvidence
+                | BundleCheckId::GpuChain
+                | BundleCheckId::GpuSignature
         )
     }
 }
@@ -537,7 +594,7 @@ pub enum BundleFailure {
     },
     /// A supplied item is not listed in the manifest.
     #[error(
-        "supplied extra evidence of kind {kind} (SHA-384 {digest}) is not listed in the manifest"
+        "supplied extra evidence of kind {kind} (SHA-384 {digest}) is not listed in the manifest (or is supplied more often than listed)"
     )]
     ExtraUnlisted {
         /// The kind.
@@ -548,6 +605,22 @@ pub enum BundleFailure {
     /// A prerequisite check failed, so this one cannot pass.
     #[error("cannot pass: prerequisite check {0} failed")]
     Prerequisite(BundleCheckId),
+    /// A GPU evidence container (kind 1) does not parse.
+    #[error("GPU {index}: {error}")]
+    GpuEvidence {
+        /// Its position among the bundle's GPU items.
+        index: usize,
+        /// Why.
+        error: GpuEvidenceError,
+    },
+    /// A GPU check failed for one GPU.
+    #[error("GPU {index}: {failure}")]
+    Gpu {
+        /// Its position among the bundle's GPU items.
+        index: usize,
+        /// The GPU appraisal's failure.
+        failure: GpuFailure,
+    },
 }
 
 /// The manifest's state kind, as reported.
@@ -642,6 +715,11 @@ pub struct BundleContext<'a> {
     /// With a position or a policy the IMA log is appraised incrementally
     /// ([`crate::measured::ima_rounds`]).
     pub ima_position: Option<ImaPosition>,
+    /// The roots GPU chains must end in (default: the pinned NVIDIA Device Identity CA, with
+    /// a process-wide chain cache).
+    pub gpu_verifier: &'a GpuVerifier,
+    /// GPU reference values (`None`: `gpu.measurements` not applicable, claims reported).
+    pub gpu_reference: Option<&'a GpuReferenceValues>,
 }
 
 impl<'a> BundleContext<'a> {
@@ -660,6 +738,8 @@ impl<'a> BundleContext<'a> {
             crl: None,
             ima_policy: None,
             ima_position: None,
+            gpu_verifier: GpuVerifier::shared_nvidia(),
+            gpu_reference: None,
         }
     }
 }
@@ -841,8 +921,27 @@ pub struct BundleAppraisal {
     pub ima_log: Option<ImaSummary>,
     /// The extra evidence supplied.
     pub extra_evidence: Vec<ExtraSummary>,
+    /// The GPUs (extra evidence of kind 1), in bundle order.
+    pub gpus: Vec<GpuSummary>,
+    /// Seed 004's combined CPU+GPU digest of this evidence ([`crate::combined`]); `None` when
+    /// the SNP report or a GPU container does not parse. It names the evidence; only the
+    /// verdict says whether it is trustworthy.
+    pub combined_digest: Option<CombinedDigest>,
     /// Appraisal time (Unix seconds).
     pub at: u64,
+}
+
+/// One GPU of a bundle, decoded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GpuSummary {
+    /// Its position among the GPU items.
+    pub index: usize,
+    /// The report's requester nonce, hex (when it parses).
+    pub nonce: Option<String>,
+    /// The nonce this bundle's nonce derives, hex.
+    pub expected_nonce: String,
+    /// The decoded claims (when the report parses).
+    pub claims: Option<GpuClaims>,
 }
 
 /// Appraises an evidence bundle. `Err` is reserved for what prevents any appraisal (today
@@ -1112,7 +1211,11 @@ impl<'a> Run<'a> {
                     .as_ref()
                     .ok_or(BundleFailure::Prerequisite(BundleCheckId::SvsmManifest))?;
                 let checked =
-                    crate::ek_certs::verify(&b.ek_certificates, m.ek_ca_public, Some(m.ek_public))
+                    crate::ek_certs::verify_cached(
+                        &b.ek_certificates,
+                        m.ek_ca_public,
+                        Some(m.ek_public),
+                    )
                         .map_err(BundleFailure::EkCertificates)?;
                 let list: Vec<String> = checked
                     .certificates
@@ -1340,23 +1443,18 @@ impl<'a> Run<'a> {
                 Err(f) => self.push(BundleCheckId::SvsmExtraEvidence, Err(f)),
             },
         }
-        let gpu_items: Vec<&ExtraSummary> = extra_summary
-            .iter()
-            .filter(|e| e.kind == EXTRA_KIND_GPU)
-            .collect();
         let gpu_listed = manifest
             .as_ref()
             .is_some_and(|m| m.extra_evidence().any(|(k, _)| k == EXTRA_KIND_GPU));
-        if gpu_items.is_empty() && !gpu_listed {
+        let (gpus, gpu_reports) = self.gpu_checks(gpu_listed);
+        if gpus.is_empty() && !gpu_listed {
             self.push_na(BundleCheckId::GpuBinding, "no GPU evidence (kind 1)");
         } else {
             let detail = format!(
-                "{} GPU report(s) ({} bytes) presented with this attestation: their SHA-384 is \
-                 in the manifest that REPORT_DATA binds to the nonce, which lists only evidence \
-                 the requester registered for this attestation (the GPU report itself is not \
-                 appraised)",
-                gpu_items.len(),
-                gpu_items.iter().map(|e| e.bytes).sum::<usize>()
+                "{} GPU report(s) appraised, made for this request (nonce derived from the \
+                 bundle's) and listed in the manifest that REPORT_DATA binds to the nonce, which \
+                 lists only evidence the requester registered for this attestation",
+                gpus.len()
             );
             let r = if authentic {
                 self.require(&[
@@ -1364,6 +1462,11 @@ impl<'a> Run<'a> {
                     BundleCheckId::SvsmVmpl,
                     BundleCheckId::SvsmNonce,
                     BundleCheckId::SvsmExtraEvidence,
+                    BundleCheckId::GpuReport,
+                    BundleCheckId::GpuSignature,
+                    BundleCheckId::GpuCertValidity,
+                    BundleCheckId::GpuFwid,
+                    BundleCheckId::GpuNonce,
                 ])
                 .map(|()| detail)
             } else {
@@ -1371,6 +1474,12 @@ impl<'a> Run<'a> {
             };
             self.push(BundleCheckId::GpuBinding, r);
         }
+        // Named only when every part it names is well-formed: the SNP report parses and every
+        // GPU container does (all GPUs, in bundle order).
+        let combined = match (&report, gpu_reports) {
+            (Ok(_), Some(gpu)) => Some(combined_digest(Some(&b.snp_report), &gpu)),
+            _ => None,
+        };
 
         let manifest_summary = manifest.as_ref().map(|m| ManifestSummary {
             flags: m.module.flags,
@@ -1410,6 +1519,8 @@ impl<'a> Run<'a> {
             firmware_log,
             ima_log,
             extra_evidence: extra_summary,
+            gpus,
+            combined_digest: combined,
             at: unix_secs(ctx.at),
         })
     }
@@ -1828,6 +1939,122 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// The `gpu.*` appraisal checks over every GPU item (kind 1) of the bundle, each check
+    /// failing with the first GPU that fails it; returns the GPUs decoded and, when every
+    /// container parses, their reports in order (for the combined digest).
+    fn gpu_checks(&mut self, listed: bool) -> (Vec<GpuSummary>, Option<Vec<&'a [u8]>>) {
+        const IDS: [(GpuCheckId, BundleCheckId); 8] = [
+            (GpuCheckId::Report, BundleCheckId::GpuReport),
+            (GpuCheckId::ChainRoot, BundleCheckId::GpuChainRoot),
+            (GpuCheckId::Chain, BundleCheckId::GpuChain),
+            (GpuCheckId::ChainValidity, BundleCheckId::GpuCertValidity),
+            (GpuCheckId::Fwid, BundleCheckId::GpuFwid),
+            (GpuCheckId::Signature, BundleCheckId::GpuSignature),
+            (GpuCheckId::Nonce, BundleCheckId::GpuNonce),
+            (GpuCheckId::Measurements, BundleCheckId::GpuMeasurements),
+        ];
+        let b: &'a Bundle = self.b;
+        let items: Vec<&'a [u8]> = b
+            .extra_evidence
+            .iter()
+            .filter(|(kind, _)| *kind == EXTRA_KIND_GPU)
+            .map(|(_, data)| data.as_slice())
+            .take(MAX_EXTRA_EVIDENCE + 1)
+            .collect();
+        if items.is_empty() {
+            let why = if listed {
+                "the manifest lists a GPU report but the bundle supplies none"
+            } else {
+                "no GPU evidence (kind 1)"
+            };
+            for (_, id) in IDS {
+                self.push_na(id, why);
+            }
+            return (Vec::new(), Some(Vec::new()));
+        }
+        let expected = gpu_nonce(self.ctx.nonce);
+        let expect = GpuExpectations {
+            nonce: Some(expected),
+            reference: self.ctx.gpu_reference.cloned(),
+        };
+        // Per GPU: Ok(appraisal) or the container's parse error.
+        let mut summaries = Vec::with_capacity(items.len());
+        let mut reports = Vec::with_capacity(items.len());
+        let mut results = Vec::with_capacity(items.len());
+        for (index, data) in items.iter().enumerate() {
+            // The container's own bounds (64 KiB report, 64 KiB chain) cap what is parsed.
+            match GpuEvidence::parse(data) {
+                Ok(e) => {
+                    let a =
+                        self.ctx
+                            .gpu_verifier
+                            .appraise(e.report, e.chain_pem, &expect, self.ctx.at);
+                    let report = crate::gpu::spdm::GpuReport::parse(e.report).ok();
+                    reports.push(Some(e.report));
+                    summaries.push(GpuSummary {
+                        index,
+                        nonce: report.map(|r| hex::encode(r.nonce)),
+                        expected_nonce: hex::encode(expected),
+                        claims: a.claims.clone(),
+                    });
+                    results.push(Ok(a));
+                }
+                Err(error) => {
+                    reports.push(None);
+                    summaries.push(GpuSummary {
+                        index,
+                        nonce: None,
+                        expected_nonce: hex::encode(expected),
+                        claims: None,
+                    });
+                    results.push(Err(error));
+                }
+            }
+        }
+        for (gid, id) in IDS {
+            let mut passed = Vec::new();
+            let mut failure = None;
+            let mut not_applicable = 0;
+            for (index, r) in results.iter().enumerate() {
+                let outcome = match r {
+                    Err(error) if gid == GpuCheckId::Report => Err(BundleFailure::GpuEvidence {
+                        index,
+                        error: *error,
+                    }),
+                    Err(_) => Err(BundleFailure::Prerequisite(BundleCheckId::GpuReport)),
+                    Ok(a) => match a.checks.iter().find(|c| c.id == gid).map(|c| &c.result) {
+                        Some(Ok(Some(d))) => Ok(Some(format!("GPU {index}: {d}"))),
+                        Some(Ok(None)) => Ok(None),
+                        Some(Err(f)) => Err(BundleFailure::Gpu {
+                            index,
+                            failure: f.clone(),
+                        }),
+                        None => Err(BundleFailure::Prerequisite(BundleCheckId::GpuReport)),
+                    },
+                };
+                match outcome {
+                    Ok(Some(d)) => passed.push(d),
+                    Ok(None) => not_applicable += 1,
+                    Err(f) => {
+                        failure.get_or_insert(f);
+                    }
+                }
+            }
+            match failure {
+                Some(f) => self.push(id, Err(f)),
+                None if not_applicable == results.len() => self.push_na(
+                    id,
+                    match gid {
+                        GpuCheckId::Measurements => "no GPU reference values given",
+                        _ => "not checked",
+                    },
+                ),
+                None => self.push(id, Ok(passed.join("; "))),
+            }
+        }
+        (summaries, reports.into_iter().collect())
+    }
+
     /// `Ok(None)`: nothing listed, nothing supplied, nothing required.
     fn extra_evidence(
         &self,
@@ -1854,11 +2081,15 @@ impl<'a> Run<'a> {
                 return Ok(None);
             }
         }
+        // One to one: each listed digest consumes one supplied item, so an item repeated (or a
+        // digest listed twice and supplied once) does not count twice.
+        let mut unmatched = supplied.clone();
         for (kind, digest) in &listed {
-            if supplied.contains(&(*kind, *digest)) {
+            if let Some(at) = unmatched.iter().position(|s| *s == (*kind, *digest)) {
+                unmatched.swap_remove(at);
                 continue;
             }
-            return Err(match supplied.iter().find(|(k, _)| k == kind) {
+            return Err(match unmatched.iter().find(|(k, _)| k == kind) {
                 Some((_, other)) => BundleFailure::ExtraMismatch {
                     kind: *kind,
                     listed: hex::encode(digest),
@@ -1870,7 +2101,7 @@ impl<'a> Run<'a> {
                 },
             });
         }
-        if let Some((kind, digest)) = supplied.iter().find(|s| !listed.contains(s)) {
+        if let Some((kind, digest)) = unmatched.first() {
             return Err(BundleFailure::ExtraUnlisted {
                 kind: *kind,
                 digest: hex::encode(digest),
@@ -1996,6 +2227,7 @@ impl BundleAppraisal {
                     EAR_SUBMOD_SVSM => json!({
                         "nonce": self.nonce,
                         "manifest": self.manifest,
+                        "combined_digest": self.combined_digest,
                     }),
                     _ => json!({
                         "extra_evidence": self
@@ -2003,6 +2235,8 @@ impl BundleAppraisal {
                             .iter()
                             .filter(|e| e.kind == EXTRA_KIND_GPU)
                             .collect::<Vec<_>>(),
+                        "gpus": self.gpus,
+                        "combined_digest": self.combined_digest,
                     }),
                 };
                 let verifier = json!({
@@ -2130,6 +2364,34 @@ impl BundleAppraisal {
                 e.bytes,
                 e.sha384
             ));
+        }
+        for g in &self.gpus {
+            let c = g.claims.as_ref();
+            let claim = |k: &str| {
+                c.and_then(|c| c.config.get(k))
+                    .map(String::as_str)
+                    .unwrap_or("?")
+                    .to_owned()
+            };
+            s.push_str(&format!(
+                "GPU {}        {} | driver {} | VBIOS {} | {} measurements | nonce {}\n",
+                g.index,
+                claim("project"),
+                claim("driver_version"),
+                claim("vbios_version"),
+                c.map_or(0, |c| c.measurements.len()),
+                g.nonce.as_deref().unwrap_or("(report does not parse)")
+            ));
+        }
+        match &self.combined_digest {
+            Some(d) => s.push_str(&format!(
+                "combined     {} ({}; seed 004 digest, docs/gpu.md: names this evidence, \
+                 trustworthy only with an affirming verdict)\n",
+                d.combined, d.parts
+            )),
+            None => s.push_str(
+                "combined     not computed (the SNP report or a GPU container does not parse)\n",
+            ),
         }
         s.push_str(&format!("checked at   {}\n", rfc3339(self.at)));
         match &self.snp {

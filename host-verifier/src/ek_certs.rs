@@ -233,6 +233,54 @@ fn ca_key(ca: &ParsedCert) -> Result<([u8; 97], p384::ecdsa::VerifyingKey), EkCe
     Ok((sec1, key))
 }
 
+/// Most results [`verify_cached`] keeps (then it forgets them all and starts over).
+pub const MAX_CACHED_SETS: usize = 256;
+
+/// [`verify`], remembered per process: the result is a pure function of the certificates, the
+/// manifest's CA key and EK (no clock is involved), so a relying party that sees the same
+/// instance's certificates every round checks their signatures once.
+pub fn verify_cached(
+    certs: &[(u32, Vec<u8>)],
+    manifest_ca: Option<&[u8; 97]>,
+    manifest_ek: Option<&[u8]>,
+) -> Result<EkCertificates, EkCertError> {
+    use sha2::{Digest, Sha256};
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Cache = Mutex<HashMap<[u8; 32], Result<EkCertificates, EkCertError>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let mut h = Sha256::new();
+    for (index, der) in certs {
+        h.update(index.to_le_bytes());
+        h.update((der.len() as u64).to_le_bytes());
+        h.update(der);
+    }
+    match manifest_ca {
+        Some(ca) => h.update([&[1u8][..], &ca[..]].concat()),
+        None => h.update([0u8]),
+    }
+    match manifest_ek {
+        Some(ek) => {
+            h.update([1u8]);
+            h.update((ek.len() as u64).to_le_bytes());
+            h.update(ek);
+        }
+        None => h.update([0u8]),
+    }
+    let key: [u8; 32] = h.finalize().into();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(hit) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return hit.clone();
+    }
+    let result = verify(certs, manifest_ca, manifest_ek);
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= MAX_CACHED_SETS {
+        cache.clear();
+    }
+    cache.insert(key, result.clone());
+    result
+}
+
 /// Checks the EK certificates `(NV index, DER)` against the attested manifest: the CA
 /// certificate's key is `manifest_ca`, it is a self-signed P-384 CA, every EK certificate is
 /// an EK certificate of the index's key type, issued and signed by it, and the RSA EK

@@ -5,7 +5,8 @@
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use host_verifier::gpu::{appraise, GpuExpectations, GpuReferenceValues};
+use host_verifier::combined::combined_digest;
+use host_verifier::gpu::{GpuExpectations, GpuReferenceValues, GpuVerifier};
 use host_verifier::policy::parse_hex;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,20 +20,43 @@ pub enum GpuCmd {
     /// reference values; print the checks and the decoded claims.
     #[command(after_help = GPU_EXIT_HELP)]
     Verify(GpuVerifyArgs),
+    /// Print the 32-byte SPDM nonce a GPU report must carry to belong to the attestation whose
+    /// relying party issued this nonce: SHA-256("svsm-vhsm gpu-nonce v1" ‖ nonce). Give it to
+    /// NVIDIA's attestation tool on the guest (docs/gpu.md).
+    Nonce {
+        /// The relying party's nonce, hex (the one the evidence bundle answers).
+        #[arg(long)]
+        rp_nonce: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
 pub struct GpuVerifyArgs {
     /// The report: request ‖ response, hex text or raw bytes.
-    #[arg(long)]
-    report: PathBuf,
+    #[arg(long, required_unless_present = "evidence", requires = "chain")]
+    report: Option<PathBuf>,
     /// The GPU's certificate chain, PEM, leaf first.
-    #[arg(long)]
-    chain: PathBuf,
-    /// The 32-byte nonce the relying party expects, hex (without it the nonce is reported,
-    /// not checked).
-    #[arg(long)]
+    #[arg(long, requires = "report")]
+    chain: Option<PathBuf>,
+    /// Report and chain in one GPU evidence container (extra evidence of kind 1, as
+    /// `svsm-attest bundle --gpu-report` packs it) instead of --report/--chain.
+    #[arg(long, conflicts_with_all = ["report", "chain"])]
+    evidence: Option<PathBuf>,
+    /// The 32-byte nonce the report must carry, hex (without it or --rp-nonce the nonce is
+    /// reported, not checked).
+    #[arg(long, conflicts_with = "rp_nonce")]
     nonce: Option<String>,
+    /// The relying party's nonce, hex: the report must carry the nonce derived from it
+    /// (`host-verifier gpu nonce`).
+    #[arg(long)]
+    rp_nonce: Option<String>,
+    /// Roots the chain must end in (PEM) instead of the pinned NVIDIA Device Identity CA, e.g.
+    /// the simulated GPU's TEST root; the result then says nothing about genuine NVIDIA hardware.
+    #[arg(long)]
+    gpu_root: Option<PathBuf>,
     /// Reference values, JSON `{"measurements": {"INDEX": ["hex", ...], ...}}` (without them
     /// the measurements are reported, not checked).
     #[arg(long)]
@@ -62,30 +86,61 @@ pub fn run(
     cmd: GpuCmd,
     at: impl Fn(Option<&str>) -> Result<std::time::SystemTime>,
 ) -> Result<ExitCode> {
-    let GpuCmd::Verify(args) = cmd;
-    let report = report_bytes(&args.report)?;
-    let chain =
-        std::fs::read(&args.chain).with_context(|| format!("reading {}", args.chain.display()))?;
-    let nonce = args
-        .nonce
-        .as_deref()
-        .map(|n| parse_hex::<32>("--nonce", n))
-        .transpose()?;
-    let reference = args
-        .reference
-        .as_ref()
-        .map(|p| -> Result<GpuReferenceValues> {
-            let text = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-            serde_json::from_slice(&text)
-                .with_context(|| format!("reference values {}", p.display()))
-        })
-        .transpose()?;
-    let appraisal = appraise(
+    let args = match cmd {
+        GpuCmd::Verify(args) => args,
+        GpuCmd::Nonce { rp_nonce, json } => {
+            let rp = rp_nonce_bytes(&rp_nonce)?;
+            let n = hex::encode(svsm_abi::gpu::gpu_nonce(&rp));
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"rp_nonce": hex::encode(&rp), "gpu_nonce": n})
+                );
+            } else {
+                println!("{n}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let (report, chain) = match (&args.evidence, &args.report, &args.chain) {
+        (Some(path), _, _) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let e = svsm_abi::gpu::GpuEvidence::parse(&bytes)
+                .with_context(|| format!("GPU evidence {}", path.display()))?;
+            (e.report.to_vec(), e.chain_pem.to_vec())
+        }
+        (None, Some(report), Some(chain)) => (
+            report_bytes(report)?,
+            std::fs::read(chain).with_context(|| format!("reading {}", chain.display()))?,
+        ),
+        _ => anyhow::bail!("give --evidence, or --report with --chain"),
+    };
+    let nonce = match (&args.nonce, &args.rp_nonce) {
+        (Some(n), _) => Some(parse_hex::<32>("--nonce", n)?),
+        (None, Some(rp)) => Some(svsm_abi::gpu::gpu_nonce(&rp_nonce_bytes(rp)?)),
+        (None, None) => None,
+    };
+    let reference = args.reference.as_deref().map(read_reference).transpose()?;
+    let verifier = match &args.gpu_root {
+        Some(path) => {
+            eprintln!(
+                "host-verifier: WARNING: --gpu-root replaces the pinned NVIDIA Device Identity \
+                 CA; the result says nothing about genuine NVIDIA hardware."
+            );
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            GpuVerifier::with_roots_pem(&pem)
+                .with_context(|| format!("GPU roots {}", path.display()))?
+        }
+        None => GpuVerifier::nvidia(),
+    };
+    let appraisal = verifier.appraise(
         &report,
         &chain,
         &GpuExpectations { nonce, reference },
         at(args.at.as_deref())?,
     );
+    let digest = combined_digest(None, &[&report]);
     let ok = appraisal.affirming();
     if args.json {
         let checks: Vec<_> = appraisal
@@ -101,6 +156,7 @@ pub fn run(
             "verdict": if ok { "affirming" } else { "contraindicated" },
             "checks": checks,
             "claims": appraisal.claims,
+            "combined_digest": digest,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
@@ -117,6 +173,15 @@ pub fn run(
             }
         }
         println!(
+            "combined digest (GPU only, seed 004; docs/gpu.md): {}{}",
+            digest.combined,
+            if ok {
+                ""
+            } else {
+                " (names this evidence; the verdict is contraindicated)"
+            }
+        );
+        println!(
             "verdict: {}",
             if ok { "affirming" } else { "contraindicated" }
         );
@@ -126,4 +191,22 @@ pub fn run(
     } else {
         ExitCode::from(2)
     })
+}
+
+/// A relying party's nonce: hex, 1..=64 bytes (what a bundle's nonce may be).
+fn rp_nonce_bytes(hex_text: &str) -> Result<Vec<u8>> {
+    let n = hex::decode(hex_text.trim()).context("--rp-nonce is not hex")?;
+    if n.is_empty() || n.len() > 64 {
+        anyhow::bail!(
+            "--rp-nonce is {} bytes; a bundle's nonce is 1 to 64",
+            n.len()
+        );
+    }
+    Ok(n)
+}
+
+/// GPU reference values from a JSON file.
+pub fn read_reference(path: &std::path::Path) -> Result<GpuReferenceValues> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("reference values {}", path.display()))
 }

@@ -49,6 +49,7 @@ pub use svsm_evidence as bundle;
 pub mod broker;
 pub mod bundle_verify;
 pub mod check;
+pub mod combined;
 #[cfg(feature = "broker")]
 pub mod credential;
 mod crl;

@@ -186,6 +186,15 @@ struct BundleVerifyArgs {
     /// Require extra evidence (e.g. a GPU report) listed in the manifest.
     #[arg(long)]
     require_extra_evidence: bool,
+    /// Roots GPU device chains must end in (PEM, one or more certificates) instead of the
+    /// pinned NVIDIA Device Identity CA, e.g. the simulated GPU's TEST root. The GPU part of
+    /// the result then says nothing about genuine NVIDIA hardware.
+    #[arg(long)]
+    gpu_root: Option<PathBuf>,
+    /// GPU reference values, JSON `{"measurements": {"INDEX": ["hex", ...]}}`, applied to
+    /// every GPU of the bundle (`gpu.measurements`; without them the claims are reported).
+    #[arg(long)]
+    gpu_reference: Option<PathBuf>,
     /// A runtime policy (Keylime's JSON; `host-verifier ima policy create`) every IMA entry
     /// the quote covers must satisfy (`vtpm.ima_policy`; docs/agent.md).
     #[arg(long)]
@@ -478,6 +487,9 @@ fn azure_verify(args: AzureVerifyArgs) -> Result<ExitCode> {
     Ok(exit_code(appraisal.verdict()))
 }
 
+const CUSTOM_GPU_ROOTS_WARNING: &str = "WARNING: custom GPU roots (--gpu-root) replace the \
+pinned NVIDIA Device Identity CA. The GPU checks only say the evidence chains to THESE roots \
+(for example the simulated GPU's TEST root); they say nothing about genuine NVIDIA hardware.";
 const CUSTOM_ROOTS_WARNING: &str = "WARNING: custom trust roots (--trust-ark/--trust-ask) \
 replace AMD's pinned ARK/ASK/ASVK. The verdict only says the evidence chains to THESE roots (for \
 example the simulator's TEST chain); it says nothing about genuine AMD hardware.";
@@ -605,6 +617,25 @@ fn bundle_verify(args: BundleVerifyArgs) -> Result<ExitCode> {
         })
         .transpose()?;
     ctx.ima_policy = ima_policy.as_ref();
+    let gpu_verifier = match &args.gpu_root {
+        Some(path) => {
+            eprintln!("host-verifier: {CUSTOM_GPU_ROOTS_WARNING}");
+            Some(
+                host_verifier::gpu::GpuVerifier::with_roots_pem(&read(path, "GPU roots")?)
+                    .with_context(|| format!("GPU roots {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    if let Some(v) = &gpu_verifier {
+        ctx.gpu_verifier = v;
+    }
+    let gpu_reference = args
+        .gpu_reference
+        .as_deref()
+        .map(gpu_cmd::read_reference)
+        .transpose()?;
+    ctx.gpu_reference = gpu_reference.as_ref();
     let appraisal = verify_bundle(&bundle, &ctx)?;
     if args.json {
         println!(
@@ -614,6 +645,9 @@ fn bundle_verify(args: BundleVerifyArgs) -> Result<ExitCode> {
     } else {
         if custom.is_some() {
             println!("{CUSTOM_ROOTS_WARNING}\n");
+        }
+        if gpu_verifier.is_some() {
+            println!("{CUSTOM_GPU_ROOTS_WARNING}\n");
         }
         print!("{}", appraisal.render_text());
     }

@@ -6,6 +6,7 @@
 
 use host_verifier::bundle::Bundle;
 use host_verifier::bundle_verify::{verify_bundle, BundleCheckId, BundleContext, BundleFailure};
+use host_verifier::gpu::{GpuFailure, GpuVerifier};
 use host_verifier::trust::ProductAnchors;
 use host_verifier::{Policy, TrustStore, Verdict, Verifier};
 use std::path::PathBuf;
@@ -46,7 +47,9 @@ fn the_fixture_bundle_is_affirming_with_its_roots_only() {
     let nonce = nonce();
     let at = UNIX_EPOCH + Duration::from_secs(1_780_272_000);
     let v = verifier();
+    let gpu = GpuVerifier::with_roots_pem(&read("gpu-root.pem")).unwrap();
     let mut ctx = BundleContext::new(&v, &nonce, at);
+    ctx.gpu_verifier = &gpu;
     // The fixture is a first boot: fresh state meets a minimum epoch of 0 only.
     ctx.min_epoch = Some(0);
     ctx.require_extra_evidence = true;
@@ -63,6 +66,18 @@ fn the_fixture_bundle_is_affirming_with_its_roots_only() {
             min: 1
         })
     ));
+
+    // NVIDIA's pinned root does not know the simulated GPU's TEST root.
+    ctx.gpu_verifier = GpuVerifier::shared_nvidia();
+    ctx.min_epoch = Some(0);
+    let a = verify_bundle(&bundle, &ctx).unwrap();
+    assert_eq!(
+        a.failure(BundleCheckId::GpuChainRoot),
+        Some(&BundleFailure::Gpu {
+            index: 0,
+            failure: GpuFailure::NotPinnedRoot
+        })
+    );
 
     // AMD's pinned roots do not know the TEST chain.
     let pinned = Verifier::new(Policy::from_toml("").unwrap()).unwrap();
@@ -89,11 +104,12 @@ fn hv(args: &[&str]) -> (i32, String, String) {
 #[test]
 fn cli_exit_codes_and_the_custom_roots_warning() {
     let p = |f: &str| data(f).display().to_string();
-    let (bundle, ark, ask, policy) = (
+    let (bundle, ark, ask, policy, gpu_root) = (
         p("bundle.json"),
         p("ark.der"),
         p("ask.der"),
         p("policy.toml"),
+        p("gpu-root.pem"),
     );
     let nonce = hex::encode(nonce());
     let base = |nonce: &str| {
@@ -112,7 +128,17 @@ fn cli_exit_codes_and_the_custom_roots_warning() {
     };
     let with_roots = |nonce: &str, more: &[&str]| {
         let mut a = base(nonce);
-        a.extend(["--trust-ark", &ark, "--trust-ask", &ask].map(String::from));
+        a.extend(
+            [
+                "--trust-ark",
+                &ark,
+                "--trust-ask",
+                &ask,
+                "--gpu-root",
+                &gpu_root,
+            ]
+            .map(String::from),
+        );
         a.extend(more.iter().map(|s| s.to_string()));
         a
     };
@@ -121,6 +147,12 @@ fn cli_exit_codes_and_the_custom_roots_warning() {
     let dir = std::env::temp_dir().join(format!("hv-bundle-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let other_kernel = dir.join("vmlinuz").display().to_string();
+    let gpu_reference = dir.join("gpu-reference.json").display().to_string();
+    std::fs::write(
+        &gpu_reference,
+        format!(r#"{{"measurements": {{"2": ["{}"]}}}}"#, "00".repeat(48)),
+    )
+    .unwrap();
     std::fs::write(&other_kernel, b"not the kernel the fixture measured").unwrap();
 
     let (code, out, err) = run(with_roots(
@@ -130,6 +162,9 @@ fn cli_exit_codes_and_the_custom_roots_warning() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("verdict: AFFIRMING"), "{out}");
     assert!(err.contains("WARNING: custom trust roots"), "{err}");
+    assert!(err.contains("WARNING: custom GPU roots"), "{err}");
+    assert!(out.contains("PASS  gpu.binding"), "{out}");
+    assert!(out.contains("combined     0x"), "{out}");
     assert!(out.starts_with("WARNING: custom trust roots"), "{out}");
 
     // JSON: the EAR with its four submodules.
@@ -157,6 +192,10 @@ fn cli_exit_codes_and_the_custom_roots_warning() {
             "vtpm.reference_pcrs",
         ),
         (base(&nonce), "cpu.snp"),
+        (
+            with_roots(&nonce, &["--gpu-reference", &gpu_reference]),
+            "gpu.measurements",
+        ),
     ] {
         let (code, out, _) = run(args);
         assert_eq!(code, 2, "{out}");

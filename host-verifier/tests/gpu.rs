@@ -4,12 +4,14 @@
 //! an appraisal time outside the certificates' validity are each refused by name; malformed
 //! reports are typed errors.
 
+use host_verifier::combined::combined_digest;
 use host_verifier::gpu::spdm::{GpuReport, SpdmError};
 use host_verifier::gpu::{
     appraise, GpuCheckId as G, GpuExpectations, GpuFailure, GpuReferenceValues,
 };
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use zerocopy::IntoBytes;
 
 fn vector(file: &str) -> Vec<u8> {
     let dir = std::env::var_os("SVSM_VECTORS")
@@ -222,4 +224,123 @@ fn malformed_reports_are_typed_errors_never_panics() {
     let mut block = r.clone();
     block[37 + 8 + 5] = 0xFF;
     assert!(GpuReport::parse(&block).is_err());
+}
+
+#[test]
+fn combined_digest_of_real_evidence_equals_an_independent_computation() {
+    // Expected values computed outside this crate: Python hashlib SHA-256, top 6 bits
+    // cleared, and StarkWare's cairo-lang 0.14.0.1 `poseidon_hash` / `poseidon_hash_many`.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vectors/snp/genoa-v3/report.bin");
+    let cpu = std::fs::read(dir).unwrap();
+    let gpu = report();
+    let both = combined_digest(Some(&cpu), &[&gpu]);
+    assert_eq!(
+        both.cpu.as_deref(),
+        Some("0x02e0e73ab3a0e461bedf193795f0d90646a59d3617c0571cac0b0bfeb0ee908f")
+    );
+    assert_eq!(
+        both.gpu.as_deref(),
+        Some("0x0038e7e714c05a9b6734ac33d7024f4732ba23ca08894424e9e755853c0f8618")
+    );
+    assert_eq!(
+        both.combined,
+        "0x0506fd0442c76a37c9ddc835967ee9b1fd3e5bd2f644d58d389fa4541785a088"
+    );
+    assert_eq!(
+        combined_digest(Some(&cpu), &[]).combined,
+        "0x040a9d29ef07a9a191ae41b9504823ddc121581aba868018b087454cd3f55f59"
+    );
+    assert_eq!(
+        combined_digest(None, &[&gpu]).combined,
+        "0x0038e7e714c05a9b6734ac33d7024f4732ba23ca08894424e9e755853c0f8618"
+    );
+    assert_eq!(
+        combined_digest(None, &[&gpu, &gpu]).combined,
+        "0x0525caa09b50afe55bd7aa34bebf594d8fc2dff081787e4e0b15802bec0604e4"
+    );
+}
+
+fn hv(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_host-verifier"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn cli_verify_nonce_and_combined_digest() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vectors/nvidia");
+    let report_path = dir.join("hopperAttestationReport.txt");
+    let chain_path = dir.join("hopper_cert_chain_case1.txt");
+    let (report_file, chain) = (report_path.to_str().unwrap(), chain_path.to_str().unwrap());
+    let nonce = hex::encode(expect_nonce().nonce.unwrap());
+    let base = [
+        "gpu",
+        "verify",
+        "--report",
+        report_file,
+        "--chain",
+        chain,
+        "--at",
+        "2026-06-01T00:00:00Z",
+    ];
+    let (code, out, err) = hv(&[&base[..], &["--nonce", &nonce]].concat());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("PASS  gpu.nonce"), "{out}");
+    assert!(
+        out.contains("0x0038e7e714c05a9b6734ac33d7024f4732ba23ca08894424e9e755853c0f8618"),
+        "{out}"
+    );
+    // The derivation, on the vector of svsm-abi's unit test.
+    let (code, out, _) = hv(&[
+        "gpu",
+        "nonce",
+        "--rp-nonce",
+        "00112233445566778899aabbccddeeff",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.trim(),
+        "93a33ceb6b3cae6c640f1eaa9484a54dc396d8635eaeedebc308f3dca1980c94"
+    );
+    // A relying party's nonce: the real report was not made for it.
+    let (code, out, _) = hv(&[&base[..], &["--rp-nonce", "00112233"]].concat());
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("FAIL  gpu.nonce"), "{out}");
+    // JSON, and the same report in a container.
+    let tmp = std::env::temp_dir().join(format!("hv-gpu-{}.bin", std::process::id()));
+    let chain_pem = vector("hopper_cert_chain_case1.txt");
+    let r = report();
+    let mut container = svsm_abi::gpu::GpuEvidence::header(&r, &chain_pem)
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    container.extend_from_slice(&r);
+    container.extend_from_slice(&chain_pem);
+    std::fs::write(&tmp, &container).unwrap();
+    let (code, out, err) = hv(&[
+        "gpu",
+        "verify",
+        "--evidence",
+        tmp.to_str().unwrap(),
+        "--nonce",
+        &nonce,
+        "--at",
+        "2026-06-01T00:00:00Z",
+        "--json",
+    ]);
+    std::fs::remove_file(&tmp).unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["verdict"], "affirming");
+    assert_eq!(doc["claims"]["config"]["project"], "1010");
+    assert_eq!(doc["combined_digest"]["parts"], "gpu");
+    // Errors (1): neither --evidence nor --report, a bad --rp-nonce.
+    assert_eq!(hv(&["gpu", "verify", "--chain", chain]).0, 1);
+    assert_eq!(hv(&["gpu", "nonce", "--rp-nonce", "zz"]).0, 1);
 }

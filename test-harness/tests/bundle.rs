@@ -18,6 +18,7 @@ use host_verifier::bundle_verify::tpm::{AttestError, PublicError, SignatureError
 use host_verifier::bundle_verify::{
     verify_bundle, BundleAppraisal, BundleCheckId as C, BundleContext, BundleFailure as F,
 };
+use host_verifier::gpu::{GpuFailure, GpuReferenceValues, GpuVerifier};
 use host_verifier::trust::ProductAnchors;
 use host_verifier::{Outcome, Policy, TrustStore, Verdict, Verifier};
 use p384::ecdsa::signature::Signer;
@@ -32,6 +33,7 @@ use svsm_core::measure::{Component, ComponentKind};
 use svsm_core::platform::Vmpl;
 use test_harness::evidence::collect;
 use test_harness::sim::chain::TestChain;
+use test_harness::sim::gpu::SimGpu;
 use test_harness::sim::memory::SimMemory;
 use test_harness::sim::psp::{LaunchConfig, SimPsp};
 use test_harness::sim::store::{AnyStore, SimStore};
@@ -45,8 +47,6 @@ const KERNEL_A: &[u8] = b"vmlinuz 6.8.0 (the expected kernel)";
 const KERNEL_B: &[u8] = b"vmlinuz 6.8.0 (a tampered kernel!)";
 const INITRD: &[u8] = b"initrd bytes";
 const CMDLINE: &[u8] = b"console=ttyS0\0";
-const GPU_A: &[u8] = b"GPU attestation report of machine A";
-const GPU_B: &[u8] = b"GPU attestation report of machine B";
 const NONCE: [u8; 32] = *b"relying party nonce, request #1.";
 const NONCE_LATER: [u8; 32] = *b"relying party nonce, request #2.";
 const NONCE_FRESH: [u8; 32] = *b"relying party nonce, request #3.";
@@ -64,8 +64,12 @@ fn clock_offset(attest: &[u8]) -> usize {
 }
 
 struct Fixture {
-    /// Machine A, `NONCE`, with a GPU report.
+    /// Machine A, `NONCE`, with a GPU report made for `NONCE`.
     a: Bundle,
+    /// Machine A, `NONCE`, presenting (and registering) a GPU report made for `NONCE_LATER`.
+    a_gpu_other_request: Bundle,
+    /// Machine A, `NONCE`, presenting NVIDIA's real H100 report with its real chain.
+    a_real_gpu: Bundle,
     /// Machine A again, `NONCE_LATER` (same AK, same PCRs).
     a_later: Bundle,
     /// Machine B (same chip, other kernel and MEASUREMENT), `NONCE`, its own GPU report.
@@ -136,19 +140,21 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let _t = turn();
-        let (a, a_later, chain, epoch) = {
+        let (a, a_later, a_gpu_other_request, a_real_gpu, chain, epoch) = {
             let m = SimMachine::new(LaunchConfig::genoa(MEAS_A)).unwrap();
             launch(&m, KERNEL_A);
-            let a = gather(&m, &NONCE, &[(1, GPU_A.to_vec())]);
+            let a = gather(&m, &NONCE, &[(1, sim_gpus()[0].evidence(&NONCE))]);
             let later = gather(&m, &NONCE_LATER, &[]);
+            let other = gather(&m, &NONCE, &[(1, sim_gpus()[0].evidence(&NONCE_LATER))]);
+            let real = gather(&m, &NONCE, &[(1, real_gpu_evidence())]);
             let chain = m.module().psp_mut().chain().clone();
             let epoch = m.module().state_epoch();
-            (a, later, chain, epoch)
+            (a, later, other, real, chain, epoch)
         };
         let b = {
             let m = SimMachine::new(LaunchConfig::genoa(MEAS_B)).unwrap();
             launch(&m, KERNEL_B);
-            gather(&m, &NONCE, &[(1, GPU_B.to_vec())])
+            gather(&m, &NONCE, &[(1, sim_gpus()[1].evidence(&NONCE))])
         };
         let c = {
             let mut config = LaunchConfig::genoa(MEAS_A);
@@ -185,6 +191,8 @@ fn fixture() -> &'static Fixture {
         };
         Fixture {
             a,
+            a_gpu_other_request,
+            a_real_gpu,
             a_later,
             b,
             c,
@@ -227,8 +235,44 @@ fn verifier() -> &'static Verifier {
     V.get_or_init(|| Verifier::with_trust_store(test_roots(&fixture().chain), policy(MEAS_A)))
 }
 
+/// Machine A's and machine B's simulated GPUs (TEST roots).
+fn sim_gpus() -> &'static [SimGpu; 2] {
+    static G: OnceLock<[SimGpu; 2]> = OnceLock::new();
+    G.get_or_init(|| {
+        [
+            SimGpu::new(b"machine A's GPU").unwrap(),
+            SimGpu::new(b"machine B's GPU").unwrap(),
+        ]
+    })
+}
+
+/// Both simulated GPUs' TEST roots.
+fn gpu_verifier() -> &'static GpuVerifier {
+    static V: OnceLock<GpuVerifier> = OnceLock::new();
+    V.get_or_init(|| {
+        let roots = sim_gpus()[0].root_pem() + &sim_gpus()[1].root_pem();
+        GpuVerifier::with_roots_pem(roots.as_bytes()).unwrap()
+    })
+}
+
+/// NVIDIA's real H100 report and its valid chain in a GPU evidence container.
+fn real_gpu_evidence() -> Vec<u8> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/nvidia");
+    let hex_text = std::fs::read_to_string(dir.join("hopperAttestationReport.txt")).unwrap();
+    let report = hex::decode(hex_text.trim()).unwrap();
+    let chain = std::fs::read(dir.join("hopper_cert_chain_case1.txt")).unwrap();
+    let mut out = svsm_abi::gpu::GpuEvidence::header(&report, &chain)
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    out.extend_from_slice(&report);
+    out.extend_from_slice(&chain);
+    out
+}
+
 fn appraise_with(b: &Bundle, f: impl FnOnce(&mut BundleContext<'_>)) -> BundleAppraisal {
     let mut ctx = BundleContext::new(verifier(), &NONCE, at());
+    ctx.gpu_verifier = gpu_verifier();
     f(&mut ctx);
     verify_bundle(b, &ctx).unwrap()
 }
@@ -238,7 +282,9 @@ fn appraise(b: &Bundle) -> BundleAppraisal {
 }
 
 fn appraise_by(b: &Bundle, verifier: &Verifier) -> BundleAppraisal {
-    verify_bundle(b, &BundleContext::new(verifier, &NONCE, at())).unwrap()
+    let mut ctx = BundleContext::new(verifier, &NONCE, at());
+    ctx.gpu_verifier = gpu_verifier();
+    verify_bundle(b, &ctx).unwrap()
 }
 
 /// Exactly these checks fail (in report order), and the verdict follows.
@@ -357,7 +403,11 @@ fn a_real_bundle_is_affirming_with_every_part() {
     let a = appraise(&f.a);
     expect(&a, &[]);
     for id in C::ALL {
-        if id == C::VtpmReferencePcrs || id == C::SvsmEpoch || id == C::SvsmRequester {
+        if id == C::VtpmReferencePcrs
+            || id == C::SvsmEpoch
+            || id == C::SvsmRequester
+            || id == C::GpuMeasurements
+        {
             continue; // not asked for
         }
         if id == C::VtpmImaReplay || id == C::VtpmImaBootAggregate || id == C::VtpmImaPolicy {
@@ -629,7 +679,7 @@ fn extra_evidence_swapped_with_another_machines() {
     b.extra_evidence = fixture().b.extra_evidence.clone();
     let a = appraise(&b);
     expect(&a, &[C::SvsmExtraEvidence, C::GpuBinding]);
-    let gpu_b = hex::encode(Sha384::digest(GPU_B));
+    let gpu_b = hex::encode(Sha384::digest(&fixture().b.extra_evidence[0].1));
     assert!(matches!(
         reason(&a, C::SvsmExtraEvidence),
         F::ExtraMismatch { kind: 1, supplied, .. } if *supplied == gpu_b
@@ -646,7 +696,7 @@ fn extra_evidence_swapped_with_another_machines() {
 fn stale_nonce() {
     let a = appraise_with(&fixture().a, |c| c.nonce = &NONCE_FRESH);
     // The GPU report is bound to the stale nonce only.
-    expect(&a, &[C::SvsmNonce, C::GpuBinding]);
+    expect(&a, &[C::SvsmNonce, C::GpuNonce, C::GpuBinding]);
     assert_eq!(reason(&a, C::GpuBinding), &F::Prerequisite(C::SvsmNonce));
     assert!(matches!(reason(&a, C::SvsmNonce), F::NonceMismatch { .. }));
 }
@@ -662,6 +712,7 @@ fn nonce_field_rewritten_to_the_fresh_one() {
             C::SvsmBinding,
             C::VtpmQuoteNonce,
             C::VtpmLogReplay,
+            C::GpuNonce,
             C::GpuBinding,
         ],
     );
@@ -692,7 +743,7 @@ fn quote_replayed_from_an_earlier_request() {
 #[test]
 fn an_empty_expected_nonce_is_refused() {
     let a = appraise_with(&fixture().a, |c| c.nonce = &[]);
-    expect(&a, &[C::SvsmNonce, C::GpuBinding]);
+    expect(&a, &[C::SvsmNonce, C::GpuNonce, C::GpuBinding]);
     assert_eq!(reason(&a, C::SvsmNonce), &F::NonceEmpty);
 }
 
@@ -1265,13 +1316,23 @@ fn extra_evidence_missing() {
 #[test]
 fn extra_evidence_altered() {
     let mut b = a();
-    b.extra_evidence[0].1[0] ^= 1;
+    // A byte of the first measurement value (header 12 + request 37 + response header 8 +
+    // block header 4 + DMTF header 3 = 64): the manifest's digest and the GPU's signature both
+    // no longer match.
+    b.extra_evidence[0].1[64] ^= 1;
     let a = appraise(&b);
-    expect(&a, &[C::SvsmExtraEvidence, C::GpuBinding]);
+    expect(&a, &[C::SvsmExtraEvidence, C::GpuSignature, C::GpuBinding]);
     assert!(matches!(
         reason(&a, C::SvsmExtraEvidence),
         F::ExtraMismatch { kind: 1, .. }
     ));
+    assert_eq!(
+        reason(&a, C::GpuSignature),
+        &F::Gpu {
+            index: 0,
+            failure: GpuFailure::BadSignature
+        }
+    );
 }
 
 #[test]
@@ -1292,6 +1353,173 @@ fn extra_evidence_required_but_absent() {
     expect(&a, &[C::SvsmExtraEvidence]);
     assert_eq!(reason(&a, C::SvsmExtraEvidence), &F::ExtraRequired);
     assert!(!a.has_gpu());
+}
+
+// ------------------------------------------------------------------ GPU ----
+
+const GPU_CHECKS: [C; 8] = [
+    C::GpuReport,
+    C::GpuChainRoot,
+    C::GpuChain,
+    C::GpuCertValidity,
+    C::GpuFwid,
+    C::GpuSignature,
+    C::GpuNonce,
+    C::GpuMeasurements,
+];
+
+#[test]
+fn gpu_evidence_is_appraised_bound_and_named_by_the_combined_digest() {
+    let f = fixture();
+    let a = appraise(&f.a);
+    expect(&a, &[]);
+    for id in GPU_CHECKS.into_iter().filter(|c| *c != C::GpuMeasurements) {
+        passes(&a, id);
+    }
+    passes(&a, C::GpuBinding);
+    assert!(a
+        .check(C::GpuNonce)
+        .unwrap()
+        .detail
+        .contains(&hex::encode(svsm_abi::gpu::gpu_nonce(&NONCE))));
+    assert_eq!(a.gpus.len(), 1);
+    let claims = a.gpus[0].claims.as_ref().unwrap();
+    assert_eq!(claims.measurements.len(), 64);
+    assert_eq!(claims.config["project"], "1010");
+    // The EAR's gpu submodule carries the claims.
+    let ear = a.to_ear_json(1).unwrap();
+    let gpu = &ear["submods"]["gpu"];
+    assert_eq!(gpu["ear_status"], "affirming");
+    let claims_json = serde_json::to_string(&gpu).unwrap();
+    assert!(claims_json.contains("\"driver_version\""), "{claims_json}");
+    // The combined digest: Poseidon(cpu, gpu) of this very evidence.
+    let container = svsm_abi::gpu::GpuEvidence::parse(&f.a.extra_evidence[0].1).unwrap();
+    let expected =
+        host_verifier::combined::combined_digest(Some(&f.a.snp_report), &[container.report]);
+    assert_eq!(a.combined_digest.as_ref(), Some(&expected));
+    assert_eq!(expected.parts, "cpu+gpu");
+    assert!(a.render_text().contains(&expected.combined));
+    assert_eq!(
+        ear["submods"]["svsm"]["ear_attester_claims"]["combined_digest"]["combined"].as_str(),
+        Some(expected.combined.as_str())
+    );
+    // Without GPU evidence the digest is Poseidon(0, cpu).
+    let c = appraise_with(&f.c, |_| {});
+    assert_eq!(c.combined_digest.unwrap().parts, "cpu");
+}
+
+#[test]
+fn gpu_report_made_for_another_request_is_contraindicated() {
+    // The guest registered (so the manifest lists) a genuine GPU report, but one made for
+    // another request's nonce: replayed GPU evidence.
+    let a = appraise(&fixture().a_gpu_other_request);
+    expect(&a, &[C::GpuNonce, C::GpuBinding]);
+    assert!(matches!(
+        reason(&a, C::GpuNonce),
+        F::Gpu { index: 0, failure: GpuFailure::NonceMismatch { expected, .. } }
+            if *expected == hex::encode(svsm_abi::gpu::gpu_nonce(&NONCE))
+    ));
+    assert_eq!(reason(&a, C::GpuBinding), &F::Prerequisite(C::GpuNonce));
+    passes(&a, C::SvsmExtraEvidence);
+}
+
+#[test]
+fn real_h100_report_is_genuine_but_not_made_for_this_request() {
+    // NVIDIA's real report under NVIDIA's pinned root: chain, FWID and signature pass; its
+    // nonce is NVIDIA's test nonce, not one derived from ours.
+    let f = fixture();
+    let a = appraise_with(&f.a_real_gpu, |c| {
+        c.gpu_verifier = GpuVerifier::shared_nvidia()
+    });
+    expect(&a, &[C::GpuNonce, C::GpuBinding]);
+    for id in [C::GpuChainRoot, C::GpuChain, C::GpuFwid, C::GpuSignature] {
+        passes(&a, id);
+    }
+    assert_eq!(a.gpus[0].claims.as_ref().unwrap().config["project"], "1010");
+    // The same evidence under the simulated GPUs' TEST roots does not chain.
+    let a = appraise(&f.a_real_gpu);
+    assert!(matches!(
+        reason(&a, C::GpuChainRoot),
+        F::Gpu {
+            failure: GpuFailure::NotPinnedRoot,
+            ..
+        }
+    ));
+    // And the simulated GPU's evidence does not chain to NVIDIA's root.
+    let a = appraise_with(&f.a, |c| c.gpu_verifier = GpuVerifier::shared_nvidia());
+    expect(
+        &a,
+        &[
+            C::GpuChainRoot,
+            C::GpuChain,
+            C::GpuCertValidity,
+            C::GpuFwid,
+            C::GpuSignature,
+            C::GpuBinding,
+        ],
+    );
+}
+
+#[test]
+fn gpu_measurements_against_reference_values() {
+    let f = fixture();
+    let claims = appraise(&f.a).gpus[0].claims.clone().unwrap();
+    let mut reference = GpuReferenceValues::default();
+    for (index, value) in &claims.measurements {
+        reference.measurements.insert(*index, vec![value.clone()]);
+    }
+    let a = appraise_with(&f.a, |c| {
+        c.gpu_reference = Some(Box::leak(Box::new(reference.clone())))
+    });
+    expect(&a, &[]);
+    passes(&a, C::GpuMeasurements);
+    reference.measurements.insert(12, vec!["00".repeat(48)]);
+    let a = appraise_with(&f.a, |c| {
+        c.gpu_reference = Some(Box::leak(Box::new(reference)))
+    });
+    expect(&a, &[C::GpuMeasurements]);
+    assert_eq!(
+        reason(&a, C::GpuMeasurements),
+        &F::Gpu {
+            index: 0,
+            failure: GpuFailure::NotReference(vec![12])
+        }
+    );
+    // gpu.measurements is a reference-value check: it does not prevent the binding.
+    passes(&a, C::GpuBinding);
+}
+
+#[test]
+fn one_gpu_report_repeated_does_not_count_as_two() {
+    let mut b = a();
+    let again = b.extra_evidence[0].clone();
+    b.extra_evidence.push(again);
+    let a = appraise(&b);
+    expect(&a, &[C::SvsmExtraEvidence, C::GpuBinding]);
+    assert!(matches!(
+        reason(&a, C::SvsmExtraEvidence),
+        F::ExtraUnlisted { kind: 1, .. }
+    ));
+}
+
+#[test]
+fn gpu_container_that_does_not_parse() {
+    let mut b = a();
+    b.extra_evidence[0].1[0] ^= 1; // the magic
+    let a = appraise(&b);
+    let mut failed = vec![C::SvsmExtraEvidence];
+    failed.extend(GPU_CHECKS);
+    failed.push(C::GpuBinding);
+    expect(&a, &failed);
+    assert!(matches!(
+        reason(&a, C::GpuReport),
+        F::GpuEvidence {
+            index: 0,
+            error: svsm_abi::gpu::GpuEvidenceError::Magic(_)
+        }
+    ));
+    assert_eq!(reason(&a, C::GpuNonce), &F::Prerequisite(C::GpuReport));
+    assert_eq!(a.combined_digest, None);
 }
 
 // ---------------------------------------------------------- CPU and roots ----
@@ -1451,4 +1679,5 @@ fn write_fuzz_seed_and_cli_fixture() {
     .unwrap();
     std::fs::write(data.join("nonce.hex"), hex::encode(NONCE)).unwrap();
     std::fs::write(data.join("epoch.txt"), f.epoch.to_string()).unwrap();
+    std::fs::write(data.join("gpu-root.pem"), sim_gpus()[0].root_pem()).unwrap();
 }

@@ -1,7 +1,8 @@
 //! `svsm-attest`: evidence from inside a guest. `bundle` gathers one evidence bundle (quote by
 //! the SVSM's AK, PCRs, the firmware's and IMA's logs, the SVSM's log and the VMPL0 SNP report
-//! over the vTPM manifest) for `host-verifier bundle verify`; `tpm-bench` times TPM commands
-//! as a guest process sees them.
+//! over the vTPM manifest, with any GPU reports registered for it) for `host-verifier bundle
+//! verify`; `gpu-nonce` derives the nonce a GPU report must carry for that; `tpm-bench` times
+//! TPM commands as a guest process sees them.
 
 use clap::{Parser, Subcommand};
 use guest_driver::channel::ChannelArgs;
@@ -64,6 +65,24 @@ enum Command {
         /// Write the bundle here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// A GPU attestation report made for this attestation (SPDM GET_MEASUREMENTS request ‖
+        /// MEASUREMENTS response, hex text or raw bytes, with the nonce `svsm-attest gpu-nonce`
+        /// prints): registered with the vault so the manifest lists it, and carried in the
+        /// bundle. Repeatable, one per GPU, each with its --gpu-chain.
+        #[arg(long, requires = "gpu_chain")]
+        gpu_report: Vec<PathBuf>,
+        /// The certificate chain (PEM, leaf first) of the GPU of the --gpu-report at the same
+        /// position.
+        #[arg(long, requires = "gpu_report")]
+        gpu_chain: Vec<PathBuf>,
+    },
+    /// Print the nonce to ask each GPU's attestation (e.g. NVIDIA's tools) for, so that its
+    /// report belongs to the attestation answering NONCE: SHA-256("svsm-vhsm gpu-nonce v1" ‖
+    /// NONCE), hex.
+    GpuNonce {
+        /// The relying party's nonce, hex (at most 64 bytes).
+        #[arg(long)]
+        nonce: String,
     },
     /// Time TPM commands through a TPM device, as a guest process sees them.
     ///
@@ -91,6 +110,10 @@ enum AttestError {
     Channel(#[from] guest_driver::channel::ChannelError),
     #[error("--nonce must be 1 to 64 bytes of hex")]
     Nonce,
+    #[error("give one --gpu-chain for each --gpu-report")]
+    GpuPairs,
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("cannot open the TPM device {path}: {error}")]
     TpmOpen { path: String, error: std::io::Error },
     #[error("cannot write {path}: {error}")]
@@ -113,6 +136,14 @@ fn open_tpm(path: &PathBuf) -> Result<CharDevice<std::fs::File>, AttestError> {
         })
 }
 
+fn parse_nonce(hex_text: &str) -> Result<Vec<u8>, AttestError> {
+    let nonce = hex::decode(hex_text).map_err(|_| AttestError::Nonce)?;
+    if nonce.is_empty() || nonce.len() > 64 {
+        return Err(AttestError::Nonce);
+    }
+    Ok(nonce)
+}
+
 fn bundle(cli: &Cli) -> Result<(), AttestError> {
     let Command::Bundle {
         nonce,
@@ -122,17 +153,39 @@ fn bundle(cli: &Cli) -> Result<(), AttestError> {
         no_firmware_log,
         no_ima_log,
         out,
+        gpu_report,
+        gpu_chain,
     } = &cli.command
     else {
         return Ok(());
     };
-    let nonce = hex::decode(nonce).map_err(|_| AttestError::Nonce)?;
-    if nonce.is_empty() || nonce.len() > 64 {
-        return Err(AttestError::Nonce);
+    let nonce = parse_nonce(nonce)?;
+    if gpu_report.len() != gpu_chain.len() {
+        return Err(AttestError::GpuPairs);
+    }
+    let mut extra = Vec::with_capacity(gpu_report.len());
+    for (report, chain) in gpu_report.iter().zip(gpu_chain) {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|error| AttestError::Read {
+                path: path.display().to_string(),
+                error,
+            })
+        };
+        let raw = read(report)?;
+        let text: String = String::from_utf8_lossy(&raw)
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let report_bytes = match hex::decode(&text) {
+            Ok(decoded) if !text.is_empty() => decoded,
+            _ => raw,
+        };
+        let evidence = guest_driver::evidence::gpu_evidence(&report_bytes, &read(chain)?, &nonce)?;
+        extra.push((svsm_abi::gpu::EXTRA_KIND_GPU, evidence));
     }
     let mut tpm = open_tpm(tpm)?;
     let mut vault = VaultClient::probe(cli.channel.open()?)?;
-    let bundle = collect(&mut vault, &mut tpm, &nonce, &[], || {
+    let bundle = collect(&mut vault, &mut tpm, &nonce, &extra, || {
         Ok(GuestLogs {
             firmware: if *no_firmware_log {
                 None
@@ -266,6 +319,9 @@ fn main() -> ExitCode {
             iterations,
             json,
         } => tpm_bench(tpm, *iterations, *json),
+        Command::GpuNonce { nonce } => parse_nonce(nonce).map(|n| {
+            println!("{}", hex::encode(svsm_abi::gpu::gpu_nonce(&n)));
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,10 +9,11 @@ pub mod spdm;
 use crate::x509::ParsedCert;
 use der::asn1::{ObjectIdentifier, OctetString};
 use der::{Decode, Encode, Reader, Tagged};
-use p384::ecdsa::signature::Verifier as _;
 use serde::Serialize;
+use sha2::{Digest, Sha256, Sha384};
 use spdm::{GpuClaims, GpuReport, SpdmError, MEASUREMENT_LEN, NONCE_LEN};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 /// NVIDIA Device Identity CA, the root every Hopper device chain ends in.
@@ -88,7 +89,7 @@ pub enum GpuFailure {
     #[error("the chain holds only the root: there is no device certificate to verify with")]
     NoDeviceCertificate,
     /// The chain does not end in the pinned root.
-    #[error("the chain does not end in the pinned NVIDIA Device Identity CA")]
+    #[error("the chain does not end in a pinned root (the NVIDIA Device Identity CA unless the caller named others)")]
     NotPinnedRoot,
     /// A certificate is not signed by the next one.
     #[error(
@@ -246,38 +247,107 @@ fn signed_by(cert: &ParsedCert, issuer: &ParsedCert) -> bool {
     let (Some(key), Some(sig)) = (p384_key(issuer), c.signature.as_bytes()) else {
         return false;
     };
-    p384::ecdsa::Signature::from_der(sig).is_ok_and(|s| key.verify(cert.tbs_bytes(), &s).is_ok())
+    p384::ecdsa::Signature::from_der(sig).is_ok_and(|s| verify_sha384(&key, cert.tbs_bytes(), &s))
 }
 
-/// Appraises a GPU report (`request ‖ response`, raw bytes) with its device chain (PEM, leaf
-/// first) at `at`.
-pub fn appraise(
-    report: &[u8],
-    chain_pem: &[u8],
-    expect: &GpuExpectations,
-    at: SystemTime,
-) -> GpuAppraisal {
-    let mut checks = Vec::new();
-    let mut push = |id, result| checks.push(GpuCheck { id, result });
-    let parsed = GpuReport::parse(report);
-    let claims = parsed.as_ref().ok().and_then(|r| r.claims().ok());
-    push(
-        GpuCheckId::Report,
-        match &parsed {
-            Err(e) => Err(GpuFailure::Report(e.clone())),
-            Ok(r) => match r.claims() {
-                Err(e) => Err(GpuFailure::Report(e)),
-                Ok(_) => Ok(Some(format!(
-                    "SPDM 1.1 MEASUREMENTS, {} blocks, {} bytes of opaque data",
-                    r.blocks.len(),
-                    r.opaque.len()
-                ))),
-            },
-        },
-    );
+/// ECDSA P-384 over SHA-384 of `message`, with the crate's interleaved one-shot evaluation
+/// ([`crate::ecdsa`], cross-checked there against `p384`'s verifier).
+fn verify_sha384(
+    key: &p384::ecdsa::VerifyingKey,
+    message: &[u8],
+    sig: &p384::ecdsa::Signature,
+) -> bool {
+    let z: [u8; 48] = Sha384::digest(message).into();
+    let (r, s): ([u8; 48], [u8; 48]) = (sig.r().to_bytes().into(), sig.s().to_bytes().into());
+    crate::ecdsa::verify_prehash(key.as_affine(), &z, &r, &s).is_ok()
+}
 
-    // The chain.
-    let chain: Result<Vec<ParsedCert>, GpuFailure> = (|| {
+/// Most verified chains a [`GpuVerifier`] keeps (then it forgets them all and starts over).
+pub const MAX_CACHED_CHAINS: usize = 256;
+
+/// A chain checked against the roots: the certificates and the two time-independent results.
+struct CheckedChain {
+    certs: Vec<ParsedCert>,
+    root: Result<Option<String>, GpuFailure>,
+    signatures: Result<Option<String>, GpuFailure>,
+}
+
+/// The roots a GPU device chain must end in, and the chains already checked against them
+/// (keyed by SHA-256 of the chain file, so a fleet of identical GPUs costs one chain check per
+/// chain, not per report). Validity is checked at every appraisal, never cached.
+pub struct GpuVerifier {
+    roots: Vec<Vec<u8>>,
+    cache: Option<Mutex<HashMap<[u8; 32], Arc<CheckedChain>>>>,
+}
+
+impl std::fmt::Debug for GpuVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuVerifier")
+            .field("roots", &self.roots.len())
+            .field("caching", &self.cache.is_some())
+            .finish()
+    }
+}
+
+impl GpuVerifier {
+    /// The pinned NVIDIA Device Identity CA, with a chain cache.
+    pub fn nvidia() -> Self {
+        let roots = crate::vek::pem_certs(NVIDIA_DEVICE_ROOT_PEM).unwrap_or_default();
+        GpuVerifier {
+            roots,
+            cache: Some(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The process-wide verifier with the pinned NVIDIA root (what a bundle appraisal uses
+    /// unless its caller names other roots).
+    pub fn shared_nvidia() -> &'static GpuVerifier {
+        static SHARED: OnceLock<GpuVerifier> = OnceLock::new();
+        SHARED.get_or_init(GpuVerifier::nvidia)
+    }
+
+    /// Other roots instead of NVIDIA's (PEM, one or more certificates), e.g. the simulated
+    /// GPU's TEST root; with a chain cache. A chain must end in one of them byte for byte, and
+    /// that last certificate must verify its own signature (`gpu.chain`).
+    pub fn with_roots_pem(pem: &[u8]) -> Result<Self, GpuFailure> {
+        let roots = crate::vek::pem_certs(pem).map_err(|e| GpuFailure::ChainFile(e.to_string()))?;
+        if roots.is_empty() {
+            return Err(GpuFailure::ChainFile(
+                "the roots file holds no certificate".into(),
+            ));
+        }
+        Ok(GpuVerifier {
+            roots,
+            cache: Some(Mutex::new(HashMap::new())),
+        })
+    }
+
+    /// The same roots without a cache: every appraisal checks its chain from scratch.
+    pub fn uncached(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    fn check_chain(&self, chain_pem: &[u8]) -> Result<Arc<CheckedChain>, GpuFailure> {
+        let key: [u8; 32] = Sha256::digest(chain_pem).into();
+        if let Some(cache) = &self.cache {
+            let cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(hit) = cache.get(&key) {
+                return Ok(Arc::clone(hit));
+            }
+        }
+        let checked = Arc::new(self.check_chain_uncached(chain_pem)?);
+        if let Some(cache) = &self.cache {
+            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= MAX_CACHED_CHAINS {
+                cache.clear();
+            }
+            cache.insert(key, Arc::clone(&checked));
+        }
+        Ok(checked)
+    }
+
+    fn check_chain_uncached(&self, chain_pem: &[u8]) -> Result<CheckedChain, GpuFailure> {
         let ders =
             crate::vek::pem_certs(chain_pem).map_err(|e| GpuFailure::ChainFile(e.to_string()))?;
         if ders.is_empty() || ders.len() > MAX_CHAIN {
@@ -286,65 +356,126 @@ pub fn appraise(
                 ders.len()
             )));
         }
-        ders.iter()
+        let certs = ders
+            .iter()
             .map(|d| ParsedCert::from_der(d).map_err(|e| GpuFailure::ChainFile(e.to_string())))
-            .collect()
-    })();
-    let root = crate::vek::pem_certs(NVIDIA_DEVICE_ROOT_PEM)
-        .ok()
-        .and_then(|c| c.into_iter().next());
-    let root_check = chain.as_ref().map_err(Clone::clone).and_then(|c| {
-        let last = c.last().ok_or(GpuFailure::NotPinnedRoot)?;
-        let last_der = last
-            .cert
-            .to_der()
-            .map_err(|e| GpuFailure::ChainFile(e.to_string()))?;
-        if Some(&last_der) != root.as_ref() {
-            return Err(GpuFailure::NotPinnedRoot);
-        }
-        if c.len() < 2 {
-            return Err(GpuFailure::NoDeviceCertificate);
-        }
-        Ok(Some(format!(
-            "{} certificates ending in {}",
-            c.len(),
-            subject(last)
-        )))
-    });
-    let root_ok = root_check.is_ok();
-    push(GpuCheckId::ChainRoot, root_check);
-    let chain_ok = if root_ok {
-        let c = chain.as_ref().map(Vec::as_slice).unwrap_or(&[]);
-        let broken = c.windows(2).position(|w| match w {
-            [cert, issuer] => !signed_by(cert, issuer),
-            _ => true,
-        });
-        let self_signed = c.last().is_some_and(|r| signed_by(r, r));
-        let r = match (broken, self_signed) {
-            (Some(position), _) => Err(GpuFailure::ChainBroken {
-                position,
-                subject: c.get(position).map(subject).unwrap_or_default(),
-            }),
-            (None, false) => Err(GpuFailure::ChainBroken {
-                position: c.len().saturating_sub(1),
-                subject: c.last().map(subject).unwrap_or_default(),
-            }),
-            (None, true) => Ok(Some(format!(
-                "each certificate signed by the next, up to {}",
-                c.last().map(subject).unwrap_or_default()
-            ))),
+            .collect::<Result<Vec<_>, _>>()?;
+        let root = (|| {
+            let last = certs.last().ok_or(GpuFailure::NotPinnedRoot)?;
+            let last_der = last
+                .cert
+                .to_der()
+                .map_err(|e| GpuFailure::ChainFile(e.to_string()))?;
+            if !self.roots.contains(&last_der) {
+                return Err(GpuFailure::NotPinnedRoot);
+            }
+            if certs.len() < 2 {
+                return Err(GpuFailure::NoDeviceCertificate);
+            }
+            Ok(Some(format!(
+                "{} certificates ending in {}",
+                certs.len(),
+                subject(last)
+            )))
+        })();
+        let signatures = if root.is_ok() {
+            let broken = certs.windows(2).position(|w| match w {
+                [cert, issuer] => !signed_by(cert, issuer),
+                _ => true,
+            });
+            let self_signed = certs.last().is_some_and(|r| signed_by(r, r));
+            match (broken, self_signed) {
+                (Some(position), _) => Err(GpuFailure::ChainBroken {
+                    position,
+                    subject: certs.get(position).map(subject).unwrap_or_default(),
+                }),
+                (None, false) => Err(GpuFailure::ChainBroken {
+                    position: certs.len().saturating_sub(1),
+                    subject: certs.last().map(subject).unwrap_or_default(),
+                }),
+                (None, true) => Ok(Some(format!(
+                    "each certificate signed by the next, up to {}",
+                    certs.last().map(subject).unwrap_or_default()
+                ))),
+            }
+        } else {
+            Err(GpuFailure::Prerequisite(GpuCheckId::ChainRoot))
         };
-        let ok = r.is_ok();
-        push(GpuCheckId::Chain, r);
-        ok
-    } else {
+        Ok(CheckedChain {
+            certs,
+            root,
+            signatures,
+        })
+    }
+}
+
+/// Appraises a GPU report (`request ‖ response`, raw bytes) with its device chain (PEM, leaf
+/// first) at `at`, against the pinned NVIDIA root, without a cache.
+pub fn appraise(
+    report: &[u8],
+    chain_pem: &[u8],
+    expect: &GpuExpectations,
+    at: SystemTime,
+) -> GpuAppraisal {
+    GpuVerifier::nvidia()
+        .uncached()
+        .appraise(report, chain_pem, expect, at)
+}
+
+impl GpuVerifier {
+    /// Appraises a GPU report (`request ‖ response`, raw bytes) with its device chain (PEM,
+    /// leaf first) at `at`.
+    pub fn appraise(
+        &self,
+        report: &[u8],
+        chain_pem: &[u8],
+        expect: &GpuExpectations,
+        at: SystemTime,
+    ) -> GpuAppraisal {
+        let mut checks = Vec::new();
+        let mut push = |id, result| checks.push(GpuCheck { id, result });
+        let parsed = GpuReport::parse(report);
+        let claims = parsed.as_ref().ok().and_then(|r| r.claims().ok());
         push(
-            GpuCheckId::Chain,
-            Err(GpuFailure::Prerequisite(GpuCheckId::ChainRoot)),
+            GpuCheckId::Report,
+            match &parsed {
+                Err(e) => Err(GpuFailure::Report(e.clone())),
+                Ok(r) => match r.claims() {
+                    Err(e) => Err(GpuFailure::Report(e)),
+                    Ok(_) => Ok(Some(format!(
+                        "SPDM 1.1 MEASUREMENTS, {} blocks, {} bytes of opaque data",
+                        r.blocks.len(),
+                        r.opaque.len()
+                    ))),
+                },
+            },
         );
-        false
-    };
-    let certs = chain.as_ref().map(Vec::as_slice).unwrap_or(&[]);
+        let chain = self.check_chain(chain_pem);
+        let (root_check, signatures) = match &chain {
+            Ok(c) => (c.root.clone(), c.signatures.clone()),
+            Err(e) => (
+                Err(e.clone()),
+                Err(GpuFailure::Prerequisite(GpuCheckId::ChainRoot)),
+            ),
+        };
+        let chain_ok = signatures.is_ok();
+        push(GpuCheckId::ChainRoot, root_check);
+        push(GpuCheckId::Chain, signatures);
+        let certs = chain.as_ref().map(|c| c.certs.as_slice()).unwrap_or(&[]);
+        finish(checks, claims, parsed, certs, chain_ok, expect, at)
+    }
+}
+
+fn finish(
+    mut checks: Vec<GpuCheck>,
+    claims: Option<GpuClaims>,
+    parsed: Result<GpuReport<'_>, SpdmError>,
+    certs: &[ParsedCert],
+    chain_ok: bool,
+    expect: &GpuExpectations,
+    at: SystemTime,
+) -> GpuAppraisal {
+    let mut push = |id, result| checks.push(GpuCheck { id, result });
     let validity = if chain_ok {
         let now = crate::x509::unix_secs(at);
         match certs.iter().position(|c| {
@@ -400,7 +531,7 @@ pub fn appraise(
             let sig = p384::ecdsa::Signature::from_slice(r.signature).ok();
             let ok = p384_key(leaf)
                 .zip(sig)
-                .is_some_and(|(k, s)| k.verify(r.transcript, &s).is_ok());
+                .is_some_and(|(k, s)| verify_sha384(&k, r.transcript, &s));
             if ok {
                 Ok(Some(format!(
                     "ECDSA P-384 over SHA-384 of the {}-byte transcript, by {}",
@@ -459,4 +590,17 @@ pub fn appraise(
     };
     push(GpuCheckId::Measurements, measurements);
     GpuAppraisal { checks, claims }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pinned_root_parses_and_is_self_signed() {
+        let v = GpuVerifier::nvidia();
+        assert_eq!(v.roots.len(), 1);
+        let root = ParsedCert::from_der(&v.roots[0]).unwrap();
+        assert!(signed_by(&root, &root));
+    }
 }

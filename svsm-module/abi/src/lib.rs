@@ -4,8 +4,8 @@
 //! buffers, the AMD SEV-SNP ATTESTATION_REPORT (versions 2 through 5) with its TCB, policy,
 //! platform-info and signature fields, the SNP guest-request payloads (MSG_REPORT_REQ/RSP,
 //! MSG_KEY_REQ/RSP), the extended-report certificate table, the launch-digest PAGE_INFO
-//! record, the TCG crypto-agile event log, Linux IMA's binary measurement list, and QEMU's TPM
-//! emulator control messages.
+//! record, the TCG crypto-agile event log, Linux IMA's binary measurement list, QEMU's TPM
+//! emulator control messages, and the GPU evidence container with its nonce derivation.
 //!
 //! It trusts nothing it is given: every parser takes `&[u8]` from an untrusted party (a guest,
 //! a host, a hypervisor, a file) and returns either a typed view or a typed error that names the
@@ -36,6 +36,7 @@ extern crate std;
 pub mod attest;
 pub mod eventlog;
 pub mod frame;
+pub mod gpu;
 pub mod guid;
 pub mod identity;
 pub mod ima;

@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod envelope;
+pub mod gpu;
 pub mod memory;
 pub mod psp;
 pub mod store;
