@@ -34,6 +34,7 @@
 extern crate std;
 
 pub mod attest;
+pub mod core_protocol;
 pub mod eventlog;
 pub mod frame;
 pub mod gpu;

@@ -25,12 +25,14 @@ extern crate alloc;
 pub use svsm_abi as abi;
 
 mod attest;
+pub mod core_protocol;
 pub mod error;
 pub mod identity;
 pub mod keys;
 pub mod measure;
 pub mod module;
 pub mod platform;
+pub mod request_loop;
 pub mod sealed;
 pub mod tpm;
 pub mod tpm2;

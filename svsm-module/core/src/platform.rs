@@ -193,3 +193,119 @@ pub trait StateStore {
     /// Replaces a slot's contents.
     fn write(&mut self, slot: u8, blob: &[u8]) -> Result<(), StoreError>;
 }
+
+/// The RMP instructions' failure codes (AMD APM vol. 3, PVALIDATE and RMPADJUST).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RmpError {
+    /// FAIL_INPUT (1): the address is not a guest page, or faulted.
+    #[error("RMP instruction: FAIL_INPUT")]
+    Input,
+    /// FAIL_PERMISSION (2): RMPADJUST of a VMPL not below the caller's, or of a permission
+    /// the caller lacks.
+    #[error("RMP instruction: FAIL_PERMISSION")]
+    Permission,
+    /// FAIL_SIZEMISMATCH (6): the page size does not match the RMP entry's.
+    #[error("RMP instruction: FAIL_SIZEMISMATCH")]
+    SizeMismatch,
+}
+
+impl RmpError {
+    /// The instruction's return code.
+    pub const fn code(self) -> u32 {
+        match self {
+            RmpError::Input => 1,
+            RmpError::Permission => 2,
+            RmpError::SizeMismatch => 6,
+        }
+    }
+}
+
+/// What PVALIDATE did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validation {
+    /// The page's validated state changed.
+    Changed,
+    /// It already had the requested value (CF=1).
+    Unchanged,
+}
+
+/// The access RMPADJUST grants one VMPL to a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmplAccess {
+    /// Read.
+    pub read: bool,
+    /// Write.
+    pub write: bool,
+    /// Execute (user and supervisor).
+    pub execute: bool,
+    /// The page is a VMSA for that VMPL.
+    pub vmsa: bool,
+}
+
+impl VmplAccess {
+    /// No access.
+    pub const NONE: VmplAccess = VmplAccess {
+        read: false,
+        write: false,
+        execute: false,
+        vmsa: false,
+    };
+    /// Read, write and execute.
+    pub const FULL: VmplAccess = VmplAccess {
+        read: true,
+        write: true,
+        execute: true,
+        vmsa: false,
+    };
+}
+
+/// The RMP as VMPL0 changes it for lower VMPLs: PVALIDATE (only VMPL0 runs it in an SVSM
+/// guest) and RMPADJUST of a higher-numbered VMPL's access.
+pub trait Rmp {
+    /// PVALIDATE the page at `gpa` of `size` bytes (validate or rescind).
+    fn pvalidate(
+        &mut self,
+        gpa: Gpa,
+        size: svsm_abi::core_protocol::PageSize,
+        validate: bool,
+    ) -> Result<Validation, RmpError>;
+    /// RMPADJUST: set `target`'s access to the page (target ≥ 1).
+    fn rmpadjust(
+        &mut self,
+        gpa: Gpa,
+        size: svsm_abi::core_protocol::PageSize,
+        target: Vmpl,
+        access: VmplAccess,
+    ) -> Result<(), RmpError>;
+}
+
+/// Every way starting or stopping a vCPU can fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VcpuError {
+    /// The APIC ID names no vCPU of this guest.
+    #[error("no vCPU has APIC ID {0}")]
+    UnknownApicId(u32),
+    /// The vCPU is running and cannot be stopped now.
+    #[error("the vCPU is running")]
+    Running,
+    /// The host refused (its GHCB error code).
+    #[error("the host refused the vCPU operation ({0:#x})")]
+    Host(u64),
+}
+
+/// vCPUs of lower VMPLs, started and stopped through the host (GHCB AP Creation).
+pub trait VcpuControl {
+    /// True when the guest has a vCPU with this APIC ID (checked before anything changes).
+    fn exists(&self, apic_id: u32) -> bool;
+    /// Makes the vCPU `apic_id` run from the VMSA at `vmsa` (already marked a VMSA in the
+    /// RMP) with these SEV features.
+    fn create(
+        &mut self,
+        apic_id: u32,
+        vmsa: Gpa,
+        vmpl: Vmpl,
+        sev_features: u64,
+    ) -> Result<(), VcpuError>;
+    /// Stops the vCPU `apic_id` whose VMSA is at `vmsa`.
+    fn destroy(&mut self, apic_id: u32, vmsa: Gpa) -> Result<(), VcpuError>;
+}

@@ -409,6 +409,129 @@ impl<C: CpuOps, P: PrivateMemory> GuestMemory for SnpMemory<C, P> {
     }
 }
 
+fn cpu_size(size: svsm_core::abi::core_protocol::PageSize) -> PageSize {
+    match size {
+        svsm_core::abi::core_protocol::PageSize::Size4K => PageSize::Size4K,
+        svsm_core::abi::core_protocol::PageSize::Size2M => PageSize::Size2M,
+    }
+}
+
+fn vmpl_permissions(access: svsm_core::platform::VmplAccess) -> VmplPermissions {
+    let mut p = VmplPermissions::empty();
+    if access.read {
+        p |= VmplPermissions::READ;
+    }
+    if access.write {
+        p |= VmplPermissions::WRITE;
+    }
+    if access.execute {
+        p |= VmplPermissions::EXEC_USER | VmplPermissions::EXEC_SUPERVISOR;
+    }
+    p
+}
+
+/// The core protocol's view of the RMP instructions: exactly one PVALIDATE or RMPADJUST of the
+/// size asked for (no 2 MiB → 4 KiB fallback: the guest does that on FAIL_SIZEMISMATCH, SVSM
+/// spec §6.2), with the model of the RMP kept up to date. Anything refused before the
+/// instruction runs (SVSM memory, not guest memory, unmapped, misaligned) is FAIL_INPUT, as
+/// the instruction itself would answer.
+impl<C: CpuOps, P: PrivateMemory> svsm_core::platform::Rmp for SnpMemory<C, P> {
+    fn pvalidate(
+        &mut self,
+        gpa: Gpa,
+        size: svsm_core::abi::core_protocol::PageSize,
+        validate: bool,
+    ) -> Result<svsm_core::platform::Validation, svsm_core::platform::RmpError> {
+        use svsm_core::platform::{RmpError as E, Validation};
+        let size = cpu_size(size);
+        let g = gpa.raw();
+        let pages = size.bytes() / PAGE_SIZE;
+        if g % size.bytes() != 0 || self.check_changeable(g, pages).is_err() {
+            return Err(E::Input);
+        }
+        let va = self.linear(g, size).map_err(|_| E::Input)?;
+        match cpu::pvalidate(&mut self.cpu, va, size, validate) {
+            Ok(()) => {
+                for i in 0..pages {
+                    self.note_validation(g + i * PAGE_SIZE, validate, true);
+                }
+                if !validate {
+                    self.cpu.flush_tlb(va);
+                }
+                Ok(Validation::Changed)
+            }
+            Err(PvalidateError::Unchanged(_)) => {
+                for i in 0..pages {
+                    self.note_validation(g + i * PAGE_SIZE, validate, false);
+                }
+                Ok(Validation::Unchanged)
+            }
+            Err(PvalidateError::SizeMismatch(_)) => Err(E::SizeMismatch),
+            Err(
+                PvalidateError::FailInput(_)
+                | PvalidateError::Misaligned { .. }
+                | PvalidateError::Unknown { .. },
+            ) => Err(E::Input),
+        }
+    }
+
+    fn rmpadjust(
+        &mut self,
+        gpa: Gpa,
+        size: svsm_core::abi::core_protocol::PageSize,
+        target: Vmpl,
+        access: svsm_core::platform::VmplAccess,
+    ) -> Result<(), svsm_core::platform::RmpError> {
+        use svsm_core::platform::RmpError as E;
+        let size = cpu_size(size);
+        let g = gpa.raw();
+        let level = target.level();
+        if !(1..=3).contains(&level) {
+            return Err(E::Permission);
+        }
+        let pages = size.bytes() / PAGE_SIZE;
+        if g % size.bytes() != 0
+            || self.check_changeable(g, pages).is_err()
+            || (access.vmsa && g % (PAGES_PER_2M * PAGE_SIZE) == 0)
+        {
+            return Err(E::Input);
+        }
+        for i in 0..pages {
+            if !self
+                .page_state(g + i * PAGE_SIZE)
+                .is_some_and(|s| s.validated)
+            {
+                return Err(E::Input);
+            }
+        }
+        let va = self.linear(g, size).map_err(|_| E::Input)?;
+        let perms = vmpl_permissions(access);
+        match cpu::rmpadjust(&mut self.cpu, va, size, level, perms, access.vmsa) {
+            Ok(()) => {}
+            Err(RmpadjustError::Permission(_) | RmpadjustError::TargetVmpl(_)) => {
+                return Err(E::Permission)
+            }
+            Err(RmpadjustError::SizeMismatch(_)) => return Err(E::SizeMismatch),
+            Err(
+                RmpadjustError::FailInput(_)
+                | RmpadjustError::Misaligned { .. }
+                | RmpadjustError::Unknown { .. },
+            ) => return Err(E::Input),
+        }
+        for i in 0..pages {
+            let at = g + i * PAGE_SIZE;
+            if let Some(mut state) = self.page_state(at) {
+                if let Some(p) = state.perms.get_mut(usize::from(level - 1)) {
+                    *p = perms;
+                }
+                state.vmsa = access.vmsa;
+                self.record(at, state);
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,5 +746,59 @@ mod tests {
         assert_eq!(m.cpu.pvalidates, 1 + PAGES_PER_2M as usize);
         assert!((0..PAGES_PER_2M).all(|p| m.cpu.validated(p)));
         assert!(m.page_state(PAGE_SIZE * 300).unwrap().validated);
+    }
+
+    #[test]
+    fn the_core_protocols_rmp_view_is_exact_and_typed() {
+        use svsm_core::abi::core_protocol::PageSize as P;
+        use svsm_core::platform::{Rmp, RmpError as E, Validation, VmplAccess};
+        let mut m = memory();
+        let page8 = Gpa::new(8 * PAGE_SIZE);
+        assert_eq!(
+            Rmp::pvalidate(&mut m, page8, P::Size4K, true),
+            Ok(Validation::Changed)
+        );
+        assert_eq!(
+            Rmp::pvalidate(&mut m, page8, P::Size4K, true),
+            Ok(Validation::Unchanged)
+        );
+        // A 2 MiB page past the end of guest memory, and one holding SVSM pages: FAIL_INPUT
+        // before any instruction runs.
+        let before = m.cpu_mut().pvalidates;
+        assert_eq!(
+            Rmp::pvalidate(&mut m, Gpa::new(0x20_0000), P::Size2M, true),
+            Err(E::Input)
+        );
+        assert_eq!(
+            Rmp::pvalidate(&mut m, Gpa::new(0), P::Size2M, true),
+            Err(E::Input)
+        );
+        assert_eq!(m.cpu_mut().pvalidates, before);
+        assert_eq!(
+            Rmp::pvalidate(&mut m, Gpa::new(4 * PAGE_SIZE), P::Size4K, false),
+            Err(E::Input)
+        );
+        assert_eq!(
+            Rmp::rmpadjust(&mut m, page8, P::Size4K, v(0), VmplAccess::FULL),
+            Err(E::Permission)
+        );
+        Rmp::rmpadjust(&mut m, page8, P::Size4K, v(1), VmplAccess::FULL).unwrap();
+        assert_eq!(m.cpu_mut().perms(8, 1), 0xF);
+        m.write(v(1), page8, &[1; 8]).unwrap();
+        // A VMSA may not sit at a 2 MiB-aligned page.
+        let vmsa = VmplAccess {
+            read: true,
+            write: false,
+            execute: false,
+            vmsa: true,
+        };
+        assert_eq!(
+            Rmp::rmpadjust(&mut m, Gpa::new(0), P::Size4K, v(1), vmsa),
+            Err(E::Input)
+        );
+        Rmp::rmpadjust(&mut m, page8, P::Size4K, v(1), vmsa).unwrap();
+        assert!(m.cpu_mut().vmsa(8));
+        assert!(m.page_state(8 * PAGE_SIZE).unwrap().vmsa);
+        assert!(m.write(v(1), page8, &[1; 8]).is_err());
     }
 }

@@ -1,8 +1,16 @@
 //! Guest physical memory with the RMP's per-VMPL permission model, plus hostile behaviours a
 //! malicious guest (or a racing vCPU) shows: buffers that change between reads, ranges that
-//! cross pages or leave memory, and VMPL0-private pages named as buffers.
+//! cross pages or leave memory, and VMPL0-private pages named as buffers. It also models the
+//! two RMP instructions VMPL0 runs for the core protocol (PVALIDATE, RMPADJUST) with the RMP's
+//! page sizes (4 KiB, or 2 MiB entries the "host" chose) and the VMSA attribute.
 
-use svsm_core::platform::{Gpa, GuestMemory, MemoryError, Vmpl, PAGE_SIZE};
+use svsm_abi::core_protocol::PageSize;
+use svsm_core::platform::{
+    Gpa, GuestMemory, MemoryError, Rmp, RmpError, Validation, Vmpl, VmplAccess, PAGE_SIZE,
+};
+
+/// Pages in a 2 MiB RMP entry.
+const PAGES_2M: usize = 512;
 
 /// Per-page permissions, indexed by VMPL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +21,13 @@ pub struct PagePerms {
     pub write: [bool; 4],
     /// Validated by the guest (PVALIDATE).
     pub validated: bool,
+}
+
+/// The RMP attributes beyond access: a VMSA page, and for which VMPL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RmpExtra {
+    /// The page is a VMSA of this VMPL (set by RMPADJUST with the VMSA bit).
+    pub vmsa: Option<u8>,
 }
 
 impl PagePerms {
@@ -45,6 +60,9 @@ pub enum Hostility {
 pub struct SimMemory {
     bytes: Vec<u8>,
     pages: Vec<PagePerms>,
+    extra: Vec<RmpExtra>,
+    /// Per 2 MiB region: the host assigned it as one 2 MiB RMP entry.
+    large: Vec<bool>,
     /// Current hostile behaviour.
     pub hostility: Hostility,
     /// Number of module reads served (for tests that count copies).
@@ -57,6 +75,8 @@ impl SimMemory {
         SimMemory {
             bytes: vec![0; pages * PAGE_SIZE as usize],
             pages: vec![PagePerms::SHARED; pages],
+            extra: vec![RmpExtra::default(); pages],
+            large: vec![false; pages.div_ceil(PAGES_2M)],
             hostility: Hostility::None,
             reads: 0,
         }
@@ -76,6 +96,60 @@ impl SimMemory {
     pub fn set_perms(&mut self, gpa: u64, perms: PagePerms) {
         if let Some(p) = self.pages.get_mut((gpa / PAGE_SIZE) as usize) {
             *p = perms;
+        }
+    }
+
+    /// The permissions of the page containing `gpa`.
+    pub fn perms(&self, gpa: u64) -> Option<PagePerms> {
+        self.pages.get((gpa / PAGE_SIZE) as usize).copied()
+    }
+
+    /// The RMP attributes of the page containing `gpa`.
+    pub fn rmp_extra(&self, gpa: u64) -> Option<RmpExtra> {
+        self.extra.get((gpa / PAGE_SIZE) as usize).copied()
+    }
+
+    /// Makes the 2 MiB region containing `gpa` one 2 MiB RMP entry (or 512 4 KiB ones), as
+    /// the host decides when it assigns guest memory.
+    pub fn set_rmp_2m(&mut self, gpa: u64, large: bool) {
+        if let Some(l) = self
+            .large
+            .get_mut((gpa / PageSize::Size2M.bytes()) as usize)
+        {
+            *l = large;
+        }
+    }
+
+    /// Writes bytes directly, as the host or the hardware would (no RMP checks): for tests
+    /// that need content in a page the guest cannot write.
+    pub fn poke(&mut self, gpa: u64, data: &[u8]) {
+        let start = gpa as usize;
+        if let Some(dst) = self.bytes.get_mut(start..start + data.len()) {
+            dst.copy_from_slice(data);
+        }
+    }
+
+    /// Reads bytes directly (no RMP checks).
+    pub fn peek(&self, gpa: u64, len: usize) -> Vec<u8> {
+        let start = gpa as usize;
+        self.bytes
+            .get(start..start + len)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// The page indices of an RMP operation, after the size checks PVALIDATE and RMPADJUST make.
+    fn rmp_pages(&self, gpa: Gpa, size: PageSize) -> Result<std::ops::Range<usize>, RmpError> {
+        let first = (gpa.raw() / PAGE_SIZE) as usize;
+        let count = (size.bytes() / PAGE_SIZE) as usize;
+        if first + count > self.pages.len() {
+            return Err(RmpError::Input);
+        }
+        let large = self.large.get(first / PAGES_2M).copied().unwrap_or(false);
+        match size {
+            PageSize::Size4K if large => Err(RmpError::SizeMismatch),
+            PageSize::Size2M if !large => Err(RmpError::SizeMismatch),
+            _ => Ok(first..first + count),
         }
     }
 
@@ -138,6 +212,53 @@ impl GuestMemory for SimMemory {
     fn write(&mut self, vmpl: Vmpl, gpa: Gpa, data: &[u8]) -> Result<(), MemoryError> {
         let range = self.check(vmpl, gpa, data.len(), true)?;
         self.bytes[range].copy_from_slice(data);
+        Ok(())
+    }
+}
+
+impl Rmp for SimMemory {
+    fn pvalidate(
+        &mut self,
+        gpa: Gpa,
+        size: PageSize,
+        validate: bool,
+    ) -> Result<Validation, RmpError> {
+        let pages = self.rmp_pages(gpa, size)?;
+        if self.pages[pages.start].validated == validate {
+            return Ok(Validation::Unchanged);
+        }
+        for p in &mut self.pages[pages] {
+            p.validated = validate;
+        }
+        Ok(Validation::Changed)
+    }
+
+    fn rmpadjust(
+        &mut self,
+        gpa: Gpa,
+        size: PageSize,
+        target: Vmpl,
+        access: VmplAccess,
+    ) -> Result<(), RmpError> {
+        // VMPL0 adjusts only numerically higher VMPLs.
+        if target.level() == 0 {
+            return Err(RmpError::Permission);
+        }
+        let pages = self.rmp_pages(gpa, size)?;
+        if !self.pages[pages.start].validated {
+            return Err(RmpError::Input);
+        }
+        let level = usize::from(target.level());
+        for i in pages {
+            self.pages[i].read[level] = access.read;
+            self.pages[i].write[level] = access.write;
+            let extra = &mut self.extra[i];
+            if access.vmsa {
+                extra.vmsa = Some(target.level());
+            } else if extra.vmsa == Some(target.level()) {
+                extra.vmsa = None;
+            }
+        }
         Ok(())
     }
 }

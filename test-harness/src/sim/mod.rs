@@ -8,6 +8,7 @@ pub mod gpu;
 pub mod memory;
 pub mod psp;
 pub mod store;
+pub mod vcpus;
 
 use guest_driver::transport::{SvsmTransport, TransportError};
 use memory::SimMemory;

@@ -10,6 +10,7 @@ pub mod policy;
 pub mod report;
 pub mod secrets;
 pub mod tcb;
+pub mod vmsa;
 
 pub use policy::{GuestPolicy, KeyInfo, PlatformInfo, SigningKey};
 pub use report::{AttestationReport, RawReport, ReportError, ReportVersion, REPORT_SIZE};
