@@ -384,6 +384,25 @@ fn create_and_delete_vcpu() {
 }
 
 #[test]
+fn a_vmsa_rewritten_during_create_vcpu_is_refused() {
+    use test_harness::sim::memory::Hostility;
+    let mut m = machine();
+    let (vmsa, ca) = (0x4_1000, 0x4_2000);
+    write_vmsa(&mut m, vmsa, 1, 1 << 12, SEV_FEATURES);
+    // Another vCPU rewrites the page right after the SVSM copied it for the checks.
+    m.memory.hostility = Hostility::MutateAfterRead;
+    assert_eq!(m.call(CREATE_VCPU, vmsa, ca, 1), INVALID_PARAMETER);
+    m.memory.hostility = Hostility::None;
+    assert!(m.vcpus.started.is_empty());
+    assert_eq!(m.memory.rmp_extra(vmsa).unwrap().vmsa, None);
+    assert!(
+        m.memory.perms(vmsa).unwrap().write[1],
+        "the caller's page again"
+    );
+    assert_eq!(m.core.calling_area(1), None);
+}
+
+#[test]
 fn unsupported_core_calls_and_the_module_dispatch() {
     let mut m = machine();
     assert_eq!(m.call(DEPOSIT_MEM, LIST, 0, 0), UNSUPPORTED_CALL);

@@ -156,6 +156,24 @@ fn a_call_clears_call_pending_and_writes_back_only_what_changed() {
     assert_eq!(rdx, 0, "no certificates wanted: RDX changed to 0");
     assert_eq!(r8, 1184, "the report size in R8");
     assert_eq!(r.pending(), 0);
+
+    // A certificate table larger than the guest's certificate buffer: the size Linux needs
+    // comes back in RDX (it rounds up to pages and retries).
+    let table_len = {
+        use svsm_core::platform::SecureProcessor;
+        r.machine.module().psp_mut().certificates().unwrap().len() as u64
+    };
+    assert!(table_len > 0x10);
+    req[0x08..0x0C].copy_from_slice(&4096u32.to_le_bytes()); // report buffer big enough
+    req[0x28..0x2C].copy_from_slice(&0x800u32.to_le_bytes()); // manifest buffer big enough
+    req[0x30..0x38].copy_from_slice(&(RESULT_AREA + 0xC00).to_le_bytes());
+    req[0x38..0x3C].copy_from_slice(&0x10u32.to_le_bytes()); // 16-byte certificate buffer
+    r.machine.module().memory_mut().poke(CA + 8, &req);
+    r.issue(1 << 32, CA + 8, ALL_ONES, ALL_ONES, 0);
+    assert_eq!(r.serve(), Served::Call(0x8000_0005));
+    let [_, _, rdx, r8, _] = r.regs();
+    assert_eq!(rdx, table_len, "the certificate table's size in RDX");
+    assert_eq!(r8, 1184);
 }
 
 #[test]

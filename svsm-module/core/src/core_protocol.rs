@@ -123,6 +123,9 @@ pub enum CoreError {
         /// Expected.
         expected: u64,
     },
+    /// The VMSA page changed while it was being taken over (another vCPU rewrote it).
+    #[error("the VMSA at {0:#x} changed while it was being checked")]
+    VmsaChanged(u64),
     /// A VMSA at a 2 MiB-aligned address (an RMP erratum makes it unusable).
     #[error("a VMSA cannot sit at the 2 MiB-aligned address {0:#x}")]
     VmsaAligned2M(u64),
@@ -154,6 +157,7 @@ impl CoreError {
             | CoreError::VmsaVmpl { .. }
             | CoreError::VmsaSvme
             | CoreError::VmsaFeatures { .. }
+            | CoreError::VmsaChanged(_)
             | CoreError::VcpuState(_)
             | CoreError::NotAVmsa(_)
             | CoreError::BootVcpu
@@ -448,6 +452,21 @@ impl CoreProtocol {
             memory
                 .rmpadjust(gpa, PageSize::Size4K, *level, VmplAccess::NONE)
                 .map_err(CoreError::Rmpadjust)?;
+        }
+        // Another vCPU of the guest may have rewritten the page between the checks and the
+        // revocation: what becomes the VMSA must be exactly what was checked.
+        let mut again = [0u8; vmsa::VMSA_SIZE];
+        let unchanged = memory
+            .read(Vmpl::ZERO, gpa, &mut again)
+            .map(|()| again == page);
+        if unchanged != Ok(true) {
+            for level in (1..=caller.vmpl.level()).filter_map(Vmpl::new) {
+                let _ = memory.rmpadjust(gpa, PageSize::Size4K, level, VmplAccess::FULL);
+            }
+            return Err(match unchanged {
+                Err(e) => CoreError::Memory(e),
+                Ok(_) => CoreError::VmsaChanged(vmsa_gpa),
+            });
         }
         let as_vmsa = VmplAccess {
             read: true,

@@ -37,6 +37,8 @@ pub enum Served {
     NotVmgexit(u64),
     /// Not a call: the calling area has no call pending.
     NotPending,
+    /// Not a call: the caller cannot access its own calling area.
+    CallingAreaFault(MemoryError),
 }
 
 /// Why an entry could not be served at all.
@@ -45,8 +47,8 @@ pub enum LoopError {
     /// The vCPU is not one the SVSM serves.
     #[error("vCPU {0} is not served")]
     UnknownVcpu(u32),
-    /// The VMSA or the calling area could not be accessed.
-    #[error("VMSA or calling area: {0}")]
+    /// The VMSA could not be accessed (the SVSM's own page: an internal fault).
+    #[error("VMSA: {0}")]
     Memory(MemoryError),
 }
 
@@ -119,15 +121,25 @@ impl RequestLoop {
             return Ok(Served::NotVmgexit(exit_code));
         }
         let mut pending = [0u8; 1];
-        mem.read(caller.vmpl, record.ca, &mut pending)
-            .map_err(LoopError::Memory)?;
-        if pending[0] == 0 {
-            resume(mem)?;
-            return Ok(Served::NotPending);
+        let ca = mem
+            .read(caller.vmpl, record.ca, &mut pending)
+            .and_then(|()| match pending[0] {
+                0 => Ok(()),
+                // 3. Clear CALL_PENDING (Linux exchanges it with 0 after the call and expects 0).
+                _ => mem.write(caller.vmpl, record.ca, &[0]),
+            });
+        match ca {
+            Err(e) => {
+                // The guest made its own calling area unusable: no call can be pending.
+                resume(mem)?;
+                return Ok(Served::CallingAreaFault(e));
+            }
+            Ok(()) if pending[0] == 0 => {
+                resume(mem)?;
+                return Ok(Served::NotPending);
+            }
+            Ok(()) => {}
         }
-        // 3. Clear CALL_PENDING (Linux exchanges it with 0 after the call and expects 0).
-        mem.write(caller.vmpl, record.ca, &[0])
-            .map_err(LoopError::Memory)?;
 
         // 4. The registers, the call, the registers back.
         let mut regs = CallRegisters {

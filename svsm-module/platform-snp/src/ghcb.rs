@@ -223,6 +223,28 @@ impl<C: CpuOps, S: SharedMemory> Ghcb<C, S> {
         }
     }
 
+    /// AP creation NAE event: `event` ([`ghcb::AP_CREATE`], [`ghcb::AP_CREATE_ON_INIT`] or
+    /// [`ghcb::AP_DESTROY`]) for the vCPU `apic_id` whose VMSA for `vmpl` is at `vmsa_gpa`,
+    /// with `sev_features` in RAX (GHCB spec §4.1.9).
+    pub fn ap_creation(
+        &mut self,
+        event: u64,
+        apic_id: u32,
+        vmpl: u8,
+        vmsa_gpa: u64,
+        sev_features: u64,
+    ) -> Result<(), GhcbError> {
+        let mut page = GhcbPage::new();
+        page.set(GhcbField::SwExitCode, exit_code::AP_CREATION);
+        page.set(
+            GhcbField::SwExitInfo1,
+            ghcb::ap_creation_exit_info1(apic_id, vmpl, event),
+        );
+        page.set(GhcbField::SwExitInfo2, vmsa_gpa);
+        page.set(GhcbField::Rax, sev_features);
+        self.page_call(&mut page)
+    }
+
     /// Page-state change of any number of entries through the GHCB page, in descriptors of at
     /// most 253 entries. The hypervisor may return with entries pending; the descriptor is
     /// re-sent until done. A descriptor whose cursor goes back, whose end grows or whose
@@ -367,6 +389,49 @@ mod tests {
         let mut g = Ghcb::new(h.clone(), h, GHCB_GPA).unwrap();
         g.register().unwrap();
         g
+    }
+
+    #[test]
+    fn ap_creation_event_and_the_vcpu_control_on_it() {
+        use svsm_core::platform::{Gpa, VcpuControl, VcpuError, Vmpl};
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let log = seen.clone();
+        let mut g = registered(move |p| {
+            let get = |f| p.get(f).unwrap();
+            let info1 = get(GhcbField::SwExitInfo1);
+            log.borrow_mut().push((
+                get(GhcbField::SwExitCode),
+                info1,
+                get(GhcbField::SwExitInfo2),
+                get(GhcbField::Rax),
+            ));
+            // The host refuses APIC ID 3.
+            p.set(GhcbField::SwExitInfo1, u64::from(info1 >> 32 == 3) * 2);
+            p.set(GhcbField::SwExitInfo2, 0x77);
+        });
+        let mut vcpus = crate::vcpus::SnpVcpus::new(&mut g, &[0, 1, 3]);
+        assert!(vcpus.exists(1) && !vcpus.exists(2));
+        vcpus
+            .create(1, Gpa::new(0x4_1000), Vmpl::new(2).unwrap(), 0x41)
+            .unwrap();
+        vcpus.destroy(1, Gpa::new(0x4_1000)).unwrap();
+        assert_eq!(
+            vcpus.create(2, Gpa::new(0x4_1000), Vmpl::new(2).unwrap(), 0x41),
+            Err(VcpuError::UnknownApicId(2))
+        );
+        assert_eq!(
+            vcpus.create(3, Gpa::new(0x4_1000), Vmpl::new(2).unwrap(), 0x41),
+            Err(VcpuError::Host(0x77))
+        );
+        let seen = seen.borrow();
+        // Exit code 0x8000_0013; EXITINFO1 = APIC ID << 32 | VMPL << 16 | event; EXITINFO2 =
+        // the VMSA; RAX = SEV_FEATURES on create.
+        assert_eq!(
+            seen[0],
+            (0x8000_0013, (1 << 32) | (2 << 16) | 1, 0x4_1000, 0x41)
+        );
+        assert_eq!(seen[1], (0x8000_0013, (1 << 32) | 2, 0x4_1000, 0));
+        assert_eq!(seen.len(), 3);
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub mod hw;
 pub mod memory;
 pub mod messenger;
 pub mod platform;
+pub mod vcpus;
 
 pub use cpu::CpuOps;
 pub use ghcb::{Ghcb, GhcbError};

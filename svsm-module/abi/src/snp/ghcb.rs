@@ -248,6 +248,20 @@ pub mod exit_code {
     pub const TERMINATE: u64 = 0x8000_FFFE;
 }
 
+/// AP creation event (SW_EXITINFO1 bits 15:0): create the vCPU when it receives INIT.
+pub const AP_CREATE_ON_INIT: u64 = 0;
+/// AP creation event: create (and run) the vCPU now.
+pub const AP_CREATE: u64 = 1;
+/// AP creation event: destroy the vCPU.
+pub const AP_DESTROY: u64 = 2;
+
+/// SW_EXITINFO1 of an AP creation NAE event (GHCB spec §4.1.9): bits 15:0 the event, bits
+/// 19:16 the VMPL of the VMSA, bits 63:32 the APIC ID. SW_EXITINFO2 is the VMSA's GPA and RAX
+/// its SEV_FEATURES (create events only).
+pub const fn ap_creation_exit_info1(apic_id: u32, vmpl: u8, event: u64) -> u64 {
+    ((apic_id as u64) << 32) | (((vmpl & 0xF) as u64) << 16) | (event & 0xFFFF)
+}
+
 /// VMM error (upper half of SW_EXITINFO2 after a guest request): certificate buffer too small.
 pub const VMM_ERR_INVALID_LEN: u32 = 1;
 /// VMM error: busy, re-send the identical message.
