@@ -68,6 +68,16 @@ impl GuestMemory for FuzzMemory {
 }
 
 impl Rmp for FuzzMemory {
+    fn access(&self, gpa: Gpa, vmpl: Vmpl) -> Option<VmplAccess> {
+        let page = (gpa.raw() / PAGE_SIZE) as usize;
+        let a = self.access.get(page)?[usize::from(vmpl.level())];
+        self.validated[page].then_some(VmplAccess {
+            read: a,
+            write: a,
+            execute: a,
+            vmsa: false,
+        })
+    }
     fn pvalidate(&mut self, gpa: Gpa, size: PageSize, validate: bool) -> Result<Validation, RmpError> {
         if size == PageSize::Size2M {
             return Err(RmpError::SizeMismatch);
@@ -103,7 +113,7 @@ impl VcpuControl for FuzzVcpus {
     fn create(&mut self, _: u32, _: Gpa, _: Vmpl, _: u64) -> Result<(), VcpuError> {
         Ok(())
     }
-    fn destroy(&mut self, _: u32, _: Gpa) -> Result<(), VcpuError> {
+    fn destroy(&mut self, _: u32, _: Gpa, _: Vmpl) -> Result<(), VcpuError> {
         if self.0 {
             Err(VcpuError::Running)
         } else {
@@ -160,6 +170,7 @@ fuzz_target!(|data: &[u8]| {
             vmsa: Gpa::new(PAGE_SIZE),
             ca: Gpa::new(2 * PAGE_SIZE),
             boot: true,
+            superseded: false,
         },
         u64::from(data[42]),
     );

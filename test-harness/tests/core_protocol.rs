@@ -77,6 +77,7 @@ fn machine() -> Machine {
             vmsa: Gpa::new(BOOT_VMSA),
             ca: Gpa::new(BOOT_CA),
             boot: true,
+            superseded: false,
         },
         SEV_FEATURES,
     );
@@ -327,6 +328,7 @@ fn create_and_delete_vcpu() {
     let mut m = machine();
     let (vmsa, ca) = (0x4_1000, 0x4_2000);
     let svme = 1 << 12;
+    m.memory.poke(ca, &[0xCC; 16]);
     // Bad VMSAs, each with its code.
     write_vmsa(&mut m, vmsa, 0, svme, SEV_FEATURES);
     assert_eq!(m.call(CREATE_VCPU, vmsa, ca, 1), INVALID_PARAMETER); // VMPL 0
@@ -339,12 +341,17 @@ fn create_and_delete_vcpu() {
     write_vmsa(&mut m, vmsa, 1, svme, SEV_FEATURES);
     assert_eq!(m.call(CREATE_VCPU, vmsa + 8, ca, 1), INVALID_PARAMETER); // misaligned
     assert_eq!(m.call(CREATE_VCPU, vmsa, ca + 8, 1), INVALID_PARAMETER);
-    assert_eq!(m.call(CREATE_VCPU, 0x20_0000, ca, 1), INVALID_ADDRESS); // 2 MiB aligned
-    assert_eq!(m.call(CREATE_VCPU, SVSM_START, ca, 1), INVALID_ADDRESS); // the SVSM's
-    assert_eq!(m.call(CREATE_VCPU, vmsa, BOOT_CA, 1), INVALID_ADDRESS); // an active CA
+    // 2 MiB aligned (a readable, validated page: only the erratum check refuses it).
+    write_vmsa(&mut m, SMALL_2M, 1, svme, SEV_FEATURES);
+    assert_eq!(m.call(CREATE_VCPU, SMALL_2M, ca, 1), INVALID_ADDRESS);
+    // The boot vCPU's calling area as a VMSA, or as another vCPU's calling area: both pages
+    // the caller can read and write, refused only because they are in use.
+    write_vmsa(&mut m, BOOT_CA, 1, svme, SEV_FEATURES);
+    assert_eq!(m.call(CREATE_VCPU, BOOT_CA, ca, 1), INVALID_ADDRESS);
+    assert_eq!(m.call(CREATE_VCPU, vmsa, BOOT_CA, 1), INVALID_ADDRESS);
+    assert_eq!(m.call(CREATE_VCPU, vmsa, vmsa, 1), INVALID_ADDRESS);
     assert_eq!(m.call(CREATE_VCPU, vmsa, ca, 9), INVALID_PARAMETER); // no such APIC ID
-    assert_eq!(m.call(CREATE_VCPU, vmsa, ca, 0), INVALID_PARAMETER); // APIC 0 has one
-                                                                     // A VMPL2 VMSA from a VMPL2 caller is fine; from VMPL2, a VMPL1 VMSA is not.
+                                                                     // From VMPL2, a VMPL1 VMSA is more privileged than the caller.
     let vmpl2 = Caller {
         vmpl: Vmpl::new(2).unwrap(),
         apic_id: 0,
@@ -353,33 +360,54 @@ fn create_and_delete_vcpu() {
         m.call_as(vmpl2, CREATE_VCPU, vmsa, ca, 1),
         INVALID_PARAMETER
     );
-    assert!(m.vcpus.started.is_empty());
-    // The state is unchanged after every refusal: the page is still the caller's.
+    // Nothing changed after any refusal: the page is the caller's, the calling area intact.
     assert_eq!(m.memory.rmp_extra(vmsa).unwrap().vmsa, None);
-    assert!(m.memory.perms(vmsa).unwrap().write[1]);
+    assert_eq!(m.memory.perms(vmsa).unwrap(), PagePerms::SHARED);
+    assert_eq!(m.memory.peek(ca, 16), [0xCC; 16]);
+    assert_eq!(m.core.calling_area(1), None);
 
     assert_eq!(m.call(CREATE_VCPU, vmsa, ca, 1), SUCCESS);
-    assert_eq!(m.vcpus.started.len(), 1);
-    assert_eq!(m.vcpus.started[0].sev_features, SEV_FEATURES);
     assert_eq!(m.memory.rmp_extra(vmsa).unwrap().vmsa, Some(1));
     let p = m.memory.perms(vmsa).unwrap();
     assert!(!p.write[1] && !p.write[2] && !p.write[3], "{p:?}");
     assert_eq!(m.core.calling_area(1), Some(Gpa::new(ca)));
+    assert_eq!(
+        m.memory.peek(ca, 16)[..8],
+        [0; 8],
+        "no call pending in the new area"
+    );
     // The VMSA and the CA are now off limits to PVALIDATE and REMAP_CA.
     m.list(LIST, 0, &[entry(vmsa, false, false, true)]);
     assert_eq!(m.call(PVALIDATE, LIST, 0, 0), INVALID_ADDRESS);
     assert_eq!(m.call(REMAP_CA, ca, 0, 0), INVALID_ADDRESS);
 
-    // DELETE_VCPU: not a VMSA, the boot vCPU, a running vCPU, then for real.
-    assert_eq!(m.call(DELETE_VCPU, 0x4_3000, 0, 0), INVALID_PARAMETER);
-    assert_eq!(m.call(DELETE_VCPU, BOOT_VMSA, 0, 0), INVALID_PARAMETER);
-    m.vcpus.busy.push(1);
-    assert_eq!(m.call(DELETE_VCPU, vmsa, 0, 0), DELETE_VCPU_IN_USE);
-    m.vcpus.busy.clear();
+    // Linux brings a vCPU back online: a new VMSA for the same APIC ID (same calling area)
+    // first, then DELETE_VCPU of the old one, which leaves the new one alone.
+    let vmsa2 = 0x4_3000;
+    write_vmsa(&mut m, vmsa2, 1, svme, SEV_FEATURES);
+    assert_eq!(m.call(CREATE_VCPU, vmsa2, ca, 1), SUCCESS);
+    assert_eq!(m.core.current(1).unwrap().vmsa, Gpa::new(vmsa2));
     assert_eq!(m.call(DELETE_VCPU, vmsa, 0, 0), SUCCESS);
-    assert!(m.vcpus.started.is_empty());
+    assert_eq!(m.core.current(1).unwrap().vmsa, Gpa::new(vmsa2));
     assert_eq!(m.memory.rmp_extra(vmsa).unwrap().vmsa, None);
     assert!(m.memory.perms(vmsa).unwrap().write[1]);
+    assert_eq!(m.memory.rmp_extra(vmsa2).unwrap().vmsa, Some(1));
+
+    // DELETE_VCPU: not a VMSA, the boot vCPU, a running vCPU, then for real.
+    assert_eq!(m.call(DELETE_VCPU, 0x4_4000, 0, 0), INVALID_PARAMETER);
+    assert_eq!(m.call(DELETE_VCPU, BOOT_VMSA, 0, 0), INVALID_PARAMETER);
+    m.memory.set_vmsa_running(vmsa2, true);
+    assert_eq!(m.call(DELETE_VCPU, vmsa2, 0, 0), DELETE_VCPU_IN_USE);
+    // Still a VMSA, still runnable (SVME put back).
+    assert_eq!(m.memory.rmp_extra(vmsa2).unwrap().vmsa, Some(1));
+    let efer = u64::from_le_bytes(m.memory.peek(vmsa2 + 0xD0, 8).try_into().unwrap());
+    assert_ne!(efer & svme, 0);
+    m.memory.set_vmsa_running(vmsa2, false);
+    assert_eq!(m.call(DELETE_VCPU, vmsa2, 0, 0), SUCCESS);
+    let efer = u64::from_le_bytes(m.memory.peek(vmsa2 + 0xD0, 8).try_into().unwrap());
+    assert_eq!(efer & svme, 0, "the deleted VMSA cannot run again");
+    assert_eq!(m.memory.rmp_extra(vmsa2).unwrap().vmsa, None);
+    assert!(m.memory.perms(vmsa2).unwrap().write[1]);
     assert_eq!(m.core.calling_area(1), None);
 }
 
@@ -389,16 +417,16 @@ fn a_vmsa_rewritten_during_create_vcpu_is_refused() {
     let mut m = machine();
     let (vmsa, ca) = (0x4_1000, 0x4_2000);
     write_vmsa(&mut m, vmsa, 1, 1 << 12, SEV_FEATURES);
-    // Another vCPU rewrites the page right after the SVSM copied it for the checks.
+    m.memory.poke(ca, &[0xCC; 8]);
+    // Another vCPU rewrites the page right after the SVSM copied it for the checks (the
+    // hostile memory changes every buffer a guest VMPL's read returned).
     m.memory.hostility = Hostility::MutateAfterRead;
     assert_eq!(m.call(CREATE_VCPU, vmsa, ca, 1), INVALID_PARAMETER);
     m.memory.hostility = Hostility::None;
-    assert!(m.vcpus.started.is_empty());
     assert_eq!(m.memory.rmp_extra(vmsa).unwrap().vmsa, None);
-    assert!(
-        m.memory.perms(vmsa).unwrap().write[1],
-        "the caller's page again"
-    );
+    // Every VMPL has exactly the access it had, and the calling area was not cleared.
+    assert_eq!(m.memory.perms(vmsa).unwrap(), PagePerms::SHARED);
+    assert_ne!(m.memory.peek(ca, 8), [0u8; 8]);
     assert_eq!(m.core.calling_area(1), None);
 }
 
@@ -424,6 +452,7 @@ fn unsupported_core_calls_and_the_module_dispatch() {
             vmsa: Gpa::new(0x1002_0000),
             ca: Gpa::new(0x2000),
             boot: true,
+            superseded: false,
         },
         SEV_FEATURES,
     );

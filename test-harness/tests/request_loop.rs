@@ -52,6 +52,7 @@ fn rig() -> Rig {
             vmsa: Gpa::new(VMSA),
             ca: Gpa::new(CA),
             boot: true,
+            superseded: false,
         },
         1,
     );
@@ -59,7 +60,7 @@ fn rig() -> Rig {
         _turn: turn,
         machine,
         looper: RequestLoop::new(core),
-        vcpus: SimVcpus::new(&[0]),
+        vcpus: SimVcpus::new(&[0, 1]),
     }
 }
 
@@ -82,6 +83,11 @@ impl Rig {
     }
     /// The guest issues a call: registers in its VMSA, CALL_PENDING = 1, VMGEXIT.
     fn issue(&self, rax: u64, rcx: u64, rdx: u64, r8: u64, r9: u64) {
+        self.issue_on(VMSA, CA, rax, rcx, rdx, r8, r9);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn issue_on(&self, vmsa: u64, ca: u64, rax: u64, rcx: u64, rdx: u64, r8: u64, r9: u64) {
         for (off, v) in [
             (0x1F8, rax),
             (0x308, rcx),
@@ -92,9 +98,9 @@ impl Rig {
             (0xD0, SVME | 0x1000_0500), // SVME, LME, LMA and another bit that must survive
             (0x178, 0xFFFF_FFFF_8100_1234),
         ] {
-            self.poke_u64(VMSA + off, v);
+            self.poke_u64(vmsa + off, v);
         }
-        self.set_pending(1);
+        self.machine.module().memory_mut().poke(ca, &[1]);
     }
     fn serve(&mut self) -> Served {
         let mut module = self.machine.module();
@@ -152,10 +158,29 @@ fn a_call_clears_call_pending_and_writes_back_only_what_changed() {
     assert_eq!(r.serve(), Served::Call(0x8000_0005));
     let [rax, rcx, rdx, r8, _] = r.regs();
     assert_eq!(rax, 0x8000_0005);
-    assert_ne!(rcx, CA + 8, "manifest length returned in RCX");
+    let needed_manifest = rcx;
     assert_eq!(rdx, 0, "no certificates wanted: RDX changed to 0");
     assert_eq!(r8, 1184, "the report size in R8");
     assert_eq!(r.pending(), 0);
+    // With room for everything, the manifest written is exactly the length RCX announced
+    // (its total_size field, services manifest header offset 16).
+    let mut big = req.clone();
+    big[0x08..0x0C].copy_from_slice(&4096u32.to_le_bytes());
+    big[0x20..0x28].copy_from_slice(&(RESULT_AREA + 0x1000).to_le_bytes());
+    big[0x28..0x2C].copy_from_slice(&0x1000u32.to_le_bytes());
+    r.machine.module().memory_mut().poke(CA + 8, &big);
+    r.issue(1 << 32, CA + 8, ALL_ONES, ALL_ONES, 0);
+    assert_eq!(r.serve(), Served::Call(0));
+    let written = r
+        .machine
+        .module()
+        .memory_mut()
+        .peek(RESULT_AREA + 0x1000 + 16, 4);
+    assert_eq!(
+        u64::from(u32::from_le_bytes(written.try_into().unwrap())),
+        needed_manifest
+    );
+    assert_eq!(r.regs()[1], needed_manifest);
 
     // A certificate table larger than the guest's certificate buffer: the size Linux needs
     // comes back in RDX (it rounds up to pages and retries).
@@ -238,4 +263,50 @@ fn an_interrupted_call_resumes_when_reissued() {
             .unwrap()
             .validated
     );
+}
+
+#[test]
+fn a_calling_area_the_guest_made_unusable_and_a_vcpu_that_deletes_itself() {
+    let mut r = rig();
+    // The calling area no longer accessible to the guest: no call can be pending.
+    r.issue(6, (1 << 32) | 1, 7, 8, 9);
+    r.machine
+        .module()
+        .memory_mut()
+        .set_perms(CA, PagePerms::VMPL0_PRIVATE);
+    assert!(matches!(r.serve(), Served::CallingAreaFault(_)));
+    assert_eq!(r.regs(), [6, (1 << 32) | 1, 7, 8, 9]);
+    assert_eq!(r.efer(), SVME | 0x1000_0500, "the vCPU is runnable again");
+    r.machine
+        .module()
+        .memory_mut()
+        .set_perms(CA, PagePerms::SHARED);
+
+    // vCPU 1: created by the boot vCPU through the loop, then it deletes its own VMSA.
+    let (vmsa1, ca1) = (0x3_5000, 0x3_6000);
+    let mut page = vec![0u8; 4096];
+    page[0xCA] = 1; // VMPL1
+    page[0xD0..0xD8].copy_from_slice(&SVME.to_le_bytes());
+    page[0x3B0..0x3B8].copy_from_slice(&1u64.to_le_bytes());
+    r.machine.module().memory_mut().poke(vmsa1, &page);
+    r.issue(2, vmsa1, ca1, 1, 0); // CREATE_VCPU(VMSA, CA, APIC 1)
+    assert_eq!(r.serve(), Served::Call(0));
+    r.issue_on(vmsa1, ca1, 3, vmsa1, ALL_ONES, ALL_ONES, 0); // DELETE_VCPU(itself)
+    let mut module = r.machine.module();
+    assert_eq!(
+        r.looper.serve(&mut module, &mut r.vcpus, 1).unwrap(),
+        Served::Deleted(0)
+    );
+    drop(module);
+    // Nothing was written back into the page, which is an ordinary page of the guest again.
+    let rax = u64::from_le_bytes(
+        r.machine
+            .module()
+            .memory_mut()
+            .peek(vmsa1 + 0x1F8, 8)
+            .try_into()
+            .unwrap(),
+    );
+    assert_eq!(rax, 3);
+    assert!(r.machine.module().memory_mut().perms(vmsa1).unwrap().write[1]);
 }

@@ -11,8 +11,8 @@
 //! Every refusal is a [`CoreError`] mapped to the spec's result code without a catch-all.
 
 use crate::platform::{
-    Gpa, GuestMemory, MemoryError, Rmp, RmpError, Validation, VcpuControl, VcpuError, Vmpl,
-    VmplAccess, PAGE_SIZE,
+    Gpa, GuestMemory, MemoryError, Rmp, RmpError, Validation, VcpuControl, Vmpl, VmplAccess,
+    PAGE_SIZE,
 };
 use alloc::vec::Vec;
 use svsm_abi::core_protocol::{
@@ -49,6 +49,8 @@ pub struct VcpuRecord {
     pub ca: Gpa,
     /// The boot vCPU (from the launch, never deleted).
     pub boot: bool,
+    /// A newer VMSA was created for this APIC ID; this one awaits DELETE_VCPU.
+    pub superseded: bool,
 }
 
 /// Why a core call was refused.
@@ -129,18 +131,21 @@ pub enum CoreError {
     /// A VMSA at a 2 MiB-aligned address (an RMP erratum makes it unusable).
     #[error("a VMSA cannot sit at the 2 MiB-aligned address {0:#x}")]
     VmsaAligned2M(u64),
-    /// The APIC ID already has a VMSA, or the caller's vCPU is unknown.
-    #[error("vCPU {0}: already has a VMSA (delete it first) or is unknown")]
+    /// The caller's vCPU is not one the SVSM serves.
+    #[error("vCPU {0} is not served")]
     VcpuState(u32),
+    /// The APIC ID names no vCPU of the guest.
+    #[error("no vCPU has APIC ID {0}")]
+    UnknownApicId(u32),
+    /// DELETE_VCPU of a VMSA whose vCPU is running (the RMP refused with FAIL_INUSE).
+    #[error("the vCPU of the VMSA at {0:#x} is running")]
+    VmsaInUse(u64),
     /// DELETE_VCPU of a page that is not a VMSA this SVSM created.
     #[error("{0:#x} is not a VMSA created through CREATE_VCPU")]
     NotAVmsa(u64),
     /// DELETE_VCPU of the boot vCPU.
     #[error("the boot vCPU cannot be deleted")]
     BootVcpu,
-    /// The platform refused the vCPU operation.
-    #[error("vCPU: {0}")]
-    Vcpu(VcpuError),
     /// A core call this SVSM does not serve.
     #[error("core call {0} is not served")]
     Unsupported(u32),
@@ -161,7 +166,7 @@ impl CoreError {
             | CoreError::VcpuState(_)
             | CoreError::NotAVmsa(_)
             | CoreError::BootVcpu
-            | CoreError::Vcpu(VcpuError::UnknownApicId(_)) => ResultCode::InvalidParameter,
+            | CoreError::UnknownApicId(_) => ResultCode::InvalidParameter,
             CoreError::Reserved(_) | CoreError::Memory(_) | CoreError::VmsaAligned2M(_) => {
                 ResultCode::InvalidAddress
             }
@@ -169,8 +174,7 @@ impl CoreError {
             CoreError::Rmpadjust(error) => ResultCode::ProtocolError(error.code()),
             CoreError::Unchanged(_) => ResultCode::ProtocolError(PVALIDATE_FAIL_UNCHANGED),
             CoreError::Incomplete => ResultCode::Incomplete,
-            CoreError::Vcpu(VcpuError::Running) => ResultCode::ProtocolError(DELETE_VCPU_IN_USE),
-            CoreError::Vcpu(VcpuError::Host(_)) => ResultCode::InvalidRequest,
+            CoreError::VmsaInUse(_) => ResultCode::ProtocolError(DELETE_VCPU_IN_USE),
             CoreError::Unsupported(_) => ResultCode::UnsupportedCall,
         }
     }
@@ -199,7 +203,11 @@ impl CoreProtocol {
             svsm_start: svsm_start.raw(),
             svsm_end: svsm_end.raw(),
             sev_features,
-            vcpus: alloc::vec![VcpuRecord { boot: true, ..boot }],
+            vcpus: alloc::vec![VcpuRecord {
+                boot: true,
+                superseded: false,
+                ..boot
+            }],
         }
     }
 
@@ -208,12 +216,16 @@ impl CoreProtocol {
         &self.vcpus
     }
 
-    /// The calling area of the vCPU `apic_id`.
-    pub fn calling_area(&self, apic_id: u32) -> Option<Gpa> {
+    /// The current (not superseded) VMSA record of the vCPU `apic_id`.
+    pub fn current(&self, apic_id: u32) -> Option<&VcpuRecord> {
         self.vcpus
             .iter()
-            .find(|v| v.apic_id == apic_id)
-            .map(|v| v.ca)
+            .find(|v| v.apic_id == apic_id && !v.superseded)
+    }
+
+    /// The calling area of the vCPU `apic_id`.
+    pub fn calling_area(&self, apic_id: u32) -> Option<Gpa> {
+        self.current(apic_id).map(|v| v.ca)
     }
 
     /// True when `[gpa, gpa + len)` touches the SVSM's memory, a VMSA or a calling area.
@@ -242,7 +254,7 @@ impl CoreProtocol {
             core_call::REMAP_CA => self.remap_ca(memory, caller, regs.rcx),
             core_call::PVALIDATE => self.pvalidate(memory, caller, regs.rcx),
             core_call::CREATE_VCPU => self.create_vcpu(memory, vcpus, caller, regs),
-            core_call::DELETE_VCPU => self.delete_vcpu(memory, vcpus, caller, regs.rcx),
+            core_call::DELETE_VCPU => self.delete_vcpu(memory, caller, regs.rcx),
             other => Err(CoreError::Unsupported(other)),
         }
     }
@@ -259,7 +271,7 @@ impl CoreProtocol {
         let index = self
             .vcpus
             .iter()
-            .position(|v| v.apic_id == caller.apic_id && v.vmpl == caller.vmpl)
+            .position(|v| v.apic_id == caller.apic_id && v.vmpl == caller.vmpl && !v.superseded)
             .ok_or(CoreError::VcpuState(caller.apic_id))?;
         let current = self.vcpus.get(index).map(|v| v.ca.raw());
         if current == Some(gpa) {
@@ -372,11 +384,14 @@ impl CoreProtocol {
                     .map_err(CoreError::Rmpadjust)?;
             }
         } else {
-            // Revoke the caller's (and less privileged VMPLs') access before rescinding.
+            // Revoke the caller's (and less privileged VMPLs') access before rescinding. A page
+            // that is not validated has no access to revoke (RMPADJUST answers FAIL_INPUT):
+            // PVALIDATE then tells "unchanged" or the real failure.
             for level in lower {
-                memory
-                    .rmpadjust(gpa, entry.size, level, VmplAccess::NONE)
-                    .map_err(CoreError::Rmpadjust)?;
+                match memory.rmpadjust(gpa, entry.size, level, VmplAccess::NONE) {
+                    Ok(()) | Err(RmpError::Input) => {}
+                    Err(e) => return Err(CoreError::Rmpadjust(e)),
+                }
             }
             let outcome = memory
                 .pvalidate(gpa, entry.size, false)
@@ -406,19 +421,25 @@ impl CoreProtocol {
         if vmsa_gpa % PageSize::Size2M.bytes() == 0 {
             return Err(CoreError::VmsaAligned2M(vmsa_gpa));
         }
-        for gpa in [vmsa_gpa, ca_gpa] {
-            if self.reserved(gpa, PAGE_SIZE) {
-                return Err(CoreError::Reserved(gpa));
-            }
+        if self.reserved(vmsa_gpa, PAGE_SIZE) {
+            return Err(CoreError::Reserved(vmsa_gpa));
         }
-        if vmsa_gpa == ca_gpa {
+        // A vCPU brought up again keeps its calling area (Linux creates the new VMSA first,
+        // then deletes the old one): only other vCPUs' pages are off limits for it.
+        let ca_taken = overlaps(
+            ca_gpa,
+            PAGE_SIZE,
+            self.svsm_start,
+            self.svsm_end.saturating_sub(self.svsm_start),
+        ) || self.vcpus.iter().any(|v| {
+            overlaps(ca_gpa, PAGE_SIZE, v.vmsa.raw(), PAGE_SIZE)
+                || (v.apic_id != apic_id && overlaps(ca_gpa, PAGE_SIZE, v.ca.raw(), PAGE_SIZE))
+        });
+        if ca_taken || vmsa_gpa == ca_gpa {
             return Err(CoreError::Reserved(ca_gpa));
         }
-        if self.vcpus.iter().any(|v| v.apic_id == apic_id) {
-            return Err(CoreError::VcpuState(apic_id));
-        }
         if !vcpus.exists(apic_id) {
-            return Err(CoreError::Vcpu(VcpuError::UnknownApicId(apic_id)));
+            return Err(CoreError::UnknownApicId(apic_id));
         }
         let mut page = [0u8; vmsa::VMSA_SIZE];
         memory
@@ -441,54 +462,52 @@ impl CoreProtocol {
                 expected: self.sev_features,
             });
         }
-        // The calling area must be the caller's to write; it starts with no call pending.
+        // The calling area must be the caller's to write (proved by writing back what is
+        // there; it is cleared only once the call succeeds).
+        let mut ca_head = [0u8; 8];
         memory
-            .write(caller.vmpl, Gpa::new(ca_gpa), &[0u8; 8])
+            .read(caller.vmpl, Gpa::new(ca_gpa), &mut ca_head)
+            .and_then(|()| memory.write(caller.vmpl, Gpa::new(ca_gpa), &ca_head))
             .map_err(CoreError::Memory)?;
+
+        // Take the page: no guest VMPL may touch it (what each had is kept to give it back if
+        // anything below fails), the page must still be what was checked (another vCPU may
+        // have rewritten it before the revocation), then it is marked a VMSA.
         let gpa = Gpa::new(vmsa_gpa);
-        // The page becomes the SVSM's: no guest VMPL may touch it, then it is marked a VMSA.
-        let lower: Vec<Vmpl> = (caller.vmpl.level()..=3).filter_map(Vmpl::new).collect();
-        for level in &lower {
-            memory
-                .rmpadjust(gpa, PageSize::Size4K, *level, VmplAccess::NONE)
-                .map_err(CoreError::Rmpadjust)?;
-        }
-        // Another vCPU of the guest may have rewritten the page between the checks and the
-        // revocation: what becomes the VMSA must be exactly what was checked.
-        let mut again = [0u8; vmsa::VMSA_SIZE];
-        let unchanged = memory
-            .read(Vmpl::ZERO, gpa, &mut again)
-            .map(|()| again == page);
-        if unchanged != Ok(true) {
-            for level in (1..=caller.vmpl.level()).filter_map(Vmpl::new) {
-                let _ = memory.rmpadjust(gpa, PageSize::Size4K, level, VmplAccess::FULL);
-            }
-            return Err(match unchanged {
-                Err(e) => CoreError::Memory(e),
-                Ok(_) => CoreError::VmsaChanged(vmsa_gpa),
+        let before = Self::access_of(memory, gpa);
+        let taken = Self::revoke_all(memory, gpa)
+            .and_then(|()| {
+                let mut again = [0u8; vmsa::VMSA_SIZE];
+                memory
+                    .read(Vmpl::ZERO, gpa, &mut again)
+                    .map_err(CoreError::Memory)?;
+                if again != page {
+                    return Err(CoreError::VmsaChanged(vmsa_gpa));
+                }
+                Ok(())
+            })
+            .and_then(|()| {
+                let as_vmsa = VmplAccess {
+                    read: true,
+                    write: false,
+                    execute: false,
+                    vmsa: true,
+                };
+                memory
+                    .rmpadjust(gpa, PageSize::Size4K, target, as_vmsa)
+                    .map_err(CoreError::Rmpadjust)
+            })
+            .and_then(|()| {
+                memory
+                    .write(caller.vmpl, Gpa::new(ca_gpa), &[0u8; 8])
+                    .map_err(CoreError::Memory)
             });
-        }
-        let as_vmsa = VmplAccess {
-            read: true,
-            write: false,
-            execute: false,
-            vmsa: true,
-        };
-        let marked = memory.rmpadjust(gpa, PageSize::Size4K, target, as_vmsa);
-        let started = marked.map_err(CoreError::Rmpadjust).and_then(|()| {
-            vcpus
-                .create(apic_id, gpa, target, features)
-                .map_err(CoreError::Vcpu)
-        });
-        if let Err(e) = started {
-            // Undo (the host refused after the checks): not a VMSA, the caller's again. Less
-            // privileged VMPLs stay revoked: restoring what they had is not knowable here,
-            // and granting more than they had would be worse.
-            let _ = memory.rmpadjust(gpa, PageSize::Size4K, target, VmplAccess::NONE);
-            for level in (1..=caller.vmpl.level()).filter_map(Vmpl::new) {
-                let _ = memory.rmpadjust(gpa, PageSize::Size4K, level, VmplAccess::FULL);
-            }
+        if let Err(e) = taken {
+            Self::restore(memory, gpa, &before);
             return Err(e);
+        }
+        for v in self.vcpus.iter_mut().filter(|v| v.apic_id == apic_id) {
+            v.superseded = true;
         }
         self.vcpus.push(VcpuRecord {
             apic_id,
@@ -496,14 +515,38 @@ impl CoreProtocol {
             vmsa: gpa,
             ca: Gpa::new(ca_gpa),
             boot: false,
+            superseded: false,
         });
         Ok(())
     }
 
-    fn delete_vcpu<M: GuestMemory + Rmp, V: VcpuControl>(
+    /// Each guest VMPL's access to the page (the platform's record of the RMP).
+    fn access_of<M: Rmp>(memory: &M, gpa: Gpa) -> [Option<VmplAccess>; 3] {
+        [1u8, 2, 3].map(|l| Vmpl::new(l).and_then(|v| memory.access(gpa, v)))
+    }
+
+    /// No guest VMPL may access the page.
+    fn revoke_all<M: Rmp>(memory: &mut M, gpa: Gpa) -> Result<(), CoreError> {
+        for level in (1..=3).filter_map(Vmpl::new) {
+            memory
+                .rmpadjust(gpa, PageSize::Size4K, level, VmplAccess::NONE)
+                .map_err(CoreError::Rmpadjust)?;
+        }
+        Ok(())
+    }
+
+    /// Gives each guest VMPL back the access it had (best effort: this runs on a failure path).
+    fn restore<M: Rmp>(memory: &mut M, gpa: Gpa, before: &[Option<VmplAccess>; 3]) {
+        for (level, access) in (1u8..=3).zip(before) {
+            if let (Some(v), Some(a)) = (Vmpl::new(level), access) {
+                let _ = memory.rmpadjust(gpa, PageSize::Size4K, v, *a);
+            }
+        }
+    }
+
+    fn delete_vcpu<M: GuestMemory + Rmp>(
         &mut self,
         memory: &mut M,
-        vcpus: &mut V,
         caller: Caller,
         vmsa_gpa: u64,
     ) -> Result<(), CoreError> {
@@ -522,18 +565,37 @@ impl CoreProtocol {
                 caller: caller.vmpl.level(),
             });
         }
-        vcpus
-            .destroy(record.apic_id, record.vmsa)
-            .map_err(CoreError::Vcpu)?;
+        // The vCPU must not run again from this VMSA: clear SVME, then clear the VMSA bit,
+        // which the RMP refuses (FAIL_INUSE) while the vCPU is running.
+        let efer_at = Gpa::new(vmsa_gpa + vmsa::EFER as u64);
+        let mut efer = [0u8; 8];
         memory
-            .rmpadjust(record.vmsa, PageSize::Size4K, record.vmpl, VmplAccess::NONE)
-            .map_err(CoreError::Rmpadjust)?;
+            .read(Vmpl::ZERO, efer_at, &mut efer)
+            .map_err(CoreError::Memory)?;
+        let efer = u64::from_le_bytes(efer);
+        memory
+            .write(
+                Vmpl::ZERO,
+                efer_at,
+                &(efer & !vmsa::EFER_SVME).to_le_bytes(),
+            )
+            .map_err(CoreError::Memory)?;
+        if let Err(e) =
+            memory.rmpadjust(record.vmsa, PageSize::Size4K, record.vmpl, VmplAccess::NONE)
+        {
+            let _ = memory.write(Vmpl::ZERO, efer_at, &efer.to_le_bytes());
+            return Err(match e {
+                RmpError::InUse => CoreError::VmsaInUse(vmsa_gpa),
+                other => CoreError::Rmpadjust(other),
+            });
+        }
+        self.vcpus.remove(index);
+        // The page is the caller's again.
         for level in (1..=caller.vmpl.level()).filter_map(Vmpl::new) {
             memory
                 .rmpadjust(record.vmsa, PageSize::Size4K, level, VmplAccess::FULL)
                 .map_err(CoreError::Rmpadjust)?;
         }
-        self.vcpus.remove(index);
         Ok(())
     }
 }

@@ -204,6 +204,9 @@ pub enum RmpError {
     /// the caller lacks.
     #[error("RMP instruction: FAIL_PERMISSION")]
     Permission,
+    /// FAIL_INUSE (3): RMPADJUST of a VMSA page whose vCPU is running.
+    #[error("RMP instruction: FAIL_INUSE")]
+    InUse,
     /// FAIL_SIZEMISMATCH (6): the page size does not match the RMP entry's.
     #[error("RMP instruction: FAIL_SIZEMISMATCH")]
     SizeMismatch,
@@ -215,6 +218,7 @@ impl RmpError {
         match self {
             RmpError::Input => 1,
             RmpError::Permission => 2,
+            RmpError::InUse => 3,
             RmpError::SizeMismatch => 6,
         }
     }
@@ -269,6 +273,9 @@ pub trait Rmp {
         size: svsm_abi::core_protocol::PageSize,
         validate: bool,
     ) -> Result<Validation, RmpError>;
+    /// What `vmpl` (1..=3) may do with the 4 KiB page at `gpa`, as the platform recorded the
+    /// RMP (`None` outside guest memory or for an unvalidated page).
+    fn access(&self, gpa: Gpa, vmpl: Vmpl) -> Option<VmplAccess>;
     /// RMPADJUST: set `target`'s access to the page (target ≥ 1).
     fn rmpadjust(
         &mut self,
@@ -293,7 +300,9 @@ pub enum VcpuError {
     Host(u64),
 }
 
-/// vCPUs of lower VMPLs, started and stopped through the host (GHCB AP Creation).
+/// vCPUs of lower VMPLs as the host runs them (GHCB AP Creation). The core protocol only asks
+/// whether an APIC ID exists (the guest itself tells the host to run a VMSA it created with
+/// SVSM_CORE_CREATE_VCPU); the SVSM uses `create` to start the guest's boot vCPU.
 pub trait VcpuControl {
     /// True when the guest has a vCPU with this APIC ID (checked before anything changes).
     fn exists(&self, apic_id: u32) -> bool;
@@ -306,6 +315,6 @@ pub trait VcpuControl {
         vmpl: Vmpl,
         sev_features: u64,
     ) -> Result<(), VcpuError>;
-    /// Stops the vCPU `apic_id` whose VMSA is at `vmsa`.
-    fn destroy(&mut self, apic_id: u32, vmsa: Gpa) -> Result<(), VcpuError>;
+    /// Stops the vCPU `apic_id` whose VMSA for `vmpl` is at `vmsa`.
+    fn destroy(&mut self, apic_id: u32, vmsa: Gpa, vmpl: Vmpl) -> Result<(), VcpuError>;
 }

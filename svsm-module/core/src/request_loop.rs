@@ -90,9 +90,7 @@ impl RequestLoop {
     {
         let record = *self
             .core
-            .vcpus()
-            .iter()
-            .find(|v| v.apic_id == apic_id)
+            .current(apic_id)
             .ok_or(LoopError::UnknownVcpu(apic_id))?;
         let caller = Caller {
             vmpl: record.vmpl,
@@ -209,6 +207,7 @@ mod tests {
             vmsa: Gpa::new(0x1000),
             ca: Gpa::new(0x2000),
             boot: true,
+            superseded: false,
         };
         let mut l = RequestLoop::new(CoreProtocol::new(Gpa::new(0), Gpa::new(0x1000), boot, 0));
         let busy = u64::from(ResultCode::Busy.to_u32());

@@ -414,7 +414,9 @@ mod tests {
         vcpus
             .create(1, Gpa::new(0x4_1000), Vmpl::new(2).unwrap(), 0x41)
             .unwrap();
-        vcpus.destroy(1, Gpa::new(0x4_1000)).unwrap();
+        vcpus
+            .destroy(1, Gpa::new(0x4_1000), Vmpl::new(2).unwrap())
+            .unwrap();
         assert_eq!(
             vcpus.create(2, Gpa::new(0x4_1000), Vmpl::new(2).unwrap(), 0x41),
             Err(VcpuError::UnknownApicId(2))
@@ -430,7 +432,10 @@ mod tests {
             seen[0],
             (0x8000_0013, (1 << 32) | (2 << 16) | 1, 0x4_1000, 0x41)
         );
-        assert_eq!(seen[1], (0x8000_0013, (1 << 32) | 2, 0x4_1000, 0));
+        assert_eq!(
+            seen[1],
+            (0x8000_0013, (1 << 32) | (2 << 16) | 2, 0x4_1000, 0)
+        );
         assert_eq!(seen.len(), 3);
     }
 

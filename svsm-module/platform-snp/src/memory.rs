@@ -436,6 +436,18 @@ fn vmpl_permissions(access: svsm_core::platform::VmplAccess) -> VmplPermissions 
 /// instruction runs (SVSM memory, not guest memory, unmapped, misaligned) is FAIL_INPUT, as
 /// the instruction itself would answer.
 impl<C: CpuOps, P: PrivateMemory> svsm_core::platform::Rmp for SnpMemory<C, P> {
+    fn access(&self, gpa: Gpa, vmpl: Vmpl) -> Option<svsm_core::platform::VmplAccess> {
+        let state = self.page_state(gpa.raw()).filter(|s| s.validated)?;
+        let perms = *state.perms.get(usize::from(vmpl.level()).checked_sub(1)?)?;
+        Some(svsm_core::platform::VmplAccess {
+            read: perms.contains(VmplPermissions::READ),
+            write: perms.contains(VmplPermissions::WRITE),
+            execute: perms
+                .intersects(VmplPermissions::EXEC_USER | VmplPermissions::EXEC_SUPERVISOR),
+            vmsa: state.vmsa,
+        })
+    }
+
     fn pvalidate(
         &mut self,
         gpa: Gpa,
@@ -512,6 +524,8 @@ impl<C: CpuOps, P: PrivateMemory> svsm_core::platform::Rmp for SnpMemory<C, P> {
                 return Err(E::Permission)
             }
             Err(RmpadjustError::SizeMismatch(_)) => return Err(E::SizeMismatch),
+            // FAIL_INUSE: the VMSA's vCPU is running.
+            Err(RmpadjustError::Unknown { code: 3, .. }) => return Err(E::InUse),
             Err(
                 RmpadjustError::FailInput(_)
                 | RmpadjustError::Misaligned { .. }

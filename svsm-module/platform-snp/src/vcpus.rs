@@ -53,12 +53,12 @@ impl<C: CpuOps, S: SharedMemory> VcpuControl for SnpVcpus<'_, C, S> {
             .map_err(host)
     }
 
-    fn destroy(&mut self, apic_id: u32, vmsa: Gpa) -> Result<(), VcpuError> {
+    fn destroy(&mut self, apic_id: u32, vmsa: Gpa, vmpl: Vmpl) -> Result<(), VcpuError> {
         if !self.exists(apic_id) {
             return Err(VcpuError::UnknownApicId(apic_id));
         }
         self.ghcb
-            .ap_creation(AP_DESTROY, apic_id, 0, vmsa.raw(), 0)
+            .ap_creation(AP_DESTROY, apic_id, vmpl.level(), vmsa.raw(), 0)
             .map_err(host)
     }
 }

@@ -63,6 +63,8 @@ pub struct SimMemory {
     extra: Vec<RmpExtra>,
     /// Per 2 MiB region: the host assigned it as one 2 MiB RMP entry.
     large: Vec<bool>,
+    /// VMSA pages whose vCPU is running (RMPADJUST of them fails with FAIL_INUSE).
+    running: std::collections::BTreeSet<u64>,
     /// Current hostile behaviour.
     pub hostility: Hostility,
     /// Number of module reads served (for tests that count copies).
@@ -77,6 +79,7 @@ impl SimMemory {
             pages: vec![PagePerms::SHARED; pages],
             extra: vec![RmpExtra::default(); pages],
             large: vec![false; pages.div_ceil(PAGES_2M)],
+            running: std::collections::BTreeSet::new(),
             hostility: Hostility::None,
             reads: 0,
         }
@@ -117,6 +120,15 @@ impl SimMemory {
             .get_mut((gpa / PageSize::Size2M.bytes()) as usize)
         {
             *l = large;
+        }
+    }
+
+    /// Marks the VMSA page at `gpa` as running (or not): RMPADJUST of it fails with FAIL_INUSE.
+    pub fn set_vmsa_running(&mut self, gpa: u64, running: bool) {
+        if running {
+            self.running.insert(gpa & !(PAGE_SIZE - 1));
+        } else {
+            self.running.remove(&(gpa & !(PAGE_SIZE - 1)));
         }
     }
 
@@ -217,6 +229,18 @@ impl GuestMemory for SimMemory {
 }
 
 impl Rmp for SimMemory {
+    fn access(&self, gpa: Gpa, vmpl: Vmpl) -> Option<VmplAccess> {
+        let p = self.pages.get((gpa.raw() / PAGE_SIZE) as usize)?;
+        let e = self.extra.get((gpa.raw() / PAGE_SIZE) as usize)?;
+        let level = usize::from(vmpl.level());
+        p.validated.then_some(VmplAccess {
+            read: p.read[level],
+            write: p.write[level],
+            execute: p.write[level],
+            vmsa: e.vmsa == Some(vmpl.level()),
+        })
+    }
+
     fn pvalidate(
         &mut self,
         gpa: Gpa,
@@ -247,6 +271,9 @@ impl Rmp for SimMemory {
         let pages = self.rmp_pages(gpa, size)?;
         if !self.pages[pages.start].validated {
             return Err(RmpError::Input);
+        }
+        if self.running.contains(&gpa.raw()) {
+            return Err(RmpError::InUse);
         }
         let level = usize::from(target.level());
         for i in pages {

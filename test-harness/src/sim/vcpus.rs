@@ -62,7 +62,7 @@ impl VcpuControl for SimVcpus {
         Ok(())
     }
 
-    fn destroy(&mut self, apic_id: u32, vmsa: Gpa) -> Result<(), VcpuError> {
+    fn destroy(&mut self, apic_id: u32, vmsa: Gpa, _vmpl: Vmpl) -> Result<(), VcpuError> {
         if self.busy.contains(&apic_id) {
             return Err(VcpuError::Running);
         }
