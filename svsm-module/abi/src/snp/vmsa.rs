@@ -1,45 +1,235 @@
-//! The fields of an SEV-SNP VM save area (VMSA, one 4 KiB page; AMD APM vol. 2 Table B-4
-//! "VMSA layout, state save area for SEV-ES/SNP") that an SVSM reads or writes when it serves a
-//! call from a lower VMPL or checks a VMSA a guest hands it (SVSM_CORE_CREATE_VCPU). Only
-//! offsets and accessors over a copied page: the SVSM never keeps a reference into a VMSA.
-//! (The VMSA's EXITINFO1/2 sit at 0x390/0x398, not at the GHCB's 0x398/0x3A0.)
+//! The SEV-SNP VM save area (VMSA, one 4 KiB page; AMD APM vol. 2 Appendix B, Table B-4 "VMSA
+//! Layout, State Save Area for SEV-ES", Linux `struct sev_es_save_area`): the fields the launch
+//! digest's reset state sets (the `ovmf` crate builds it) and the fields an SVSM reads or writes
+//! when it serves a call from a lower VMPL or checks a VMSA a guest hands it
+//! (SVSM_CORE_CREATE_VCPU). Everything else is kept as opaque spans whose comments say what they
+//! hold. The SVSM works on copies, never on a reference into a VMSA. (The VMSA's EXITINFO1/2 sit
+//! at 0x390/0x398, not at the GHCB's 0x398/0x3A0.)
+
+use crate::assert_layout;
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+/// A VMCB segment register (selector, attributes, limit, base), 16 bytes (`struct vmcb_seg`).
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct VmcbSegment {
+    /// Selector.
+    pub selector: U16,
+    /// Attributes (packed form).
+    pub attrib: U16,
+    /// Limit.
+    pub limit: U32,
+    /// Base.
+    pub base: U64,
+}
+assert_layout!(
+    VmcbSegment,
+    size = 16,
+    selector = 0,
+    attrib = 2,
+    limit = 4,
+    base = 8
+);
+
+impl VmcbSegment {
+    /// A segment from its four fields.
+    pub const fn new(selector: u16, attrib: u16, limit: u32, base: u64) -> Self {
+        VmcbSegment {
+            selector: U16::new(selector),
+            attrib: U16::new(attrib),
+            limit: U32::new(limit),
+            base: U64::new(base),
+        }
+    }
+}
+
+/// The 4 KiB VMSA page (APM Vol. 2 Table B-4).
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct VmsaPage {
+    /// ES.
+    pub es: VmcbSegment,
+    /// CS.
+    pub cs: VmcbSegment,
+    /// SS.
+    pub ss: VmcbSegment,
+    /// DS.
+    pub ds: VmcbSegment,
+    /// FS.
+    pub fs: VmcbSegment,
+    /// GS.
+    pub gs: VmcbSegment,
+    /// GDTR.
+    pub gdtr: VmcbSegment,
+    /// LDTR.
+    pub ldtr: VmcbSegment,
+    /// IDTR.
+    pub idtr: VmcbSegment,
+    /// TR.
+    pub tr: VmcbSegment,
+    /// 0xA0..0xCA: VMPL0..3 SSP, U_CET, reserved.
+    pub rsvd_a0: [u8; 0x2A],
+    /// VMPL: the privilege level this VMSA runs at.
+    pub vmpl: u8,
+    /// CPL.
+    pub cpl: u8,
+    /// 0xCC..0xD0: reserved.
+    pub rsvd_cc: [u8; 4],
+    /// EFER.
+    pub efer: U64,
+    /// 0xD8..0x148: reserved, XSS.
+    pub rsvd_d8: [u8; 0x70],
+    /// CR4.
+    pub cr4: U64,
+    /// CR3.
+    pub cr3: U64,
+    /// CR0.
+    pub cr0: U64,
+    /// DR7.
+    pub dr7: U64,
+    /// DR6.
+    pub dr6: U64,
+    /// RFLAGS.
+    pub rflags: U64,
+    /// RIP.
+    pub rip: U64,
+    /// 0x180..0x1D8: DR0..3 and address masks, reserved.
+    pub rsvd_180: [u8; 0x58],
+    /// RSP.
+    pub rsp: U64,
+    /// 0x1E0..0x1F8: S_CET, SSP, ISST.
+    pub rsvd_1e0: [u8; 0x18],
+    /// RAX: an SVSM call's (protocol << 32 | call) in, its result out.
+    pub rax: U64,
+    /// 0x200..0x268: STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE, SYSENTER_*, CR2, reserved.
+    pub rsvd_200: [u8; 0x68],
+    /// G_PAT.
+    pub g_pat: U64,
+    /// 0x270..0x308: DBGCTL, branch/exception records, reserved, PKRU, TSC_AUX, reserved.
+    pub rsvd_270: [u8; 0x98],
+    /// RCX.
+    pub rcx: U64,
+    /// RDX (CPUID(1).EAX signature at reset).
+    pub rdx: U64,
+    /// RBX.
+    pub rbx: U64,
+    /// 0x320..0x340: reserved, RBP, RSI, RDI.
+    pub rsvd_320: [u8; 0x20],
+    /// R8.
+    pub r8: U64,
+    /// R9.
+    pub r9: U64,
+    /// 0x350..0x390: R10..R15, reserved.
+    pub rsvd_350: [u8; 0x40],
+    /// GUEST_EXITINFO1 (not the GHCB's 0x398).
+    pub exit_info1: U64,
+    /// GUEST_EXITINFO2.
+    pub exit_info2: U64,
+    /// 0x3A0..0x3B0: EXITINTINFO, NRIP.
+    pub rsvd_3a0: [u8; 0x10],
+    /// SEV_FEATURES: a VMSA a guest creates must have the boot vCPU's.
+    pub sev_features: U64,
+    /// VINTR_CTRL.
+    pub vintr_ctrl: U64,
+    /// GUEST_EXIT_CODE: 0x403 after VMGEXIT.
+    pub guest_exit_code: U64,
+    /// 0x3C8..0x3E8: VIRTUAL_TOM, TLB_ID, PCPU_ID, EVENTINJ.
+    pub rsvd_3c8: [u8; 0x20],
+    /// XCR0.
+    pub xcr0: U64,
+    /// 0x3F0..0x408: reserved, X87_DP.
+    pub rsvd_3f0: [u8; 0x18],
+    /// MXCSR.
+    pub mxcsr: U32,
+    /// X87 tag word.
+    pub x87_ftw: U16,
+    /// X87 status word.
+    pub x87_fsw: U16,
+    /// X87 control word.
+    pub x87_fcw: U16,
+    /// 0x412..0x1000: X87 FOP, DS, CS, RIP, x87/XMM/YMM registers, reserved.
+    pub rsvd_412: [u8; 0x1000 - 0x412],
+}
+assert_layout!(
+    VmsaPage,
+    size = 0x1000,
+    es = 0x00,
+    cs = 0x10,
+    ss = 0x20,
+    ds = 0x30,
+    fs = 0x40,
+    gs = 0x50,
+    gdtr = 0x60,
+    ldtr = 0x70,
+    idtr = 0x80,
+    tr = 0x90,
+    vmpl = 0xCA,
+    cpl = 0xCB,
+    efer = 0xD0,
+    cr4 = 0x148,
+    cr3 = 0x150,
+    cr0 = 0x158,
+    dr7 = 0x160,
+    dr6 = 0x168,
+    rflags = 0x170,
+    rip = 0x178,
+    rsp = 0x1D8,
+    rax = 0x1F8,
+    g_pat = 0x268,
+    rcx = 0x308,
+    rdx = 0x310,
+    rbx = 0x318,
+    r8 = 0x340,
+    r9 = 0x348,
+    exit_info1 = 0x390,
+    exit_info2 = 0x398,
+    sev_features = 0x3B0,
+    vintr_ctrl = 0x3B8,
+    guest_exit_code = 0x3C0,
+    xcr0 = 0x3E8,
+    mxcsr = 0x408,
+    x87_ftw = 0x40C,
+    x87_fsw = 0x40E,
+    x87_fcw = 0x410,
+);
 
 /// Size of a VMSA page.
 pub const VMSA_SIZE: usize = 4096;
-/// VMPL (u8): the privilege level this VMSA runs at.
-pub const VMPL: usize = 0x0CA;
-/// CPL (u8).
-pub const CPL: usize = 0x0CB;
-/// EFER (u64); bit 12 is SVME.
-pub const EFER: usize = 0x0D0;
+/// Offset of VMPL (u8).
+pub const VMPL: usize = core::mem::offset_of!(VmsaPage, vmpl);
+/// Offset of CPL (u8).
+pub const CPL: usize = core::mem::offset_of!(VmsaPage, cpl);
+/// Offset of EFER (u64); bit 12 is SVME.
+pub const EFER: usize = core::mem::offset_of!(VmsaPage, efer);
 /// EFER.SVME: the vCPU may be run; the SVSM clears it while it edits the VMSA.
 pub const EFER_SVME: u64 = 1 << 12;
-/// RFLAGS (u64).
-pub const RFLAGS: usize = 0x170;
-/// RIP (u64).
-pub const RIP: usize = 0x178;
-/// RSP (u64).
-pub const RSP: usize = 0x1D8;
-/// RAX (u64): the call (protocol << 32 | call id) in, the result code out.
-pub const RAX: usize = 0x1F8;
-/// RCX (u64).
-pub const RCX: usize = 0x308;
-/// RDX (u64).
-pub const RDX: usize = 0x310;
-/// RBX (u64).
-pub const RBX: usize = 0x318;
-/// R8 (u64).
-pub const R8: usize = 0x340;
-/// R9 (u64).
-pub const R9: usize = 0x348;
-/// GUEST_EXITINFO1 (u64).
-pub const EXITINFO1: usize = 0x390;
-/// GUEST_EXITINFO2 (u64).
-pub const EXITINFO2: usize = 0x398;
-/// SEV_FEATURES (u64): must equal the boot vCPU's for a VMSA a guest creates.
-pub const SEV_FEATURES: usize = 0x3B0;
-/// GUEST_EXIT_CODE (u64): 0x403 when the vCPU left with VMGEXIT.
-pub const GUEST_EXIT_CODE: usize = 0x3C0;
+/// Offset of RFLAGS.
+pub const RFLAGS: usize = core::mem::offset_of!(VmsaPage, rflags);
+/// Offset of RIP.
+pub const RIP: usize = core::mem::offset_of!(VmsaPage, rip);
+/// Offset of RSP.
+pub const RSP: usize = core::mem::offset_of!(VmsaPage, rsp);
+/// Offset of RAX.
+pub const RAX: usize = core::mem::offset_of!(VmsaPage, rax);
+/// Offset of RCX.
+pub const RCX: usize = core::mem::offset_of!(VmsaPage, rcx);
+/// Offset of RDX.
+pub const RDX: usize = core::mem::offset_of!(VmsaPage, rdx);
+/// Offset of RBX.
+pub const RBX: usize = core::mem::offset_of!(VmsaPage, rbx);
+/// Offset of R8.
+pub const R8: usize = core::mem::offset_of!(VmsaPage, r8);
+/// Offset of R9.
+pub const R9: usize = core::mem::offset_of!(VmsaPage, r9);
+/// Offset of GUEST_EXITINFO1.
+pub const EXITINFO1: usize = core::mem::offset_of!(VmsaPage, exit_info1);
+/// Offset of GUEST_EXITINFO2.
+pub const EXITINFO2: usize = core::mem::offset_of!(VmsaPage, exit_info2);
+/// Offset of SEV_FEATURES.
+pub const SEV_FEATURES: usize = core::mem::offset_of!(VmsaPage, sev_features);
+/// Offset of GUEST_EXIT_CODE.
+pub const GUEST_EXIT_CODE: usize = core::mem::offset_of!(VmsaPage, guest_exit_code);
 /// The exit code of VMGEXIT (AMD APM vol. 2, SVM intercept codes).
 pub const EXIT_CODE_VMGEXIT: u64 = 0x403;
 
