@@ -302,3 +302,41 @@ pub enum DigestHexError {
     #[error("launch digest: {0:?} is not a hex digit")]
     Digit(char),
 }
+
+/// Why an IGVM file could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IgvmBuildError {
+    /// The SVSM image is empty or too large.
+    #[error("the SVSM image is {0} bytes (1 to 64 MiB)")]
+    ImageSize(usize),
+    /// The firmware is empty, too large or not whole pages.
+    #[error("the firmware is {0} bytes (whole 4 KiB pages, at most 16 MiB)")]
+    FirmwareSize(usize),
+    /// The SVSM's base or size is not page aligned, or its region wraps.
+    #[error("the SVSM base and size must be 4 KiB aligned and not wrap")]
+    Misaligned,
+    /// SEV_FEATURES without SNP (bit 0).
+    #[error("SEV_FEATURES {0:#x} does not have SNP (bit 0) set")]
+    SevFeatures(u64),
+    /// The SVSM's region cannot hold the image and its three boot pages.
+    #[error("the SVSM region needs {needed:#x} bytes for the image and its boot pages, it has {size:#x}")]
+    RegionTooSmall {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes given.
+        size: u64,
+    },
+    /// The entry point is not inside the image (below 4 GiB).
+    #[error("the SVSM entry point {0:#x} is not inside the image")]
+    Entry(u64),
+    /// The SVSM's region overlaps the firmware.
+    #[error("the SVSM region overlaps the firmware below 4 GiB")]
+    Overlap,
+    /// The VMSA does not convert (a layout mismatch with the igvm crate).
+    #[error("the boot VMSA does not fit the igvm crate's VMSA layout")]
+    Vmsa,
+    /// The igvm crate refused the file.
+    #[error("igvm: {0}")]
+    Igvm(#[source] igvm::Error),
+}

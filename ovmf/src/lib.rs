@@ -7,7 +7,8 @@
 //! OVMF image ([`igvm`]), with the known differences between QEMU and the measuring tools chosen
 //! explicitly by [`IgvmFlavor`]. Beside the SNP digest it computes the SHA-256 PCR values of a
 //! non-SEV QEMU + OVMF + Linux EFI-stub direct boot from the kernel, initrd and command line
-//! ([`direct_boot`]).
+//! ([`direct_boot`]). It also writes the IGVM file of an svsm-vhsm launch ([`igvm_build`]),
+//! whose digest the same chain then predicts.
 //!
 //! It trusts nothing in the files it reads: firmware and IGVM bytes are parsed as untrusted
 //! input, every offset and length is bounds- and overflow-checked, and every malformed table is
@@ -46,6 +47,7 @@ pub mod error;
 pub mod firmware;
 pub mod hashes;
 pub mod igvm;
+pub mod igvm_build;
 pub mod policy;
 pub mod snp;
 pub mod vmsa;
@@ -55,7 +57,9 @@ pub use digest::{LaunchDigest, Measurement};
 pub use direct_boot::{
     expected_pcrs, kernel_digest, load_options_digest, DirectBoot, DirectBootError,
 };
-pub use error::{DigestHexError, FirmwareError, IgvmError, MeasureError, VcpuTypeError};
+pub use error::{
+    DigestHexError, FirmwareError, IgvmBuildError, IgvmError, MeasureError, VcpuTypeError,
+};
 pub use firmware::{Firmware, Section, SectionKind};
 pub use hashes::SevHashes;
 pub use igvm::{igvm_launch_digest, IgvmFlavor};
