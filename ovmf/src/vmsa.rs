@@ -6,7 +6,7 @@
 
 use crate::Page;
 use zerocopy::little_endian::{U16, U32, U64};
-use zerocopy::{FromZeros, IntoBytes};
+use zerocopy::IntoBytes;
 
 pub use svsm_abi::snp::vmsa::{VmcbSegment, VmsaPage};
 
@@ -35,60 +35,36 @@ impl VmmType {
 }
 
 /// Reset EIP of the bootstrap processor.
-pub const BSP_EIP: u32 = 0xFFFF_FFF0;
+pub const BSP_EIP: u32 = svsm_abi::snp::vmsa::RESET_EIP;
 
 /// Default PAT (AMD APM Vol. 2 §A.3).
-pub const DEFAULT_G_PAT: u64 = 0x0007_0406_0007_0406;
+pub const DEFAULT_G_PAT: u64 = svsm_abi::snp::vmsa::DEFAULT_G_PAT;
 
 /// The reset VMSA of a vCPU that starts at `eip` ([`BSP_EIP`] for vCPU 0, the SEV-ES AP reset
 /// address for the others).
 pub fn reset_vmsa(eip: u32, vcpu_sig: u32, sev_features: u64, vmm: VmmType) -> VmsaPage {
-    let (cs_attr, ss_attr, tr_attr, rdx, mxcsr, fcw, g_pat) = match vmm {
-        VmmType::Qemu => (
-            0x9B,
-            0x93,
-            0x8B,
-            u64::from(vcpu_sig),
-            0x1F80,
-            0x037F,
-            DEFAULT_G_PAT,
-        ),
-        VmmType::Ec2 => (
-            if eip == BSP_EIP { 0x9A } else { 0x9B },
-            0x92,
-            0x83,
-            0x600,
-            0,
-            0,
-            DEFAULT_G_PAT,
-        ),
-        VmmType::Gce => (0x9B, 0x93, 0x8B, 0x600, 0, 0, 0x0007_0106),
-    };
-    let data = VmcbSegment::new(0, 0x93, 0xFFFF, 0);
-    let mut v = VmsaPage::new_zeroed();
-    v.es = data;
-    v.cs = VmcbSegment::new(0xF000, cs_attr, 0xFFFF, u64::from(eip & 0xFFFF_0000));
-    v.ss = VmcbSegment::new(0, ss_attr, 0xFFFF, 0);
-    v.ds = data;
-    v.fs = data;
-    v.gs = data;
-    v.gdtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
-    v.idtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
-    v.ldtr = VmcbSegment::new(0, 0x82, 0xFFFF, 0);
-    v.tr = VmcbSegment::new(0, tr_attr, 0xFFFF, 0);
-    v.efer = U64::new(0x1000); // EFER.SVME, set by KVM
-    v.cr4 = U64::new(0x40); // CR4.MCE, set by KVM
-    v.cr0 = U64::new(0x10); // CR0.ET
-    v.dr7 = U64::new(0x400);
-    v.dr6 = U64::new(0xFFFF_0FF0);
-    v.rflags = U64::new(0x2);
-    v.rip = U64::new(u64::from(eip & 0xFFFF));
-    v.g_pat = U64::new(g_pat);
-    v.rdx = U64::new(rdx);
-    v.sev_features = U64::new(sev_features);
-    v.xcr0 = U64::new(0x1);
-    v.mxcsr = U32::new(mxcsr);
-    v.x87_fcw = U16::new(fcw);
+    // QEMU/KVM's reset state is svsm-abi's (the SVSM builds its guest's VMSA from it too); the
+    // other stacks differ in a few registers.
+    let mut v = svsm_abi::snp::vmsa::reset_state(eip, u64::from(vcpu_sig), sev_features);
+    match vmm {
+        VmmType::Qemu => {}
+        VmmType::Ec2 => {
+            if eip == BSP_EIP {
+                v.cs.attrib = U16::new(0x9A);
+            }
+            v.ss.attrib = U16::new(0x92);
+            v.tr.attrib = U16::new(0x83);
+            v.rdx = U64::new(0x600);
+            v.mxcsr = U32::new(0);
+            v.x87_fcw = U16::new(0);
+        }
+        VmmType::Gce => {
+            v.rdx = U64::new(0x600);
+            v.mxcsr = U32::new(0);
+            v.x87_fcw = U16::new(0);
+            v.g_pat = U64::new(0x0007_0106);
+        }
+    }
     v
 }
 

@@ -27,6 +27,7 @@ pub use svsm_abi as abi;
 mod attest;
 pub mod core_protocol;
 pub mod error;
+pub mod guest_boot;
 pub mod identity;
 pub mod keys;
 pub mod measure;

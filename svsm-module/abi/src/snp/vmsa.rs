@@ -253,3 +253,41 @@ pub fn write_u64(page: &mut [u8; VMSA_SIZE], offset: usize, value: u64) {
 pub fn read_u8(page: &[u8; VMSA_SIZE], offset: usize) -> u8 {
     page.get(offset).copied().unwrap_or(0)
 }
+
+/// Reset EIP of the bootstrap processor (the x86 reset vector).
+pub const RESET_EIP: u32 = 0xFFFF_FFF0;
+/// Default PAT (AMD APM vol. 2 §A.3).
+pub const DEFAULT_G_PAT: u64 = 0x0007_0406_0007_0406;
+
+/// The reset state of a vCPU that starts at `eip` (real mode, CS = `eip`'s upper half), as
+/// QEMU/KVM build it for an SEV-SNP guest: what OVMF expects at its reset vector, and what the
+/// PSP measures for a `-bios` launch. `rdx` is CPUID(1).EAX (the processor signature), VMPL 0.
+pub fn reset_state(eip: u32, rdx: u64, sev_features: u64) -> VmsaPage {
+    use zerocopy::FromZeros;
+    let data = VmcbSegment::new(0, 0x93, 0xFFFF, 0);
+    let mut v = VmsaPage::new_zeroed();
+    v.es = data;
+    v.cs = VmcbSegment::new(0xF000, 0x9B, 0xFFFF, u64::from(eip & 0xFFFF_0000));
+    v.ss = data;
+    v.ds = data;
+    v.fs = data;
+    v.gs = data;
+    v.gdtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
+    v.idtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
+    v.ldtr = VmcbSegment::new(0, 0x82, 0xFFFF, 0);
+    v.tr = VmcbSegment::new(0, 0x8B, 0xFFFF, 0);
+    v.efer = U64::new(0x1000); // EFER.SVME, set by KVM
+    v.cr4 = U64::new(0x40); // CR4.MCE, set by KVM
+    v.cr0 = U64::new(0x10); // CR0.ET
+    v.dr7 = U64::new(0x400);
+    v.dr6 = U64::new(0xFFFF_0FF0);
+    v.rflags = U64::new(0x2);
+    v.rip = U64::new(u64::from(eip & 0xFFFF));
+    v.g_pat = U64::new(DEFAULT_G_PAT);
+    v.rdx = U64::new(rdx);
+    v.sev_features = U64::new(sev_features);
+    v.xcr0 = U64::new(0x1);
+    v.mxcsr = U32::new(0x1F80);
+    v.x87_fcw = U16::new(0x037F);
+    v
+}
