@@ -27,8 +27,8 @@ use igvm_defs::{
 };
 use svsm_abi::launch::VMSA_GPA;
 use svsm_abi::snp::vmsa::{VmcbSegment, VmsaPage};
-use zerocopy::little_endian::{U16, U32, U64};
-use zerocopy::{FromBytes, FromZeros, IntoBytes};
+use zerocopy::little_endian::U64;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// The SEV-SNP platform's compatibility mask bit in the files this module writes.
 pub const SNP_COMPATIBILITY_MASK: u32 = 1;
@@ -82,32 +82,18 @@ fn pages_of(len: usize) -> u64 {
 /// The SVSM's boot VMSA: 32-bit protected mode with flat 4 GiB segments and paging off (the
 /// state a PVH entry also has), at `entry`, RBX = the boot parameter page, VMPL0.
 pub fn svsm_boot_vmsa(entry: u64, parameters: u64, sev_features: u64) -> VmsaPage {
-    let code = VmcbSegment::new(0x08, 0xC9B, 0xFFFF_FFFF, 0);
+    // The reset state, switched to flat 32-bit protected mode at `entry`.
+    let mut v = svsm_abi::snp::vmsa::reset_state(svsm_abi::snp::vmsa::RESET_EIP, 0, sev_features);
     let data = VmcbSegment::new(0x10, 0xC93, 0xFFFF_FFFF, 0);
-    let mut v = VmsaPage::new_zeroed();
-    v.cs = code;
+    v.cs = VmcbSegment::new(0x08, 0xC9B, 0xFFFF_FFFF, 0);
     v.ds = data;
     v.es = data;
     v.ss = data;
     v.fs = data;
     v.gs = data;
-    v.gdtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
-    v.idtr = VmcbSegment::new(0, 0, 0xFFFF, 0);
-    v.ldtr = VmcbSegment::new(0, 0x82, 0xFFFF, 0);
-    v.tr = VmcbSegment::new(0, 0x8B, 0xFFFF, 0);
-    v.vmpl = 0;
-    v.efer = U64::new(0x1000); // SVME
     v.cr0 = U64::new(0x11); // PE, ET
-    v.dr7 = U64::new(0x400);
-    v.dr6 = U64::new(0xFFFF_0FF0);
-    v.rflags = U64::new(0x2);
     v.rip = U64::new(entry);
     v.rbx = U64::new(parameters);
-    v.g_pat = U64::new(crate::vmsa::DEFAULT_G_PAT);
-    v.sev_features = U64::new(sev_features);
-    v.xcr0 = U64::new(0x1);
-    v.mxcsr = U32::new(0x1F80);
-    v.x87_fcw = U16::new(0x037F);
     v
 }
 

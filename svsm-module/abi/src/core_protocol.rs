@@ -42,12 +42,13 @@ pub const PVALIDATE_FAIL_UNCHANGED: u32 = 0x10;
 /// Protocol error of SVSM_CORE_DELETE_VCPU for a vCPU that is running: result 0x8000_1003.
 pub const DELETE_VCPU_IN_USE: u32 = 3;
 
-/// Page size of a PVALIDATE entry (bits 1:0).
+/// Page size of a PVALIDATE entry (bits 1:0), and of the PVALIDATE and RMPADJUST
+/// instructions (RCX bit 0): the same encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PageSize {
     /// 4 KiB.
     Size4K,
-    /// 2 MiB.
+    /// 2 MiB (the address must be 2 MiB aligned).
     Size2M,
 }
 
@@ -57,6 +58,14 @@ impl PageSize {
         match self {
             PageSize::Size4K => 0x1000,
             PageSize::Size2M => 0x20_0000,
+        }
+    }
+
+    /// The encoding: 0 for 4 KiB, 1 for 2 MiB (list entry bits 1:0, the instructions' RCX).
+    pub const fn encoding(self) -> u64 {
+        match self {
+            PageSize::Size4K => 0,
+            PageSize::Size2M => 1,
         }
     }
 }
@@ -113,12 +122,8 @@ impl PvalidateEntry {
 
     /// Encodes the entry (what a guest writes).
     pub const fn encode(self) -> u64 {
-        let size = match self.size {
-            PageSize::Size4K => 0,
-            PageSize::Size2M => 1,
-        };
         (self.gpa & !0xFFF)
-            | size
+            | self.size.encoding()
             | if self.validate { 0b100 } else { 0 }
             | if self.ignore_unchanged { 0b1000 } else { 0 }
     }

@@ -487,14 +487,8 @@ impl CoreProtocol {
                 Ok(())
             })
             .and_then(|()| {
-                let as_vmsa = VmplAccess {
-                    read: true,
-                    write: false,
-                    execute: false,
-                    vmsa: true,
-                };
                 memory
-                    .rmpadjust(gpa, PageSize::Size4K, target, as_vmsa)
+                    .rmpadjust(gpa, PageSize::Size4K, target, VmplAccess::VMSA)
                     .map_err(CoreError::Rmpadjust)
             })
             .and_then(|()| {

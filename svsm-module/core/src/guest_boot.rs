@@ -142,14 +142,13 @@ pub fn start_guest<M: GuestMemory + Rmp, V: VcpuControl>(
     memory
         .write(Vmpl::ZERO, boot.firmware_vmsa, vmsa.as_bytes())
         .map_err(GuestBootError::Memory)?;
-    let as_vmsa = VmplAccess {
-        read: true,
-        write: false,
-        execute: false,
-        vmsa: true,
-    };
     memory
-        .rmpadjust(boot.firmware_vmsa, PageSize::Size4K, guest, as_vmsa)
+        .rmpadjust(
+            boot.firmware_vmsa,
+            PageSize::Size4K,
+            guest,
+            VmplAccess::VMSA,
+        )
         .map_err(GuestBootError::Rmpadjust)?;
     vcpus
         .create(boot.apic_id, boot.firmware_vmsa, guest, boot.sev_features)

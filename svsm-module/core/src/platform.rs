@@ -261,6 +261,13 @@ impl VmplAccess {
         execute: true,
         vmsa: false,
     };
+    /// A VMSA for the target VMPL: read-only to it, the VMSA bit set.
+    pub const VMSA: VmplAccess = VmplAccess {
+        read: true,
+        write: false,
+        execute: false,
+        vmsa: true,
+    };
 }
 
 /// The RMP as VMPL0 changes it for lower VMPLs: PVALIDATE (only VMPL0 runs it in an SVSM

@@ -10,32 +10,8 @@
 
 use bitflags::bitflags;
 
-/// Page size operand of PVALIDATE and RMPADJUST (RCX bit 0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PageSize {
-    /// 4 KiB.
-    Size4K,
-    /// 2 MiB (the address must be 2 MiB aligned).
-    Size2M,
-}
-
-impl PageSize {
-    /// Bytes in a page of this size.
-    pub const fn bytes(self) -> u64 {
-        match self {
-            PageSize::Size4K => 0x1000,
-            PageSize::Size2M => 0x20_0000,
-        }
-    }
-
-    /// The RCX operand.
-    pub const fn rcx(self) -> u64 {
-        match self {
-            PageSize::Size4K => 0,
-            PageSize::Size2M => 1,
-        }
-    }
-}
+/// Page size operand of PVALIDATE and RMPADJUST (RCX bit 0), svsm-abi's.
+pub use svsm_core::abi::core_protocol::PageSize;
 
 /// What PVALIDATE left in RAX and CF.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

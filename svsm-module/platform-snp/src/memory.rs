@@ -409,13 +409,6 @@ impl<C: CpuOps, P: PrivateMemory> GuestMemory for SnpMemory<C, P> {
     }
 }
 
-fn cpu_size(size: svsm_core::abi::core_protocol::PageSize) -> PageSize {
-    match size {
-        svsm_core::abi::core_protocol::PageSize::Size4K => PageSize::Size4K,
-        svsm_core::abi::core_protocol::PageSize::Size2M => PageSize::Size2M,
-    }
-}
-
 fn vmpl_permissions(access: svsm_core::platform::VmplAccess) -> VmplPermissions {
     let mut p = VmplPermissions::empty();
     if access.read {
@@ -455,7 +448,6 @@ impl<C: CpuOps, P: PrivateMemory> svsm_core::platform::Rmp for SnpMemory<C, P> {
         validate: bool,
     ) -> Result<svsm_core::platform::Validation, svsm_core::platform::RmpError> {
         use svsm_core::platform::{RmpError as E, Validation};
-        let size = cpu_size(size);
         let g = gpa.raw();
         let pages = size.bytes() / PAGE_SIZE;
         if g % size.bytes() != 0 || self.check_changeable(g, pages).is_err() {
@@ -495,7 +487,6 @@ impl<C: CpuOps, P: PrivateMemory> svsm_core::platform::Rmp for SnpMemory<C, P> {
         access: svsm_core::platform::VmplAccess,
     ) -> Result<(), svsm_core::platform::RmpError> {
         use svsm_core::platform::RmpError as E;
-        let size = cpu_size(size);
         let g = gpa.raw();
         let level = target.level();
         if !(1..=3).contains(&level) {

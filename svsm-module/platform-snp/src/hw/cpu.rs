@@ -39,7 +39,7 @@ impl CpuOps for HardwareCpu {
                 ".byte 0xf2, 0x0f, 0x01, 0xff",
                 "setc {cf}",
                 inout("rax") va => rax,
-                in("rcx") size.rcx(),
+                in("rcx") size.encoding(),
                 in("rdx") u64::from(validate),
                 cf = out(reg_byte) carry,
                 options(nostack),
@@ -60,7 +60,7 @@ impl CpuOps for HardwareCpu {
             asm!(
                 ".byte 0xf3, 0x0f, 0x01, 0xfe",
                 inout("rax") va => rax,
-                in("rcx") size.rcx(),
+                in("rcx") size.encoding(),
                 in("rdx") attrs,
                 options(nostack),
             );
