@@ -20,7 +20,6 @@ const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840
 const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
 const BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
 const EXT_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
 
@@ -192,19 +191,7 @@ fn is_ca(cert: &ParsedCert) -> bool {
 
 /// Verifies `cert`'s ECDSA P-384 / SHA-384 signature with `key`.
 fn signed_by(cert: &ParsedCert, key: &p384::ecdsa::VerifyingKey) -> bool {
-    let c = &cert.cert;
-    if c.signature_algorithm.oid != ECDSA_WITH_SHA384
-        || c.tbs_certificate.signature != c.signature_algorithm
-    {
-        return false;
-    }
-    let Some(sig) = c.signature.as_bytes() else {
-        return false;
-    };
-    let Ok(sig) = p384::ecdsa::Signature::from_der(sig) else {
-        return false;
-    };
-    key.verify(cert.tbs_bytes(), &sig).is_ok()
+    crate::x509::signed_p384(cert, key)
 }
 
 /// The CA certificate's key, checked to be a self-signed P-384 CA.

@@ -305,3 +305,44 @@ pub fn rfc3339(secs: u64) -> String {
 pub(crate) fn time_secs(t: &Time) -> u64 {
     t.to_unix_duration().as_secs()
 }
+
+/// ecdsa-with-SHA384.
+const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+
+/// The certificate's key as an ECDSA P-384 key, if it is one.
+pub(crate) fn p384_key(cert: &ParsedCert) -> Option<p384::ecdsa::VerifyingKey> {
+    let point = cert
+        .cert
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .as_bytes()?;
+    p384::ecdsa::VerifyingKey::from_sec1_bytes(point).ok()
+}
+
+/// ECDSA P-384 over SHA-384 of `message`, with the crate's interleaved one-shot evaluation
+/// ([`crate::ecdsa`], cross-checked there against `p384`'s verifier).
+pub(crate) fn verify_p384_sha384(
+    key: &p384::ecdsa::VerifyingKey,
+    message: &[u8],
+    sig: &p384::ecdsa::Signature,
+) -> bool {
+    use sha2::Digest;
+    let z: [u8; 48] = Sha384::digest(message).into();
+    let (r, s): ([u8; 48], [u8; 48]) = (sig.r().to_bytes().into(), sig.s().to_bytes().into());
+    crate::ecdsa::verify_prehash(key.as_affine(), &z, &r, &s).is_ok()
+}
+
+/// True when `cert` is signed ecdsa-with-SHA384 (outer and TBS algorithms equal) by `key`.
+pub(crate) fn signed_p384(cert: &ParsedCert, key: &p384::ecdsa::VerifyingKey) -> bool {
+    let c = &cert.cert;
+    if c.signature_algorithm.oid != ECDSA_WITH_SHA384
+        || c.tbs_certificate.signature != c.signature_algorithm
+    {
+        return false;
+    }
+    c.signature
+        .as_bytes()
+        .and_then(|sig| p384::ecdsa::Signature::from_der(sig).ok())
+        .is_some_and(|sig| verify_p384_sha384(key, cert.tbs_bytes(), &sig))
+}

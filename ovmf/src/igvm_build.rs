@@ -115,18 +115,21 @@ pub fn layout(input: &SvsmIgvm<'_>) -> Result<IgvmLayout, IgvmBuildError> {
     if input.sev_features & 1 == 0 {
         return Err(IgvmBuildError::SevFeatures(input.sev_features));
     }
-    let parameters = input.svsm_base + pages_of(input.svsm_image.len()) * page;
-    let (secrets, cpuid) = (parameters + page, parameters + 2 * page);
-    let svsm_end = input
-        .svsm_base
-        .checked_add(input.svsm_size)
-        .ok_or(IgvmBuildError::Misaligned)?;
-    if cpuid + page > svsm_end {
+    // The image and its three boot pages, below 4 GiB (the firmware ends there): every sum
+    // below is then far from overflowing.
+    let needed = (pages_of(input.svsm_image.len()) + 3) * page;
+    if input.svsm_base >= FOUR_GIB || input.svsm_size > FOUR_GIB - input.svsm_base {
+        return Err(IgvmBuildError::Overlap);
+    }
+    if needed > input.svsm_size {
         return Err(IgvmBuildError::RegionTooSmall {
-            needed: cpuid + page - input.svsm_base,
+            needed,
             size: input.svsm_size,
         });
     }
+    let parameters = input.svsm_base + needed - 3 * page;
+    let (secrets, cpuid) = (parameters + page, parameters + 2 * page);
+    let svsm_end = input.svsm_base + input.svsm_size;
     let entry_end = input.svsm_base + input.svsm_image.len() as u64;
     if !(input.svsm_base..entry_end).contains(&input.svsm_entry) || input.svsm_entry >= FOUR_GIB {
         return Err(IgvmBuildError::Entry(input.svsm_entry));

@@ -177,6 +177,15 @@ fn bad_inputs_are_refused_by_name() {
         refused(&|i| i.svsm_base = 0xFFF0_0000),
         IgvmBuildError::Overlap | IgvmBuildError::Entry(_)
     ));
+    // At the very top of the address space: refused, not an overflow.
+    assert!(matches!(
+        refused(&|i| i.svsm_base = 0xFFFF_FFFF_FFFF_F000),
+        IgvmBuildError::Overlap
+    ));
+    assert!(matches!(
+        refused(&|i| i.svsm_size = !0xFFFu64),
+        IgvmBuildError::Overlap
+    ));
     assert!(matches!(
         refused(&|i| i.sev_features = 0x20),
         IgvmBuildError::SevFeatures(0x20)

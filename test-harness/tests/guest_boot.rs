@@ -99,7 +99,7 @@ fn the_firmware_starts_at_vmpl1_with_its_secrets_page_and_calling_area() {
 #[test]
 fn bad_layouts_are_refused_before_anything_changes() {
     type Change = fn(&mut GuestBoot);
-    let cases: [(&str, Change); 6] = [
+    let cases: [(&str, Change); 7] = [
         ("VMSA outside the SVSM", |b| {
             b.firmware_vmsa = Gpa::new(0xA000)
         }),
@@ -115,6 +115,7 @@ fn bad_layouts_are_refused_before_anything_changes() {
         }),
         ("misaligned", |b| b.calling_area = Gpa::new(CA + 8)),
         ("guest at VMPL0", |b| b.guest_vmpl = Vmpl::ZERO),
+        ("SVSM memory wraps", |b| b.svsm_size = !0xFFFu64),
     ];
     for (what, change) in cases {
         let (mut memory, mut vcpus, secrets) = machine();

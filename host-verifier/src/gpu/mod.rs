@@ -6,11 +6,11 @@
 
 pub mod spdm;
 
-use crate::x509::ParsedCert;
+use crate::x509::{p384_key, signed_p384, verify_p384_sha384, ParsedCert};
 use der::asn1::{ObjectIdentifier, OctetString};
 use der::{Decode, Encode, Reader, Tagged};
 use serde::Serialize;
-use sha2::{Digest, Sha256, Sha384};
+use sha2::{Digest, Sha256};
 use spdm::{GpuClaims, GpuReport, SpdmError, MEASUREMENT_LEN, NONCE_LEN};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -23,7 +23,6 @@ pub const NVIDIA_DEVICE_ROOT_PEM: &[u8] =
 pub const MAX_CHAIN: usize = 8;
 /// tcg-dice-TcbInfo.
 const TCG_DICE_TCB_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.23.133.5.4.1");
-const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
 
 /// Every check of a GPU appraisal, in report order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -226,40 +225,10 @@ fn subject(cert: &ParsedCert) -> String {
     crate::x509::common_name(&cert.cert.tbs_certificate.subject)
 }
 
-fn p384_key(cert: &ParsedCert) -> Option<p384::ecdsa::VerifyingKey> {
-    let point = cert
-        .cert
-        .tbs_certificate
-        .subject_public_key_info
-        .subject_public_key
-        .as_bytes()?;
-    p384::ecdsa::VerifyingKey::from_sec1_bytes(point).ok()
-}
-
+/// `cert` names `issuer` as its issuer and is signed (ECDSA P-384/SHA-384) by its key.
 fn signed_by(cert: &ParsedCert, issuer: &ParsedCert) -> bool {
-    let c = &cert.cert;
-    if c.signature_algorithm.oid != ECDSA_WITH_SHA384
-        || c.tbs_certificate.signature != c.signature_algorithm
-        || cert.issuer_der() != issuer.subject_der()
-    {
-        return false;
-    }
-    let (Some(key), Some(sig)) = (p384_key(issuer), c.signature.as_bytes()) else {
-        return false;
-    };
-    p384::ecdsa::Signature::from_der(sig).is_ok_and(|s| verify_sha384(&key, cert.tbs_bytes(), &s))
-}
-
-/// ECDSA P-384 over SHA-384 of `message`, with the crate's interleaved one-shot evaluation
-/// ([`crate::ecdsa`], cross-checked there against `p384`'s verifier).
-fn verify_sha384(
-    key: &p384::ecdsa::VerifyingKey,
-    message: &[u8],
-    sig: &p384::ecdsa::Signature,
-) -> bool {
-    let z: [u8; 48] = Sha384::digest(message).into();
-    let (r, s): ([u8; 48], [u8; 48]) = (sig.r().to_bytes().into(), sig.s().to_bytes().into());
-    crate::ecdsa::verify_prehash(key.as_affine(), &z, &r, &s).is_ok()
+    cert.issuer_der() == issuer.subject_der()
+        && p384_key(issuer).is_some_and(|key| signed_p384(cert, &key))
 }
 
 /// Most verified chains a [`GpuVerifier`] keeps (then it forgets them all and starts over).
@@ -531,7 +500,7 @@ fn finish(
             let sig = p384::ecdsa::Signature::from_slice(r.signature).ok();
             let ok = p384_key(leaf)
                 .zip(sig)
-                .is_some_and(|(k, s)| verify_sha384(&k, r.transcript, &s));
+                .is_some_and(|(k, s)| verify_p384_sha384(&k, r.transcript, &s));
             if ok {
                 Ok(Some(format!(
                     "ECDSA P-384 over SHA-384 of the {}-byte transcript, by {}",

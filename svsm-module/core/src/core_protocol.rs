@@ -306,6 +306,7 @@ impl CoreProtocol {
             .map_err(CoreError::Memory)?;
         let entries = u16::from_le_bytes([header[0], header[1]]);
         let next = u16::from_le_bytes([header[2], header[3]]);
+        // The header was read, so `list + 8` is guest memory: the sums below cannot wrap.
         let room = (PAGE_SIZE - list % PAGE_SIZE) as usize;
         let len = PVALIDATE_HEADER_LEN + usize::from(entries) * PVALIDATE_ENTRY_LEN;
         if len > room {

@@ -76,6 +76,12 @@ pub fn start_guest<M: GuestMemory + Rmp, V: VcpuControl>(
     boot: &GuestBoot,
     hardware_secrets: &SecretsPage,
 ) -> Result<CoreProtocol, GuestBootError> {
+    let end = boot
+        .svsm_base
+        .checked_add(boot.svsm_size)
+        .ok_or(GuestBootError::Layout(
+            "the SVSM's memory wraps the address space",
+        ))?;
     let aligned = [boot.firmware_vmsa, boot.calling_area, boot.guest_secrets]
         .iter()
         .all(|g| g.is_page_aligned());
@@ -153,7 +159,6 @@ pub fn start_guest<M: GuestMemory + Rmp, V: VcpuControl>(
     vcpus
         .create(boot.apic_id, boot.firmware_vmsa, guest, boot.sev_features)
         .map_err(GuestBootError::Vcpu)?;
-    let end = Gpa::new(boot.svsm_base.raw() + boot.svsm_size);
     Ok(CoreProtocol::new(
         boot.svsm_base,
         end,
