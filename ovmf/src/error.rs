@@ -339,4 +339,16 @@ pub enum IgvmBuildError {
     /// The igvm crate refused the file.
     #[error("igvm: {0}")]
     Igvm(#[source] igvm::Error),
+    /// The firmware image does not parse.
+    #[error("the firmware: {0}")]
+    Firmware(#[source] FirmwareError),
+    /// The firmware lacks a section an SVSM needs to start it.
+    #[error("the firmware has no {0} section (an SVSM needs OVMF's SNP_SECRETS, CPUID and SVSM_CAA metadata; OVMF has SVSM_CAA from edk2-stable202405)")]
+    FirmwareSection(&'static str),
+    /// The boot information would not pass the SVSM's own check.
+    #[error("boot information: {0}")]
+    BootInfo(#[source] svsm_abi::igvm_boot::BootInfoError),
+    /// The SVSM ELF file cannot be loaded.
+    #[error("the SVSM ELF file: {0}")]
+    Elf(&'static str),
 }

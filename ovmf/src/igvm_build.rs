@@ -9,15 +9,17 @@
 //! | GPA | pages | directive |
 //! |---|---|---|
 //! | `svsm_base` | the SVSM image | PAGE_DATA, measured |
-//! | + image | 1 | PARAMETER_AREA 0 inserted here, unmeasured: the IGVM memory map at offset 0, the vCPU count (u32) at [`VP_COUNT_OFFSET`] |
-//! | + 1 page | 1 | SECRETS page |
-//! | + 2 pages | 1 | CPUID page (the loader fills it) |
+//! | + image | 1 | the boot information (`svsm_abi::igvm_boot::SvsmBootInfo`), PAGE_DATA, measured |
+//! | + 1 page | 1 | PARAMETER_AREA 0 inserted here, unmeasured: the IGVM memory map at offset 0, the vCPU count (u32) at [`VP_COUNT_OFFSET`] |
+//! | + 2 pages | 1 | SECRETS page |
+//! | + 3 pages | 1 | CPUID page (the loader fills it) |
 //! | 4 GiB − firmware | the firmware | PAGE_DATA, measured |
 //! | 0xFFFFFFFFF000 | 1 | the SVSM's boot VMSA (VMPL0, vCPU 0), measured last |
 //!
 //! The rest of the SVSM's region is not in the file: the SVSM validates it itself.
 
 use crate::error::IgvmBuildError;
+use crate::firmware::{Firmware, SectionKind};
 use crate::PAGE_SIZE;
 use igvm::snp_defs::SevVmsa;
 use igvm::{IgvmDirectiveHeader, IgvmFile, IgvmInitializationHeader, IgvmPlatformHeader};
@@ -25,6 +27,7 @@ use igvm_defs::{
     IgvmPageDataFlags, IgvmPageDataType, IgvmPlatformType, IGVM_VHS_PARAMETER,
     IGVM_VHS_PARAMETER_INSERT, IGVM_VHS_SUPPORTED_PLATFORM,
 };
+use svsm_abi::igvm_boot::{GpaRange, SvsmBootInfo, PREVALIDATED_MAX};
 use svsm_abi::launch::VMSA_GPA;
 use svsm_abi::snp::vmsa::{VmcbSegment, VmsaPage};
 use zerocopy::little_endian::U64;
@@ -35,7 +38,7 @@ pub const SNP_COMPATIBILITY_MASK: u32 = 1;
 /// IGVM's SEV-SNP platform version.
 const SNP_PLATFORM_VERSION: u16 = 1;
 /// Where in the boot parameter page the vCPU count is.
-pub const VP_COUNT_OFFSET: u32 = 0xF00;
+pub const VP_COUNT_OFFSET: u32 = svsm_abi::igvm_boot::VP_COUNT_OFFSET as u32;
 /// 4 GiB: the firmware ends here.
 const FOUR_GIB: u64 = 1 << 32;
 /// Largest SVSM image accepted (its region must also hold the heap).
@@ -60,11 +63,131 @@ pub struct SvsmIgvm<'a> {
     pub policy: u64,
     /// SEV_FEATURES of every VMSA (bit 0, SNP, must be set).
     pub sev_features: u64,
+    /// Where the firmware expects its SNP pages ([`guest_firmware`] reads them from OVMF).
+    pub guest: GuestFirmware,
+}
+
+/// What the guest firmware expects from whoever launches it as an SNP guest (OVMF's SEV
+/// metadata sections), handed to the SVSM in the boot information page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestFirmware {
+    /// The VMPL the firmware runs at (1..=3).
+    pub vmpl: u32,
+    /// Its secrets page (SNP_SECRETS).
+    pub secrets: u64,
+    /// Its CPUID page (CPUID).
+    pub cpuid: u64,
+    /// The boot vCPU's calling area (SVSM_CAA).
+    pub caa: u64,
+    /// Memory it expects validated and zero (SNP_SEC_MEM and the kernel-hashes page), as
+    /// (GPA, bytes).
+    pub prevalidated: Vec<(u64, u64)>,
+}
+
+/// Reads [`GuestFirmware`] (at VMPL1) from the firmware's SEV metadata. A firmware without
+/// SNP_SECRETS, CPUID or SVSM_CAA sections cannot run under an SVSM (OVMF gained SVSM_CAA in
+/// edk2-stable202405): refused, naming the section.
+pub fn guest_firmware(firmware: &[u8]) -> Result<GuestFirmware, IgvmBuildError> {
+    let fw = Firmware::parse(firmware).map_err(IgvmBuildError::Firmware)?;
+    let sections = fw
+        .sections()
+        .ok_or(IgvmBuildError::FirmwareSection("SEV metadata"))?;
+    let one = |kind: SectionKind, name: &'static str| {
+        sections
+            .iter()
+            .find(|s| s.kind == kind)
+            .map(|s| u64::from(s.gpa))
+            .ok_or(IgvmBuildError::FirmwareSection(name))
+    };
+    Ok(GuestFirmware {
+        vmpl: 1,
+        secrets: one(SectionKind::SnpSecrets, "SNP_SECRETS")?,
+        cpuid: one(SectionKind::Cpuid, "CPUID")?,
+        caa: one(SectionKind::SvsmCaa, "SVSM_CAA")?,
+        prevalidated: sections
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.kind,
+                    SectionKind::SnpSecMem | SectionKind::SnpKernelHashes
+                )
+            })
+            .map(|s| (u64::from(s.gpa), u64::from(s.size)))
+            .collect(),
+    })
+}
+
+/// An SVSM ELF executable turned into what the file loads: the flat image (every PT_LOAD
+/// segment at its address, `.bss` included as zeros, so the SVSM starts with its statics
+/// validated and measured), its first GPA and its entry point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SvsmElf {
+    /// The bytes from `base`, whole pages.
+    pub image: Vec<u8>,
+    /// The lowest segment's address, page aligned down.
+    pub base: u64,
+    /// The ELF entry point.
+    pub entry: u64,
+}
+
+/// Flattens an x86-64 ELF executable linked at its physical address (below 4 GiB).
+pub fn svsm_elf(bytes: &[u8]) -> Result<SvsmElf, IgvmBuildError> {
+    use object::{Object, ObjectSegment};
+    let bad = IgvmBuildError::Elf;
+    let file = object::File::parse(bytes).map_err(|_| bad("not an ELF file object can read"))?;
+    if file.format() != object::BinaryFormat::Elf
+        || file.architecture() != object::Architecture::X86_64
+        || !file.is_64()
+    {
+        return Err(bad("not a 64-bit x86-64 ELF file"));
+    }
+    let mut segments = Vec::new();
+    for seg in file.segments() {
+        let data = seg
+            .data()
+            .map_err(|_| bad("a segment's file bytes are out of range"))?;
+        let (addr, size) = (seg.address(), seg.size());
+        let end = addr.checked_add(size).filter(|&e| e <= FOUR_GIB);
+        if end.is_none() || (data.len() as u64) > size {
+            return Err(bad(
+                "a segment ends above 4 GiB or is larger in the file than in memory",
+            ));
+        }
+        if size > 0 {
+            segments.push((addr, size, data));
+        }
+    }
+    let base = segments
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .ok_or(bad("no loadable segment"))?
+        & !(PAGE_SIZE as u64 - 1);
+    let end = segments.iter().map(|s| s.0 + s.1).max().unwrap_or(base);
+    let len = (end - base).div_ceil(PAGE_SIZE as u64) * PAGE_SIZE as u64;
+    if len > MAX_SVSM_IMAGE as u64 {
+        return Err(IgvmBuildError::ImageSize(len as usize));
+    }
+    let mut image = vec![0u8; len as usize];
+    for (addr, _, data) in &segments {
+        let at = (addr - base) as usize;
+        let dst = image
+            .get_mut(at..at + data.len())
+            .ok_or(bad("segments overlap or fall outside the image"))?;
+        dst.copy_from_slice(data);
+    }
+    let entry = file.entry();
+    if !(base..end).contains(&entry) {
+        return Err(IgvmBuildError::Entry(entry));
+    }
+    Ok(SvsmElf { image, base, entry })
 }
 
 /// The GPAs the builder chose, for the caller and the docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IgvmLayout {
+    /// The boot information page (measured).
+    pub boot_info: u64,
     /// The boot parameter page (memory map, vCPU count); RBX at entry.
     pub parameters: u64,
     /// The secrets page.
@@ -115,9 +238,9 @@ pub fn layout(input: &SvsmIgvm<'_>) -> Result<IgvmLayout, IgvmBuildError> {
     if input.sev_features & 1 == 0 {
         return Err(IgvmBuildError::SevFeatures(input.sev_features));
     }
-    // The image and its three boot pages, below 4 GiB (the firmware ends there): every sum
+    // The image and its four boot pages, below 4 GiB (the firmware ends there): every sum
     // below is then far from overflowing.
-    let needed = (pages_of(input.svsm_image.len()) + 3) * page;
+    let needed = (pages_of(input.svsm_image.len()) + 4) * page;
     if input.svsm_base >= FOUR_GIB || input.svsm_size > FOUR_GIB - input.svsm_base {
         return Err(IgvmBuildError::Overlap);
     }
@@ -139,6 +262,7 @@ pub fn layout(input: &SvsmIgvm<'_>) -> Result<IgvmLayout, IgvmBuildError> {
         return Err(IgvmBuildError::Overlap);
     }
     Ok(IgvmLayout {
+        boot_info: parameters - page,
         parameters,
         secrets,
         cpuid,
@@ -159,10 +283,39 @@ fn page_data(gpa: u64, data: &[u8]) -> Vec<IgvmDirectiveHeader> {
         .collect()
 }
 
+/// The boot information page for `input` laid out as `l`, checked as the SVSM will check it.
+pub fn boot_info(input: &SvsmIgvm<'_>, l: &IgvmLayout) -> Result<SvsmBootInfo, IgvmBuildError> {
+    let g = &input.guest;
+    if g.prevalidated.len() > PREVALIDATED_MAX {
+        return Err(IgvmBuildError::BootInfo(
+            svsm_abi::igvm_boot::BootInfoError::Count(g.prevalidated.len() as u32),
+        ));
+    }
+    let mut info = SvsmBootInfo::new();
+    info.svsm = GpaRange::new(input.svsm_base, input.svsm_size);
+    info.parameters = l.parameters.into();
+    info.secrets = l.secrets.into();
+    info.cpuid = l.cpuid.into();
+    info.firmware = GpaRange::new(l.firmware, input.firmware.len() as u64);
+    info.guest_vmpl = g.vmpl.into();
+    info.guest_secrets = g.secrets.into();
+    info.guest_cpuid = g.cpuid.into();
+    info.guest_caa = g.caa.into();
+    info.prevalidated_count = (g.prevalidated.len() as u32).into();
+    for (slot, (gpa, size)) in info.prevalidated.iter_mut().zip(&g.prevalidated) {
+        *slot = GpaRange::new(*gpa, *size);
+    }
+    SvsmBootInfo::parse(info.as_bytes()).map_err(IgvmBuildError::BootInfo)
+}
+
 /// Builds the IGVM file.
 pub fn build(input: &SvsmIgvm<'_>) -> Result<(Vec<u8>, IgvmLayout), IgvmBuildError> {
     let l = layout(input)?;
+    let info = boot_info(input, &l)?;
     let mut directives = page_data(input.svsm_base, input.svsm_image);
+    let mut info_page = info.as_bytes().to_vec();
+    info_page.resize(PAGE_SIZE, 0);
+    directives.extend(page_data(l.boot_info, &info_page));
     directives.extend([
         IgvmDirectiveHeader::ParameterArea {
             number_of_bytes: PAGE_SIZE as u64,

@@ -230,29 +230,38 @@ enum Command {
 }
 
 const BUILD_IGVM_HELP: &str = "\
-Example:
-  snp-measure build-igvm --svsm svsm.bin --svsm-base 0x80000000 --svsm-size 64M \\
-      --svsm-entry 0x80000000 --firmware /usr/share/OVMF/OVMF.fd --out svsm.igvm \\
-      --policy-out measurement.toml
+Examples:
+  # the SNP build of the image (`make image-snp`): base and entry come from the ELF file
+  snp-measure build-igvm --svsm target/image/x86_64-unknown-none/release-snp/svsm-image \\
+      --svsm-size 128M --firmware OVMF.fd --out svsm.igvm --policy-out measurement.toml
+  # any flat binary
+  snp-measure build-igvm --svsm svsm.bin --svsm-base 0x4000000 --svsm-size 128M \\
+      --svsm-entry 0x4000000 --firmware OVMF.fd --out svsm.igvm
 
-The SVSM starts in 32-bit protected mode (flat segments, paging off) at --svsm-entry with RBX =
-the boot parameter page (docs/launch.md). Exit status: 0 written, 1 an input refused (the message
-names it), 2 usage errors.";
+The SVSM starts in 32-bit protected mode (flat segments, paging off) at its entry with RBX =
+the boot parameter page; the measured boot information page before it says where the firmware
+wants its secrets page, CPUID page, calling area and pre-validated memory (read from OVMF's SEV
+metadata: the firmware must have SNP_SECRETS, CPUID and SVSM_CAA sections). docs/launch.md.
+Exit status: 0 written, 1 an input refused (the message names it), 2 usage errors.";
 
 #[derive(Debug, clap::Args)]
 struct BuildIgvmArgs {
-    /// The SVSM image: a flat binary loaded byte for byte at --svsm-base.
+    /// The SVSM: an x86-64 ELF executable linked at its physical address (its PT_LOAD
+    /// segments, .bss included, are loaded; base and entry come from the file), or a flat
+    /// binary loaded byte for byte at --svsm-base.
     #[arg(long, value_name = "PATH")]
     svsm: PathBuf,
-    /// First GPA of the SVSM's memory (4 KiB aligned).
+    /// First GPA of the SVSM's memory (4 KiB aligned); for an ELF file, its lowest segment
+    /// (given anyway, it must match).
     #[arg(long, value_name = "GPA", value_parser = parse_u64)]
-    svsm_base: u64,
+    svsm_base: Option<u64>,
     /// Bytes of the SVSM's memory (image, its boot pages and heap), e.g. 64M.
     #[arg(long, value_name = "SIZE", value_parser = parse_memory_bytes)]
     svsm_size: u64,
-    /// The SVSM's entry point (a GPA inside the image).
+    /// The SVSM's entry point (a GPA inside the image); for an ELF file, its entry point
+    /// (given anyway, it must match).
     #[arg(long, value_name = "GPA", value_parser = parse_u64)]
-    svsm_entry: u64,
+    svsm_entry: Option<u64>,
     /// The guest firmware (OVMF.fd), placed to end at 4 GiB.
     #[arg(long, value_name = "PATH")]
     firmware: PathBuf,
@@ -289,14 +298,39 @@ fn build_igvm(args: &BuildIgvmArgs) -> Result<(), CliError> {
         })
     };
     let (svsm, firmware) = (read(&args.svsm)?, read(&args.firmware)?);
+    let (image, base, entry) = if svsm.starts_with(b"\x7fELF") {
+        let elf = ovmf::igvm_build::svsm_elf(&svsm)?;
+        for (name, given, from_file) in [
+            ("--svsm-base", args.svsm_base, elf.base),
+            ("--svsm-entry", args.svsm_entry, elf.entry),
+        ] {
+            if given.is_some_and(|g| g != from_file) {
+                return Err(CliError::Usage(format!(
+                    "{name} {:#x} does not match the ELF file's {from_file:#x}",
+                    given.unwrap_or_default()
+                )));
+            }
+        }
+        (elf.image, elf.base, elf.entry)
+    } else {
+        match (args.svsm_base, args.svsm_entry) {
+            (Some(base), Some(entry)) => (svsm, base, entry),
+            _ => {
+                return Err(CliError::Usage(
+                    "a flat SVSM binary needs --svsm-base and --svsm-entry".into(),
+                ))
+            }
+        }
+    };
     let input = ovmf::igvm_build::SvsmIgvm {
-        svsm_image: &svsm,
-        svsm_base: args.svsm_base,
+        svsm_image: &image,
+        svsm_base: base,
         svsm_size: args.svsm_size,
-        svsm_entry: args.svsm_entry,
+        svsm_entry: entry,
         firmware: &firmware,
         policy: args.policy,
         sev_features: args.sev_features,
+        guest: ovmf::igvm_build::guest_firmware(&firmware)?,
     };
     let (bytes, layout) = ovmf::igvm_build::build(&input)?;
     let digest = ovmf::igvm_launch_digest(&bytes, ovmf::IgvmFlavor::Qemu).map_err(|source| {
@@ -327,8 +361,10 @@ fn build_igvm(args: &BuildIgvmArgs) -> Result<(), CliError> {
             "flavor": "qemu",
             "bytes": bytes.len(),
             "layout": {
-                "svsm_base": format!("{:#x}", args.svsm_base),
-                "svsm_entry": format!("{:#x}", args.svsm_entry),
+                "svsm_base": format!("{base:#x}"),
+                "svsm_entry": format!("{entry:#x}"),
+                "svsm_image_bytes": image.len(),
+                "boot_info": format!("{:#x}", layout.boot_info),
                 "parameters": format!("{:#x}", layout.parameters),
                 "secrets": format!("{:#x}", layout.secrets),
                 "cpuid": format!("{:#x}", layout.cpuid),
@@ -437,6 +473,8 @@ enum CliError {
     IgvmBuild(#[from] ovmf::IgvmBuildError),
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Usage(String),
 }
 
 #[derive(Serialize)]
@@ -749,6 +787,10 @@ fn main() -> ExitCode {
     if let Some(Command::BuildIgvm(args)) = &cli.command {
         return match build_igvm(args) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e @ CliError::Usage(_)) => {
+                eprintln!("snp-measure: error: {e}");
+                ExitCode::from(2)
+            }
             Err(e) => {
                 eprintln!("snp-measure: error: {e}");
                 ExitCode::FAILURE

@@ -5,11 +5,14 @@
 //! crate's own measurement; each bad input is refused by name; the command line writes the
 //! verifier's line.
 
+mod common;
+
 use igvm::{IgvmDirectiveHeader, IgvmFile, IgvmInitializationHeader};
 use igvm_defs::IgvmPageDataType;
-use ovmf::igvm_build::{build, SvsmIgvm, VP_COUNT_OFFSET};
+use ovmf::igvm_build::{build, guest_firmware, svsm_elf, GuestFirmware, SvsmIgvm, VP_COUNT_OFFSET};
 use ovmf::{igvm_launch_digest, IgvmBuildError, IgvmFlavor};
 use std::process::Command;
+use svsm_abi::igvm_boot::{GpaRange, SvsmBootInfo};
 use zerocopy::IntoBytes;
 
 const BASE: u64 = 0x8000_0000;
@@ -18,8 +21,9 @@ fn image() -> Vec<u8> {
     (0..0x5800u32).map(|i| (i * 7 + 3) as u8).collect() // 5.5 pages: the last one is padded
 }
 
+/// An OVMF-like image with sid's SEV metadata (SNP_SECRETS, CPUID and SVSM_CAA sections).
 fn firmware() -> Vec<u8> {
-    (0..0x4_0000u32).map(|i| (i >> 8) as u8 ^ 0xA5).collect()
+    common::Synth::sid_like(0x4_0000).build()
 }
 
 fn input<'a>(image: &'a [u8], firmware: &'a [u8]) -> SvsmIgvm<'a> {
@@ -31,6 +35,7 @@ fn input<'a>(image: &'a [u8], firmware: &'a [u8]) -> SvsmIgvm<'a> {
         firmware,
         policy: 0x30000,
         sev_features: 1,
+        guest: guest_firmware(firmware).unwrap(),
     }
 }
 
@@ -38,9 +43,10 @@ fn input<'a>(image: &'a [u8], firmware: &'a [u8]) -> SvsmIgvm<'a> {
 fn the_file_has_the_documented_layout() {
     let (image, firmware) = (image(), firmware());
     let (bytes, layout) = build(&input(&image, &firmware)).unwrap();
-    assert_eq!(layout.parameters, BASE + 0x6000);
-    assert_eq!(layout.secrets, BASE + 0x7000);
-    assert_eq!(layout.cpuid, BASE + 0x8000);
+    assert_eq!(layout.boot_info, BASE + 0x6000);
+    assert_eq!(layout.parameters, BASE + 0x7000);
+    assert_eq!(layout.secrets, BASE + 0x8000);
+    assert_eq!(layout.cpuid, BASE + 0x9000);
     assert_eq!(layout.firmware, (1 << 32) - 0x4_0000);
 
     let f = IgvmFile::new_from_binary(&bytes, Some(igvm::IsolationType::Snp)).unwrap();
@@ -57,6 +63,7 @@ fn the_file_has_the_documented_layout() {
     let mut firmware_bytes = Vec::new();
     let (mut secrets, mut cpuid, mut insert, mut map, mut vps) = (None, None, None, None, None);
     let mut vp = None;
+    let mut info = None;
     for h in d {
         match h {
             IgvmDirectiveHeader::PageData {
@@ -67,6 +74,7 @@ fn the_file_has_the_documented_layout() {
             } => match *data_type {
                 IgvmPageDataType::SECRETS => secrets = Some(*gpa),
                 IgvmPageDataType::CPUID_DATA => cpuid = Some(*gpa),
+                _ if *gpa == layout.boot_info => info = Some(data.clone()),
                 _ if *gpa >= layout.firmware => {
                     let mut page = data.clone();
                     page.resize(4096, 0);
@@ -95,6 +103,24 @@ fn the_file_has_the_documented_layout() {
     loaded.resize(image.len(), 0);
     assert_eq!(loaded, image);
     assert_eq!(firmware_bytes, firmware);
+    // The boot information page, measured, as the SVSM will parse it.
+    let info = SvsmBootInfo::parse(&info.unwrap()).unwrap();
+    assert_eq!(info.svsm, GpaRange::new(BASE, 16 << 20));
+    assert_eq!(
+        (info.parameters.get(), info.secrets.get(), info.cpuid.get()),
+        (layout.parameters, layout.secrets, layout.cpuid)
+    );
+    assert_eq!(info.firmware, GpaRange::new(layout.firmware, 0x4_0000));
+    assert_eq!(
+        (
+            info.guest_vmpl.get(),
+            info.guest_secrets.get(),
+            info.guest_cpuid.get(),
+            info.guest_caa.get()
+        ),
+        (1, 0x80_D000, 0x80_E000, 0x80_F000)
+    );
+    assert_eq!(info.prevalidated_ranges().len(), 4);
     assert_eq!(
         (secrets, cpuid, insert, map, vps),
         (
@@ -154,6 +180,11 @@ fn the_digest_is_the_same_in_every_flavour_and_equals_the_igvm_crates() {
     policy.policy = 0x70000;
     let (b4, _) = build(&policy).unwrap();
     assert_eq!(igvm_launch_digest(&b4, IgvmFlavor::Qemu).unwrap(), ours);
+    // The boot information is measured: moving the guest's calling area changes the digest.
+    let mut caa = input(&image, &firmware);
+    caa.guest.caa = 0x9_F000;
+    let (b5, _) = build(&caa).unwrap();
+    assert_ne!(igvm_launch_digest(&b5, IgvmFlavor::Qemu).unwrap(), ours);
 }
 
 #[test]
@@ -267,5 +298,170 @@ fn the_command_writes_the_file_and_the_verifier_line() {
     let out = run("0x90000000");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("entry point"));
+    // An ELF file: base and entry from the file, the same file as the library builds.
+    let text: Vec<u8> = (0..0x2000u32).map(|i| i as u8).collect();
+    let file = elf(0x400_0100, &[(0x400_0000, text, 0x3000)]);
+    std::fs::write(dir.join("svsm.elf"), &file).unwrap();
+    let run_elf = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_snp-measure"))
+            .current_dir(&dir)
+            .args(["build-igvm", "--svsm", "svsm.elf", "--svsm-size", "16M"])
+            .args(["--firmware", "fw.fd", "--out", "elf.igvm", "--json"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run_elf(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["layout"]["svsm_base"], "0x4000000");
+    assert_eq!(doc["layout"]["svsm_entry"], "0x4000100");
+    assert_eq!(doc["layout"]["boot_info"], "0x4003000");
+    let flat = svsm_elf(&file).unwrap();
+    let mut i = input(&flat.image, &firmware);
+    (i.svsm_base, i.svsm_entry) = (flat.base, flat.entry);
+    assert_eq!(
+        std::fs::read(dir.join("elf.igvm")).unwrap(),
+        build(&i).unwrap().0
+    );
+    // A base that contradicts the file, a flat binary without one: usage errors (exit 2).
+    let out = run_elf(&["--svsm-base", "0x8000000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match the ELF file"));
+    let out = Command::new(env!("CARGO_BIN_EXE_snp-measure"))
+        .current_dir(&dir)
+        .args(["build-igvm", "--svsm", "svsm.bin", "--svsm-size", "16M"])
+        .args(["--firmware", "fw.fd", "--out", "x.igvm"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--svsm-base and --svsm-entry"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_guest_layout_comes_from_the_firmware_metadata() {
+    let g = guest_firmware(&firmware()).unwrap();
+    assert_eq!(
+        g,
+        GuestFirmware {
+            vmpl: 1,
+            secrets: 0x80_D000,
+            cpuid: 0x80_E000,
+            caa: 0x80_F000,
+            prevalidated: vec![
+                (0x80_0000, 0x9000),
+                (0x80_A000, 0x3000),
+                (0x81_1000, 0x1_F000),
+                (0x81_0000, 0x1000)
+            ],
+        }
+    );
+    // bookworm's OVMF has no SVSM_CAA section: it cannot run under an SVSM.
+    let mut bookworm = common::Synth::sid_like(0x4_0000);
+    bookworm.sections = common::BOOKWORM_SECTIONS.to_vec();
+    assert!(matches!(
+        guest_firmware(&bookworm.build()),
+        Err(IgvmBuildError::FirmwareSection("SVSM_CAA"))
+    ));
+    // No SEV metadata at all.
+    let mut plain = common::Synth::sid_like(0x4_0000);
+    plain.entries.retain(|(g, _)| g != common::METADATA);
+    assert!(matches!(
+        guest_firmware(&plain.build()),
+        Err(IgvmBuildError::FirmwareSection("SEV metadata"))
+    ));
+    // A guest page inside the SVSM's memory is refused before a file is written.
+    let (image, firmware) = (image(), firmware());
+    let mut inside = input(&image, &firmware);
+    inside.guest.secrets = BASE + 0x10_0000;
+    assert!(matches!(
+        build(&inside).map(|_| ()).unwrap_err(),
+        IgvmBuildError::BootInfo(_)
+    ));
+}
+
+/// A minimal x86-64 ELF executable: the header, then one PT_LOAD per (vaddr, file bytes,
+/// memory size), file data after the program headers.
+fn elf(entry: u64, segments: &[(u64, Vec<u8>, u64)]) -> Vec<u8> {
+    let phoff = 64u64;
+    let mut data_off = phoff + 56 * segments.len() as u64;
+    let mut out = vec![0u8; 64];
+    out[..4].copy_from_slice(b"\x7fELF");
+    out[4] = 2; // 64-bit
+    out[5] = 1; // little endian
+    out[6] = 1; // version
+    out[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    out[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    out[20..24].copy_from_slice(&1u32.to_le_bytes());
+    out[24..32].copy_from_slice(&entry.to_le_bytes());
+    out[32..40].copy_from_slice(&phoff.to_le_bytes());
+    out[52..54].copy_from_slice(&64u16.to_le_bytes()); // ehsize
+    out[54..56].copy_from_slice(&56u16.to_le_bytes()); // phentsize
+    out[56..58].copy_from_slice(&(segments.len() as u16).to_le_bytes());
+    for (vaddr, bytes, memsz) in segments {
+        let mut ph = vec![0u8; 56];
+        ph[..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        ph[4..8].copy_from_slice(&7u32.to_le_bytes());
+        ph[8..16].copy_from_slice(&data_off.to_le_bytes());
+        ph[16..24].copy_from_slice(&vaddr.to_le_bytes());
+        ph[24..32].copy_from_slice(&vaddr.to_le_bytes());
+        ph[32..40].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+        ph[40..48].copy_from_slice(&memsz.to_le_bytes());
+        ph[48..56].copy_from_slice(&4096u64.to_le_bytes());
+        out.extend(ph);
+        data_off += bytes.len() as u64;
+    }
+    for (_, bytes, _) in segments {
+        out.extend(bytes);
+    }
+    out
+}
+
+#[test]
+fn an_elf_file_is_flattened_with_its_bss() {
+    let text = vec![0xC3u8; 0x1800];
+    let data = vec![0x5Au8; 0x10];
+    let file = elf(
+        0x400_0010,
+        &[
+            (0x400_0000, text.clone(), 0x1800),
+            (0x400_2000, data.clone(), 0x3000),
+        ],
+    );
+    let flat = svsm_elf(&file).unwrap();
+    assert_eq!((flat.base, flat.entry), (0x400_0000, 0x400_0010));
+    assert_eq!(flat.image.len(), 0x5000);
+    assert_eq!(&flat.image[..0x1800], &text[..]);
+    assert!(flat.image[0x1800..0x2000].iter().all(|&b| b == 0));
+    assert_eq!(&flat.image[0x2000..0x2010], &data[..]);
+    assert!(
+        flat.image[0x2010..].iter().all(|&b| b == 0),
+        ".bss is zeros"
+    );
+
+    let refused = |bytes: &[u8]| svsm_elf(bytes).unwrap_err();
+    assert!(matches!(refused(b"not an elf"), IgvmBuildError::Elf(_)));
+    assert!(matches!(refused(&file[..70]), IgvmBuildError::Elf(_)));
+    // Entry outside the segments; a segment above 4 GiB; file bytes beyond memory size.
+    assert!(matches!(
+        refused(&elf(0x10, &[(0x400_0000, text.clone(), 0x1800)])),
+        IgvmBuildError::Entry(0x10)
+    ));
+    assert!(matches!(
+        refused(&elf(0xFFFF_F000, &[(0xFFFF_F000, text.clone(), 0x1800)])),
+        IgvmBuildError::Elf(_)
+    ));
+    assert!(matches!(
+        refused(&elf(0x400_0000, &[(0x400_0000, text.clone(), 0x100)])),
+        IgvmBuildError::Elf(_)
+    ));
+    // Not x86-64.
+    let mut arm = file.clone();
+    arm[18] = 183;
+    assert!(matches!(refused(&arm), IgvmBuildError::Elf(_)));
 }

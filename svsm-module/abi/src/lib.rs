@@ -40,6 +40,7 @@ pub mod frame;
 pub mod gpu;
 pub mod guid;
 pub mod identity;
+pub mod igvm_boot;
 pub mod ima;
 pub mod launch;
 pub mod snp;

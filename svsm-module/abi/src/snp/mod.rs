@@ -3,6 +3,7 @@
 //! byte offsets were cross-checked against real reports from Milan, Genoa and Turin parts.
 
 pub mod certs;
+pub mod cpuid;
 pub mod ghcb;
 pub mod guest_msg;
 pub mod msg;
