@@ -15,7 +15,7 @@ bootstrap-fuzz:
 	@scripts/bootstrap.sh --fuzz
 
 ## test: everything CI runs: format, lints, tests, the no_std proof, and a fuzz smoke run.
-test: bootstrap-fuzz fmt-check clippy image-check image unit nostd fuzz-smoke
+test: bootstrap-fuzz fmt-check clippy image-check image image-snp unit nostd fuzz-smoke
 
 fmt-check:
 	$(CARGO) fmt --all --check
@@ -78,13 +78,22 @@ bench: bootstrap
 ## target/image/x86_64-unknown-none/release/svsm-image. The end-to-end tests boot it
 ## (test-harness/svsm-sim/tests/image.rs, part of `make unit`).
 IMAGE_DIR := svsm-module/image
-.PHONY: image image-check bench-image
+.PHONY: image image-snp image-check bench-image
 image:
 	cd $(IMAGE_DIR) && $(CARGO) build --release
 
+## image-snp: the same image for SEV-SNP (feature `snp`): entered from an IGVM file at VMPL0 on
+## svsm-platform-snp, it starts the guest firmware at VMPL1. Linked at $$SVSM_BASE (default
+## 0x4000000). Output: target/image/x86_64-unknown-none/release-snp/svsm-image, an ELF file that
+## `snp-measure build-igvm --svsm` takes as it is (ovmf/tests/igvm_build.rs builds its IGVM file
+## and checks the launch digest). docs/launch.md.
+image-snp:
+	cd $(IMAGE_DIR) && $(CARGO) build --features snp --profile release-snp
+
 ## image-check: format and lints of the image crate (outside the workspace, so not in fmt-check/clippy).
 image-check:
-	cd $(IMAGE_DIR) && $(CARGO) fmt --check && $(CARGO) clippy --release -- -D warnings
+	cd $(IMAGE_DIR) && $(CARGO) fmt --check && $(CARGO) clippy --release -- -D warnings \
+		&& $(CARGO) clippy --features snp --profile release-snp -- -D warnings
 
 ## bench-image: per-command latency through the image vs the hosted simulator, image size,
 ## heap and stack high-water marks.

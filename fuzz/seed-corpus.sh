@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 vectors=${SVSM_VECTORS:-$here/../vectors}/snp
 [ -d "$vectors" ] || { echo "seed-corpus: vectors not found at $vectors (set SVSM_VECTORS)" >&2; exit 1; }
-targets=(snp_report cert_table services_manifest attest_request vtpm_buffer guest_message page_info tpm_command dispatcher host_verify vek_extensions vault_request snp_guest_response ovmf_firmware igvm_measure azure_hcl bundle_json image_frame swtpm_ctrl ima_log ima_rounds ima_runtime_policy agent_socket direct_boot broker_request tpm_vendor ek_certificates gpu_report gpu_evidence core_protocol)
+targets=(snp_report cert_table services_manifest attest_request vtpm_buffer guest_message page_info tpm_command dispatcher host_verify vek_extensions vault_request snp_guest_response ovmf_firmware igvm_measure azure_hcl bundle_json image_frame swtpm_ctrl ima_log ima_rounds ima_runtime_policy agent_socket direct_boot broker_request tpm_vendor ek_certificates gpu_report gpu_evidence core_protocol igvm_boot)
 for t in "${targets[@]}"; do
   mkdir -p "$here/corpus/$t"
   if [ -d "$here/seeds/$t" ]; then cp "$here/seeds/$t"/* "$here/corpus/$t/"; fi

@@ -297,6 +297,7 @@ pub fn boot_info(input: &SvsmIgvm<'_>, l: &IgvmLayout) -> Result<SvsmBootInfo, I
     info.secrets = l.secrets.into();
     info.cpuid = l.cpuid.into();
     info.firmware = GpaRange::new(l.firmware, input.firmware.len() as u64);
+    info.sev_features = input.sev_features.into();
     info.guest_vmpl = g.vmpl.into();
     info.guest_secrets = g.secrets.into();
     info.guest_cpuid = g.cpuid.into();

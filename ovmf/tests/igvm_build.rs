@@ -465,3 +465,100 @@ fn an_elf_file_is_flattened_with_its_bss() {
     arm[18] = 183;
     assert!(matches!(refused(&arm), IgvmBuildError::Elf(_)));
 }
+
+/// The SNP build of the image (`make image-snp`, part of `make test` before the tests run).
+fn snp_image() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/image/x86_64-unknown-none/release-snp/svsm-image"
+    );
+    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e} (run `make image-snp` first)"))
+}
+
+#[test]
+fn the_snp_image_becomes_an_igvm_file_whose_digest_snp_measure_predicts() {
+    use object::{Object, ObjectSymbol};
+    let elf_bytes = snp_image();
+    let elf = svsm_elf(&elf_bytes).unwrap();
+    // Linked at the default SVSM_BASE, entered at its 32-bit trampoline (cli; cld; mov esi, ebx).
+    assert_eq!((elf.base, elf.entry), (0x400_0000, 0x400_0000));
+    assert_eq!(&elf.image[..6], &[0xFA, 0xFC, 0x89, 0xDE, 0x8D, 0xBE]);
+    let file = object::File::parse(&*elf_bytes).unwrap();
+    let sym = |name: &str| {
+        file.symbols()
+            .find(|s| s.name() == Ok(name))
+            .unwrap_or_else(|| panic!("{name} not in the image"))
+            .address()
+    };
+    assert_eq!(sym("snp_start32"), elf.entry);
+    assert!(sym("rust_start_snp") > elf.base && sym("snp_vc_entry") > elf.base);
+
+    let firmware = common::Synth::sid_like(0x20_0000).build();
+    let mut input = input(&elf.image, &firmware);
+    (input.svsm_base, input.svsm_entry, input.svsm_size) = (elf.base, elf.entry, 128 << 20);
+    let (bytes, layout) = build(&input).unwrap();
+    // The image checks at entry that its boot information page follows its `_end` directly.
+    assert_eq!(sym("_end"), layout.boot_info);
+    assert_eq!(layout.parameters, layout.boot_info + 0x1000);
+
+    // It parses back; the boot information is what the image will accept.
+    let f = IgvmFile::new_from_binary(&bytes, Some(igvm::IsolationType::Snp)).unwrap();
+    let info = f
+        .directives()
+        .iter()
+        .find_map(|d| match d {
+            IgvmDirectiveHeader::PageData { gpa, data, .. } if *gpa == layout.boot_info => {
+                Some(data.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    let info = SvsmBootInfo::parse(&info).unwrap();
+    assert_eq!(info.svsm, GpaRange::new(0x400_0000, 128 << 20));
+    assert_eq!(info.parameters.get(), layout.parameters);
+
+    // Its digest: every flavour of ours, the igvm crate's, and the command line (on the ELF).
+    let ours = igvm_launch_digest(&bytes, IgvmFlavor::Qemu).unwrap();
+    for flavor in IgvmFlavor::ALL {
+        assert_eq!(
+            igvm_launch_digest(&bytes, flavor).unwrap(),
+            ours,
+            "{flavor:?}"
+        );
+    }
+    let oracle =
+        igvm::measurement::generate_snp_measurement(f.initializations(), f.directives(), 1)
+            .unwrap();
+    assert_eq!(ours.to_string(), hex::encode(oracle));
+    let dir = std::env::temp_dir().join(format!("igvm-snp-image-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("fw.fd"), &firmware).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_snp-measure"))
+        .current_dir(&dir)
+        .args(["build-igvm", "--svsm"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/image/x86_64-unknown-none/release-snp/svsm-image"
+        ))
+        .args([
+            "--svsm-size",
+            "128M",
+            "--firmware",
+            "fw.fd",
+            "--out",
+            "svsm.igvm",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        ours.to_string()
+    );
+    assert_eq!(std::fs::read(dir.join("svsm.igvm")).unwrap(), bytes);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

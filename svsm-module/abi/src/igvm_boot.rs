@@ -133,6 +133,8 @@ pub struct SvsmBootInfo {
     pub cpuid: U64,
     /// The guest firmware as loaded (validated at launch, VMPL0 access only).
     pub firmware: GpaRange,
+    /// SEV_FEATURES of the SVSM's VMSA (the guest's VMSA gets the same).
+    pub sev_features: U64,
     /// The VMPL the firmware runs at (1..=3).
     pub guest_vmpl: U32,
     /// Valid entries of `prevalidated`.
@@ -150,7 +152,7 @@ pub struct SvsmBootInfo {
 
 assert_layout!(
     SvsmBootInfo,
-    size = 0x160,
+    size = 0x168,
     magic = 0,
     version = 4,
     svsm = 8,
@@ -158,12 +160,13 @@ assert_layout!(
     secrets = 0x20,
     cpuid = 0x28,
     firmware = 0x30,
-    guest_vmpl = 0x40,
-    prevalidated_count = 0x44,
-    guest_secrets = 0x48,
-    guest_cpuid = 0x50,
-    guest_caa = 0x58,
-    prevalidated = 0x60
+    sev_features = 0x40,
+    guest_vmpl = 0x48,
+    prevalidated_count = 0x4C,
+    guest_secrets = 0x50,
+    guest_cpuid = 0x58,
+    guest_caa = 0x60,
+    prevalidated = 0x68
 );
 
 /// Why the boot information or the memory map was refused.
@@ -244,6 +247,9 @@ impl SvsmBootInfo {
             return Err(BootInfoError::Layout(
                 "the boot pages must be info, parameters, secrets, CPUID in the SVSM's memory",
             ));
+        }
+        if info.sev_features.get() & 1 == 0 {
+            return Err(BootInfoError::Layout("SEV_FEATURES without SNP (bit 0)"));
         }
         let vmpl = info.guest_vmpl.get();
         if !(1..=3).contains(&vmpl) {
@@ -366,6 +372,7 @@ mod tests {
         i.cpuid = 0x410_3000.into();
         i.firmware = GpaRange::new(0xFFC0_0000, 0x40_0000);
         i.guest_vmpl = 1.into();
+        i.sev_features = 1.into();
         i.guest_secrets = 0x80_D000.into();
         i.guest_cpuid = 0x80_E000.into();
         i.guest_caa = 0x80_F000.into();
@@ -377,7 +384,7 @@ mod tests {
     #[test]
     fn a_good_page_parses_and_each_bad_field_is_named() {
         let mut page = vec![0u8; 4096];
-        page[..0x160].copy_from_slice(info().as_bytes());
+        page[..0x168].copy_from_slice(info().as_bytes());
         let parsed = SvsmBootInfo::parse(&page).unwrap();
         assert_eq!(
             parsed.prevalidated_ranges(),
@@ -403,6 +410,10 @@ mod tests {
             bad(|i| i.guest_vmpl = 0.into()),
             BootInfoError::GuestVmpl(0)
         );
+        assert!(matches!(
+            bad(|i| i.sev_features = 0x20.into()),
+            BootInfoError::Layout(_)
+        ));
         assert_eq!(
             bad(|i| i.prevalidated_count = 17.into()),
             BootInfoError::Count(17)

@@ -13,6 +13,7 @@ pub const STACK_SIZE: usize = 512 * 1024;
 /// Bytes of 4 KiB-mapped memory from 0 (the rest of the first GiB uses 2 MiB pages).
 pub const SMALL_PAGES_END: u64 = 64 * 1024 * 1024;
 
+#[cfg(not(feature = "snp"))]
 core::arch::global_asm!(
     // The PVH note: name "Xen", type 18 (XEN_ELFNOTE_PHYS32_ENTRY), desc = the 32-bit entry
     // address, read by QEMU as 8 bytes.
@@ -171,12 +172,27 @@ macro_rules! sym_addr {
 }
 pub(crate) use sym_addr;
 
-/// Removes the mapping of the 4 KiB page at `addr` (must be below [`SMALL_PAGES_END`]).
+/// Where the 4 KiB-mapped area starts: address 0 under PVH, the image's base under SNP
+/// (`snp::entry`).
+fn small_pages_start() -> u64 {
+    if cfg!(feature = "snp") {
+        sym_addr!(__image_start)
+    } else {
+        0
+    }
+}
+
+/// Removes the mapping of the 4 KiB page at `addr` (inside the 4 KiB-mapped area:
+/// [`SMALL_PAGES_END`] bytes from [`small_pages_start`]; anything else is left alone — under
+/// SNP page 0 is never mapped at all).
 pub fn unmap_page(addr: u64) {
-    if addr >= SMALL_PAGES_END {
+    let Some(offset) = addr.checked_sub(small_pages_start()) else {
+        return;
+    };
+    if offset >= SMALL_PAGES_END {
         return;
     }
-    let index = (addr / 4096) as usize;
+    let index = (offset / 4096) as usize;
     // SAFETY: `boot_pt` is the live page table; index < 16384; one CPU, interrupts off, so no
     // other access races this write. INVLPG drops the stale translation.
     unsafe {

@@ -6,6 +6,7 @@
 use core::arch::asm;
 
 /// Writes a byte to an I/O port.
+#[cfg(not(feature = "snp"))]
 pub fn outb(port: u16, value: u8) {
     // SAFETY: port I/O to the legacy devices this image drives (UARTs, PIT, debug ports); no
     // memory is touched.
@@ -15,6 +16,7 @@ pub fn outb(port: u16, value: u8) {
 }
 
 /// Reads a byte from an I/O port.
+#[cfg(not(feature = "snp"))]
 pub fn inb(port: u16) -> u8 {
     let value: u8;
     // SAFETY: as in `outb`.
@@ -25,6 +27,7 @@ pub fn inb(port: u16) -> u8 {
 }
 
 /// Writes a dword to an I/O port.
+#[cfg(not(feature = "snp"))]
 pub fn outl(port: u16, value: u32) {
     // SAFETY: as in `outb`.
     unsafe {
@@ -45,11 +48,13 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
 }
 
 /// QEMU's `isa-debug-exit` device (iobase 0xf4): QEMU exits with status `(code << 1) | 1`.
+#[cfg(not(feature = "snp"))]
 pub const EXIT_PORT: u16 = 0xf4;
 
 /// Exit codes: QEMU's exit status is `(code << 1) | 1`.
 pub mod exit_code {
     /// Clean shutdown on the host's request: status 33.
+    #[cfg(not(feature = "snp"))]
     pub const SUCCESS: u32 = 0x10;
     /// Rust panic (secrets wiped): status 99.
     pub const PANIC: u32 = 0x31;
@@ -58,16 +63,25 @@ pub mod exit_code {
     /// Fatal C condition (abort, assertion, stack smashing; secrets wiped): status 103.
     pub const C_FATAL: u32 = 0x33;
     /// The machine does not have the RAM the image needs: status 105.
+    #[cfg(not(feature = "snp"))]
     pub const NO_MEMORY: u32 = 0x34;
 }
 
 /// Stops the machine with `code` (through the exit device; halts forever if there is none).
+#[cfg(not(feature = "snp"))]
 pub fn exit_qemu(code: u32) -> ! {
     outl(EXIT_PORT, code);
     loop {
         // SAFETY: interrupts are off; HLT just stops this CPU.
         unsafe { asm!("cli; hlt", options(nomem, nostack)) };
     }
+}
+
+/// Ends the launch with `code` (GHCB MSR protocol termination, reason set 2): the SNP build's
+/// exit device.
+#[cfg(feature = "snp")]
+pub fn exit_qemu(code: u32) -> ! {
+    crate::snp::terminate(crate::snp::reason::SET, code as u8)
 }
 
 /// Reads the TSC.
@@ -77,28 +91,49 @@ pub fn rdtsc() -> u64 {
 
 /// Measures the TSC frequency against PIT channel 2 (a 50 ms one-shot); falls back to
 /// 2 GHz if the PIT never finishes (then times are approximate, not wrong in order).
+#[cfg(not(feature = "snp"))]
 pub fn calibrate_tsc() -> u64 {
+    calibrate_tsc_with(&mut PortIo {
+        inb: &mut inb,
+        outb: &mut |port, value| outb(port, value),
+        max_polls: 500_000_000,
+    })
+}
+
+/// Port I/O for [`calibrate_tsc_with`]: the instructions under PVH, GHCB events under SNP.
+pub struct PortIo<'a> {
+    /// IN of one byte.
+    pub inb: &'a mut dyn FnMut(u16) -> u8,
+    /// OUT of one byte.
+    pub outb: &'a mut dyn FnMut(u16, u8),
+    /// Polls of the PIT before giving up (each is a VM exit).
+    pub max_polls: u64,
+}
+
+/// [`calibrate_tsc`] over any port I/O. The PIT is the hypervisor's either way: under SNP the
+/// result only paces timeouts and the TPM's clock, never a security decision.
+pub fn calibrate_tsc_with(io: &mut PortIo<'_>) -> u64 {
     const PIT_HZ: u64 = 1_193_182;
     const WINDOW_DIV: u64 = 20; // 1/20 s
     let count = (PIT_HZ / WINDOW_DIV) as u16;
-    let gate = inb(0x61);
-    outb(0x61, (gate & !0x02) | 0x01); // gate on, speaker off
-    outb(0x43, 0xB0); // channel 2, lobyte/hibyte, mode 0
-    outb(0x42, count as u8);
-    outb(0x42, (count >> 8) as u8);
-    let g = inb(0x61) & !0x01;
-    outb(0x61, g);
-    outb(0x61, g | 0x01); // restart the count
+    let gate = (io.inb)(0x61);
+    (io.outb)(0x61, (gate & !0x02) | 0x01); // gate on, speaker off
+    (io.outb)(0x43, 0xB0); // channel 2, lobyte/hibyte, mode 0
+    (io.outb)(0x42, count as u8);
+    (io.outb)(0x42, (count >> 8) as u8);
+    let g = (io.inb)(0x61) & !0x01;
+    (io.outb)(0x61, g);
+    (io.outb)(0x61, g | 0x01); // restart the count
     let start = rdtsc();
     let mut spins: u64 = 0;
-    while inb(0x61) & 0x20 == 0 {
+    while (io.inb)(0x61) & 0x20 == 0 {
         spins += 1;
-        if spins > 500_000_000 {
+        if spins > io.max_polls {
             return 2_000_000_000;
         }
     }
     let ticks = rdtsc().wrapping_sub(start);
-    outb(0x61, gate);
+    (io.outb)(0x61, gate);
     (ticks * WINDOW_DIV).max(1)
 }
 
@@ -275,4 +310,39 @@ pub fn install_descriptor_tables() {
         };
         asm!("lidt [{0}]", in(reg) &idt_ptr, options(nostack));
     }
+}
+
+/// The #VC handler's own stack (IST2): a #VC raised while another exception handler runs on
+/// IST1 must not overwrite that handler's frame.
+#[cfg(feature = "snp")]
+static mut VC_STACK: ExceptionStack = ExceptionStack([0; 32 * 1024]);
+
+/// Points IDT vector 29 (#VC) at `handler`, on IST2. Call after
+/// [`install_descriptor_tables`].
+#[cfg(feature = "snp")]
+pub fn install_vc_gate(handler: u64) {
+    // SAFETY: one CPU, interrupts off, at boot: nothing else reads or writes the TSS or IDT
+    // statics concurrently; the CPU reads IST2 only on the next #VC, after this write.
+    unsafe {
+        let tss = core::ptr::addr_of_mut!(TSS);
+        (*tss).ist[1] = core::ptr::addr_of_mut!(VC_STACK) as u64 + 32 * 1024;
+        let idt = core::ptr::addr_of_mut!(IDT);
+        (*idt)[29] = [
+            (handler & 0xFFFF)
+                | (0x08 << 16)
+                | (2 << 32) // IST2
+                | (0x8E << 40) // present, interrupt gate
+                | (((handler >> 16) & 0xFFFF) << 48),
+            handler >> 32,
+        ];
+    }
+}
+
+/// CR4 (the #VC handler reports OSXSAVE from it).
+#[cfg(feature = "snp")]
+pub fn cr4() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR4 at CPL0 has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
 }

@@ -11,6 +11,7 @@ use spin::Mutex;
 
 /// Heap size. Measured peak 5.1 MiB: the engine (libtpms + OpenSSL) 0.5 MiB, the
 /// emulated guest memory 4 MiB, the frame buffers 0.75 MiB; the rest is headroom for the vault.
+#[cfg_attr(feature = "snp", allow(dead_code))] // PVH only (the SNP heap is the rest of the SVSM memory; no statistics call)
 pub const HEAP_SIZE: usize = 16 * 1024 * 1024;
 
 /// The image's global allocator.
@@ -72,6 +73,7 @@ unsafe impl GlobalAlloc for ImageHeap {
 }
 
 /// Heap statistics.
+#[cfg_attr(feature = "snp", allow(dead_code))] // PVH only (the SNP heap is the rest of the SVSM memory; no statistics call)
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stats {
     /// Bytes allocated now.
@@ -85,6 +87,7 @@ pub struct Stats {
 }
 
 /// The current statistics.
+#[cfg_attr(feature = "snp", allow(dead_code))] // PVH only (the SNP heap is the rest of the SVSM memory; no statistics call)
 pub fn stats() -> Stats {
     Stats {
         in_use: HEAP.0.in_use.load(Ordering::Relaxed),

@@ -15,6 +15,11 @@
 //! exception, 103 fatal C condition, 105 not enough RAM. Every failure path wipes the heap and
 //! the free stack first. A triple fault would exit with 0, which the host treats as failure.
 //!
+//! With the cargo feature `snp` (`make image-snp`) the same module runs on SEV-SNP instead:
+//! entered from an IGVM file at VMPL0, on `svsm-platform-snp`, starting the guest firmware
+//! at VMPL1 and serving it ([`snp`]; docs/launch.md). The PVH entry, the emulated platform
+//! and the serial/virtio call lines are not in that build.
+//!
 //! Switches on the kernel command line (`-append`), for tests of the failure paths only:
 //! `fault=entropy` makes the entropy source fail from the start (the vTPM must not start);
 //! `fault=control` enables the control calls that panic or fault (exit statuses 99, 101).
@@ -28,15 +33,26 @@ mod boot;
 mod cpu;
 mod engine;
 mod heap;
+#[cfg(not(feature = "snp"))]
 mod platform;
+#[cfg(not(feature = "snp"))]
 mod serial;
+#[cfg(not(feature = "snp"))]
 mod server;
+#[cfg(feature = "snp")]
+mod snp;
+#[cfg(not(feature = "snp"))]
 mod store_proto;
+#[cfg(not(feature = "snp"))]
 mod virtio;
 
 use boot::sym_addr;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::AtomicU64;
+#[cfg(not(feature = "snp"))]
+use core::sync::atomic::Ordering;
+#[cfg(not(feature = "snp"))]
 use platform::{BootEnv, EmulatedPlatform, Platform};
+#[cfg(not(feature = "snp"))]
 use svsm_core::SvsmModule;
 
 // The C symbols libtpms/libcrypto need; referenced so the crate is linked.
@@ -45,6 +61,7 @@ use libc_shim as _;
 /// Byte the free stack is painted with, to measure the high-water mark.
 const STACK_PAINT: u8 = 0x5A;
 /// Bytes of RAM the image needs (image + heap), checked against the PVH memory map.
+#[cfg(not(feature = "snp"))]
 const RAM_NEEDED: u64 = 64 * 1024 * 1024;
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
@@ -80,12 +97,14 @@ fn install_fs_canary() {
 
 /// hvm_start_info fields the image reads (copied: the structure may sit in page 0, which is
 /// unmapped once it has been read).
+#[cfg(not(feature = "snp"))]
 struct StartInfo {
     cmdline: [u8; 256],
     cmdline_len: usize,
     ram_top: Option<u64>,
 }
 
+#[cfg(not(feature = "snp"))]
 impl StartInfo {
     fn cmdline(&self) -> &[u8] {
         self.cmdline.get(..self.cmdline_len).unwrap_or(&[])
@@ -93,6 +112,7 @@ impl StartInfo {
 }
 
 /// Reads the PVH start info at physical `addr` (identity-mapped).
+#[cfg(not(feature = "snp"))]
 fn read_start_info(addr: u32) -> StartInfo {
     let mut info = StartInfo {
         cmdline: [0; 256],
@@ -146,6 +166,7 @@ fn read_start_info(addr: u32) -> StartInfo {
     info
 }
 
+#[cfg(not(feature = "snp"))]
 fn has_switch(cmdline: &[u8], switch: &[u8]) -> bool {
     cmdline.split(|&b| b == b' ').any(|w| w == switch)
 }
@@ -161,6 +182,7 @@ fn paint_stack() {
 }
 
 /// Bytes of stack ever used (from the top down to the lowest byte not still painted).
+#[cfg(not(feature = "snp"))]
 fn stack_high_water() -> u64 {
     let bottom = sym_addr!(boot_stack_bottom);
     let top = sym_addr!(boot_stack_top);
@@ -198,6 +220,7 @@ pub fn wipe_secrets() {
 }
 
 /// The statistics record of the control call (u64 little-endian fields, in this order).
+#[cfg(not(feature = "snp"))]
 pub fn stats_record<P: Platform>(server: &mut server::Server<P>) -> [u64; 22] {
     let h = heap::stats();
     let (tpm_present, tpm_stopped) = match server.module.tpm_mut() {
@@ -233,6 +256,7 @@ pub fn stats_record<P: Platform>(server: &mut server::Server<P>) -> [u64; 22] {
     ]
 }
 
+#[cfg(not(feature = "snp"))]
 fn log_sink(bytes: &[u8]) {
     serial::debugcon_bytes(bytes);
 }
@@ -244,6 +268,7 @@ fn c_fatal(why: &str) -> ! {
 }
 
 /// The Rust entry, called by the trampoline on the boot stack with `hvm_start_info`'s address.
+#[cfg(not(feature = "snp"))]
 #[no_mangle]
 pub extern "C" fn rust_start(start_info: u32) -> ! {
     cpu::install_descriptor_tables();
@@ -300,6 +325,7 @@ pub extern "C" fn rust_start(start_info: u32) -> ! {
 
 /// Boots svsm-core's module on platform `P` (unsealing its state or manufacturing a fresh
 /// vTPM) and serves framed SVSM calls on `line` forever.
+#[cfg(not(feature = "snp"))]
 fn run<P: Platform>(env: &BootEnv, line: serial::CallLine, fault_calls: bool) -> ! {
     let (memory, psp, store, rng) = P::build(env);
     let start = cpu::rdtsc();

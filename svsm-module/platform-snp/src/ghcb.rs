@@ -53,6 +53,9 @@ pub enum GhcbError {
     /// A GHCB-page event before registration.
     #[error("the GHCB page is not registered")]
     NotRegistered,
+    /// An IN/OUT size other than 1, 2 or 4 bytes.
+    #[error("I/O size {0} (1, 2 or 4)")]
+    IoSize(u8),
     /// SW_EXITINFO1 = 1: the hypervisor asks to inject an exception (SW_EXITINFO2's value).
     #[error("hypervisor asked to inject exception {0:#x}")]
     Exception(u64),
@@ -245,6 +248,32 @@ impl<C: CpuOps, S: SharedMemory> Ghcb<C, S> {
         self.page_call(&mut page)
     }
 
+    /// OUT of the low `size` bytes (1, 2 or 4) of `value` to `port`, as the IOIO event (what a
+    /// #VC handler would send for the instruction; the SVSM calls it directly).
+    pub fn io_out(&mut self, port: u16, size: u8, value: u32) -> Result<(), GhcbError> {
+        let info1 = ghcb::ioio_exit_info1(port, size, false).ok_or(GhcbError::IoSize(size))?;
+        let mut page = GhcbPage::new();
+        page.set(GhcbField::SwExitCode, exit_code::IOIO);
+        page.set(GhcbField::SwExitInfo1, info1);
+        page.set(GhcbField::SwExitInfo2, 0);
+        page.set(GhcbField::Rax, u64::from(value));
+        self.page_call(&mut page)
+    }
+
+    /// IN of `size` bytes (1, 2 or 4) from `port`: the hypervisor's RAX, cut to the size.
+    pub fn io_in(&mut self, port: u16, size: u8) -> Result<u32, GhcbError> {
+        let info1 = ghcb::ioio_exit_info1(port, size, true).ok_or(GhcbError::IoSize(size))?;
+        let mut page = GhcbPage::new();
+        page.set(GhcbField::SwExitCode, exit_code::IOIO);
+        page.set(GhcbField::SwExitInfo1, info1);
+        page.set(GhcbField::SwExitInfo2, 0);
+        page.set(GhcbField::Rax, 0);
+        self.page_call(&mut page)?;
+        let rax = page.get(GhcbField::Rax).ok_or(GhcbError::Missing("RAX"))?;
+        let mask = (1u64 << (8 * u32::from(size))) - 1;
+        Ok((rax & mask) as u32)
+    }
+
     /// Page-state change of any number of entries through the GHCB page, in descriptors of at
     /// most 253 entries. The hypervisor may return with entries pending; the descriptor is
     /// re-sent until done. A descriptor whose cursor goes back, whose end grows or whose
@@ -389,6 +418,37 @@ mod tests {
         let mut g = Ghcb::new(h.clone(), h, GHCB_GPA).unwrap();
         g.register().unwrap();
         g
+    }
+
+    #[test]
+    fn port_io_events() {
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let log = seen.clone();
+        let mut g = registered(move |p| {
+            let get = |f| p.get(f).unwrap();
+            log.borrow_mut().push((
+                get(GhcbField::SwExitCode),
+                get(GhcbField::SwExitInfo1),
+                get(GhcbField::Rax),
+            ));
+            p.set(GhcbField::SwExitInfo1, 0);
+            // The host answers IN with more bits than asked for.
+            p.set(GhcbField::Rax, 0xDEAD_BEEF_1234_5678);
+        });
+        g.io_out(0x3F8, 1, 0x41).unwrap();
+        assert_eq!(g.io_in(0x61, 1).unwrap(), 0x78);
+        assert_eq!(g.io_in(0x40, 2).unwrap(), 0x5678);
+        assert_eq!(g.io_in(0xCFC, 4).unwrap(), 0x1234_5678);
+        assert_eq!(g.io_out(0x80, 3, 0), Err(GhcbError::IoSize(3)));
+        assert_eq!(
+            *seen.borrow(),
+            [
+                (0x7B, 0x03F8_0010, 0x41),
+                (0x7B, 0x0061_0011, 0),
+                (0x7B, 0x0040_0021, 0),
+                (0x7B, 0x0CFC_0041, 0),
+            ]
+        );
     }
 
     #[test]

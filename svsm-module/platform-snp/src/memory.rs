@@ -11,6 +11,7 @@
 use crate::cpu::{self, CpuOps, PageSize, PvalidateError, RmpadjustError, VmplPermissions};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use svsm_abi::igvm_boot::GpaRange;
 use svsm_core::platform::{Gpa, GuestMemory, MemoryError, Vmpl, PAGE_SIZE};
 
 /// An address range outside a mapping.
@@ -57,6 +58,42 @@ pub struct MemoryRegion {
     pub validated: bool,
     /// What VMPL1, VMPL2 and VMPL3 may do with the pages.
     pub perms: [VmplPermissions; 3],
+}
+
+/// Guest memory regions for [`SnpMemory::new`] at an IGVM launch: the loader's RAM with the `validated` ranges
+/// (the SVSM's own memory, all of it validated by the launch or by the boot code before the
+/// model exists, and the launched firmware, VMPL0 access only until the SVSM grants it) carved
+/// out and added back as validated.
+pub fn launch_regions(ram: &[GpaRange], validated: &[GpaRange]) -> Vec<MemoryRegion> {
+    let none = [VmplPermissions::empty(); 3];
+    let region = |(start, end): (u64, u64), validated: bool| MemoryRegion {
+        start,
+        pages: (end - start) / PAGE_SIZE,
+        validated,
+        perms: none,
+    };
+    let span = |r: &GpaRange| (r.gpa.get(), r.end().unwrap_or(u64::MAX));
+    let mut pieces: Vec<(u64, u64)> = ram.iter().map(span).collect();
+    for cut in validated.iter().map(span) {
+        pieces = pieces
+            .into_iter()
+            .flat_map(|(start, end)| {
+                [(start, end.min(cut.0)), (start.max(cut.1), end)]
+                    .into_iter()
+                    .filter(|(s, e)| s < e)
+            })
+            .collect();
+    }
+    let mut out: Vec<MemoryRegion> = pieces.into_iter().map(|p| region(p, false)).collect();
+    out.extend(
+        validated
+            .iter()
+            .filter(|r| r.size.get() > 0)
+            .map(|r| region(span(r), true)),
+    );
+    out.retain(|r| r.pages > 0);
+    out.sort_by_key(|r| r.start);
+    out
 }
 
 /// The RMP state of one 4 KiB page as the module established it.
@@ -541,6 +578,49 @@ impl<C: CpuOps, P: PrivateMemory> svsm_core::platform::Rmp for SnpMemory<C, P> {
 mod tests {
     use super::*;
     use crate::testutil::{RmpCpu, VecMemory};
+
+    #[test]
+    fn launch_regions_carve_the_launched_ranges_out_of_ram() {
+        let r = |gpa, size| GpaRange::new(gpa, size);
+        // RAM below 2 GiB and above 4 GiB; the SVSM inside the low RAM; the firmware below
+        // 4 GiB, outside RAM (the loader does not list it).
+        let ram = [
+            r(0, 0xA_0000),
+            r(0x10_0000, 0x7FF0_0000),
+            r(0x1_0000_0000, 0x4000_0000),
+        ];
+        let svsm = r(0x400_0000, 0x800_0000);
+        let firmware = r(0xFFE0_0000, 0x20_0000);
+        let got: Vec<(u64, u64, bool)> = launch_regions(&ram, &[svsm, firmware])
+            .iter()
+            .map(|m| (m.start, m.pages, m.validated))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, 0xA0, false),
+                (0x10_0000, (0x400_0000 - 0x10_0000) / 4096, false),
+                (0x400_0000, 0x8000, true),
+                (0xC00_0000, (0x8000_0000 - 0xC00_0000) / 4096, false),
+                (0xFFE0_0000, 0x200, true),
+                (0x1_0000_0000, 0x4_0000, false),
+            ]
+        );
+        // The memory model accepts them: sorted, no overlap.
+        let regions = launch_regions(&ram, &[svsm, firmware]);
+        assert!(SnpMemory::new(
+            RmpCpu::new(1, |_| false),
+            VecMemory::new(1),
+            regions,
+            0x400_0000,
+            0x800_0000
+        )
+        .is_ok());
+        // A launched range that covers a whole RAM range, or spans two, leaves no RAM piece in it.
+        let got = launch_regions(&[r(0, 0x2000), r(0x3000, 0x1000)], &[r(0, 0x4000)]);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].start, got[0].pages, got[0].validated), (0, 4, true));
+    }
 
     const RW: [VmplPermissions; 3] = [
         VmplPermissions::RWX,

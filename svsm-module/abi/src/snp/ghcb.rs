@@ -240,6 +240,8 @@ pub mod exit_code {
     pub const EXT_GUEST_REQUEST: u64 = 0x8000_0012;
     /// SNP AP creation.
     pub const AP_CREATION: u64 = 0x8000_0013;
+    /// IN/OUT (SVM exit code IOIO, 0x7B; GHCB spec §4.1.2 "IOIO_PROT").
+    pub const IOIO: u64 = 0x7B;
     /// Run VMPL.
     pub const RUN_VMPL: u64 = 0x8000_0018;
     /// Hypervisor features.
@@ -606,6 +608,19 @@ impl PscEntry {
             huge: (value >> 56) & 1 == 1,
         })
     }
+}
+
+/// SW_EXITINFO1 of an IOIO event for a non-string IN or OUT of `size` bytes (1, 2 or 4) at
+/// `port` (AMD APM vol. 2 §15.10.2, the IOIO intercept's EXITINFO1: TYPE bit 0 = IN, SZ8/16/32
+/// bits 4-6, port in bits 31:16; GHCB spec §4.1.2). `None` for another size.
+pub const fn ioio_exit_info1(port: u16, size: u8, input: bool) -> Option<u64> {
+    let size_bit = match size {
+        1 => 1 << 4,
+        2 => 1 << 5,
+        4 => 1 << 6,
+        _ => return None,
+    };
+    Some(((port as u64) << 16) | size_bit | input as u64)
 }
 
 #[cfg(test)]
