@@ -52,6 +52,14 @@ if [ "$(sev-snp-measure --version 2>/dev/null)" != "sev-snp-measure 0.0.13" ]; t
   python3 -m pip install --quiet --disable-pip-version-check 'sev-snp-measure==0.0.13'
 fi
 
+# The emulated SEV-SNP machine the SNP image runs on in the tests (test-harness/snp-emu): a CPU
+# emulator and AES-GCM for the PSP's guest messages.
+if ! python3 -c 'import unicorn, sys; sys.exit(unicorn.__version__ != "2.1.4")' 2>/dev/null \
+   || ! python3 -c 'from cryptography.hazmat.primitives.ciphers.aead import AESGCM' 2>/dev/null; then
+  say "installing unicorn 2.1.4 and cryptography (pip) for the emulated SNP machine"
+  python3 -m pip install --quiet --disable-pip-version-check 'unicorn==2.1.4' 'cryptography>=41'
+fi
+
 # The no_std proof builds for the bare-metal target the SVSM image uses.
 if ! rustup target list --installed | grep -qx x86_64-unknown-none; then
   say "adding rust target x86_64-unknown-none"

@@ -153,7 +153,8 @@ pub fn start_guest<M: GuestMemory + Rmp, V: VcpuControl>(
             boot.firmware_vmsa,
             PageSize::Size4K,
             guest,
-            VmplAccess::VMSA,
+            // In the SVSM's memory: no guest access, ever.
+            VmplAccess::VMSA_ONLY,
         )
         .map_err(GuestBootError::Rmpadjust)?;
     vcpus

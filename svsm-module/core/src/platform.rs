@@ -261,6 +261,14 @@ impl VmplAccess {
         execute: true,
         vmsa: false,
     };
+    /// A VMSA the target VMPL cannot access at all (the SVSM's own pages, such as the guest
+    /// firmware's VMSA: the hardware runs a VMSA without the guest's permissions).
+    pub const VMSA_ONLY: VmplAccess = VmplAccess {
+        read: false,
+        write: false,
+        execute: false,
+        vmsa: true,
+    };
     /// A VMSA for the target VMPL: read-only to it, the VMSA bit set.
     pub const VMSA: VmplAccess = VmplAccess {
         read: true,

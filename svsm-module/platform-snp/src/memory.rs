@@ -530,8 +530,17 @@ impl<C: CpuOps, P: PrivateMemory> svsm_core::platform::Rmp for SnpMemory<C, P> {
             return Err(E::Permission);
         }
         let pages = size.bytes() / PAGE_SIZE;
+        // The SVSM's own pages may be made (or stop being) a lower VMPL's VMSA — the guest
+        // firmware's VMSA lives there — but never readable, writable or executable by it.
+        let grants = access.read || access.write || access.execute;
+        let changeable = self.check_changeable(g, pages).is_ok()
+            || (!grants
+                && (0..pages).all(|i| {
+                    let at = g + i * PAGE_SIZE;
+                    self.is_svsm(at) && self.region(at).is_some()
+                }));
         if g % size.bytes() != 0
-            || self.check_changeable(g, pages).is_err()
+            || !changeable
             || (access.vmsa && g % (PAGES_PER_2M * PAGE_SIZE) == 0)
         {
             return Err(E::Input);
@@ -885,5 +894,23 @@ mod tests {
         assert!(m.cpu_mut().vmsa(8));
         assert!(m.page_state(8 * PAGE_SIZE).unwrap().vmsa);
         assert!(m.write(v(1), page8, &[1; 8]).is_err());
+        // An SVSM page (5) may become a VMPL1 VMSA with no access (the firmware's VMSA lives in
+        // SVSM memory; the emulated SNP machine found the refusal), never readable by VMPL1.
+        let page5 = Gpa::new(5 * PAGE_SIZE);
+        assert_eq!(
+            Rmp::rmpadjust(&mut m, page5, P::Size4K, v(1), vmsa),
+            Err(E::Input)
+        );
+        assert_eq!(
+            Rmp::rmpadjust(&mut m, page5, P::Size4K, v(1), VmplAccess::FULL),
+            Err(E::Input)
+        );
+        assert_eq!(
+            Rmp::rmpadjust(&mut m, page5, P::Size4K, v(1), VmplAccess::VMSA),
+            Err(E::Input)
+        );
+        Rmp::rmpadjust(&mut m, page5, P::Size4K, v(1), VmplAccess::VMSA_ONLY).unwrap();
+        assert!(m.cpu_mut().vmsa(5));
+        assert!(m.read(v(1), page5, &mut [0; 8]).is_err());
     }
 }

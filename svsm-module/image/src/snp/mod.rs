@@ -347,7 +347,7 @@ pub extern "C" fn rust_start_snp(parameters: u64) -> ! {
     let mut secrets_bytes = read_page(info.secrets.get());
     let params = read_page(parameters);
     let ram: Vec<GpaRange> = ram_ranges(&params[..])
-        .unwrap_or_else(fail(reason::MEMORY_MAP, "IGVM memory map"))
+        .unwrap_or_else(fail(reason::MEMORY_MAP, "refused"))
         .collect();
     let top = ram
         .iter()
