@@ -86,6 +86,8 @@ fn the_firmware_starts_at_vmpl1_with_its_secrets_page_and_calling_area() {
     assert_eq!(u64_at(&memory, FW_VMSA + 0x3B0), 1);
     assert_eq!(memory.rmp_extra(FW_VMSA).unwrap().vmsa, Some(1));
     assert!(!memory.perms(FW_VMSA).unwrap().write[1]);
+    // In the SVSM's memory: the guest cannot even read its VMSA (VMSA_ONLY).
+    assert!(!memory.perms(FW_VMSA).unwrap().read[1]);
     assert_eq!(vcpus.started.len(), 1);
     assert_eq!(vcpus.started[0].vmsa, Gpa::new(FW_VMSA));
     assert_eq!(vcpus.started[0].vmpl, Vmpl::new(1).unwrap());
