@@ -146,6 +146,24 @@ fn the_snp_image_boots_starts_the_firmware_and_serves_its_calls() {
         "80010000001c000000000010",
         "TPM_RC_SUCCESS, 16 bytes: {tpm}"
     );
+    // ATTEST_SERVICES: the SVSM's report (VMPL0) binds the nonce and the services manifest
+    // (REPORT_DATA = SHA-512(nonce || manifest), checked by the emulator), the manifest lists
+    // the vTPM and the vault, the sizes come back in RCX (manifest), RDX (certificates) and R8
+    // (report).
+    let attest = call(&r, "attest-services");
+    assert_eq!(attest["result"]["rax"], 0, "{attest}");
+    assert_eq!(attest["report_data_binds"], true);
+    assert_eq!(attest["report_vmpl"], 0);
+    assert_eq!(attest["result"]["r8"], 1184);
+    assert_eq!(attest["result"]["rcx"], attest["manifest_size"]);
+    let manifest = hex::decode(attest["manifest"].as_str().unwrap()).unwrap();
+    let manifest = svsm_abi::attest::ServicesManifest::parse(&manifest).unwrap();
+    assert!(manifest
+        .find(&svsm_abi::attest::VTPM_SERVICE_GUID)
+        .is_some());
+    assert!(manifest
+        .find(&svsm_abi::attest::VAULT_SERVICE_GUID)
+        .is_some());
     let pv = call(&r, "core-pvalidate-guest-page");
     assert_eq!(pv["result"]["rax"], 0);
     assert_eq!(

@@ -707,6 +707,15 @@ class Machine:
                 buf = self.read_phys(0x801000, 64)
                 self.calls[-1]["response_size"] = u32(buf, 0)
                 self.calls[-1]["tpm_response"] = buf[4:4 + 26].hex()
+            if self.calls[-1]["name"] == "attest-services":
+                report = self.read_phys(0x804000, 1184)
+                nonce = self.read_phys(0x805000, 64)
+                manifest = self.read_phys(0x806000, min(result["rcx"], 0x3000))
+                self.calls[-1]["manifest_size"] = result["rcx"]
+                self.calls[-1]["manifest"] = manifest.hex()
+                self.calls[-1]["report_vmpl"] = u32(report, 0x30)
+                self.calls[-1]["report_data_binds"] = (
+                    report[0x50:0x90] == hashlib.sha512(nonce + manifest).digest())
             if self.calls[-1]["name"] == "core-pvalidate-guest-page":
                 p = 0x880000 // PAGE
                 self.calls[-1]["rmp"] = {"validated": p in self.rmp.validated,
@@ -743,6 +752,14 @@ class Machine:
         def svsm_page_list():
             self.guest_write(lst, struct.pack("<HHI", 1, 0, 0) + struct.pack("<Q", self.boot_info["svsm_base"] | (1 << 2)))
 
+        def attest_request():
+            # SVSM spec, ATTEST_SERVICES: report, nonce, manifest and certificate buffers in
+            # the guest's pre-validated memory.
+            self.guest_write(0x805000, os.urandom(64))
+            self.guest_write(0x803000, struct.pack("<QI4xQH6xQI4xQI4x",
+                                                   0x804000, 0x1000, 0x805000, 64,
+                                                   0x806000, 0x3000, 0x80A000, 0x3000))
+
         startup = bytes.fromhex("80010000000c000001440000")
         getrandom = bytes.fromhex("80010000000c0000017b0010")
         return [
@@ -750,6 +767,7 @@ class Machine:
             ("vtpm-query", ((2 << 32) | 0,), None),
             ("vtpm-send-startup", ((2 << 32) | 1, buf), tpm(startup)),
             ("vtpm-send-getrandom", ((2 << 32) | 1, buf), tpm(getrandom)),
+            ("attest-services", ((1 << 32) | 0, 0x803000), attest_request),
             ("core-pvalidate-guest-page", ((0 << 32) | 1, lst), pvalidate_list),
             ("core-pvalidate-svsm-page", ((0 << 32) | 1, lst), svsm_page_list),
             ("unknown-protocol", ((9 << 32) | 0,), None),
