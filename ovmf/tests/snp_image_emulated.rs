@@ -218,4 +218,25 @@ fn bad_launches_end_with_the_documented_reason() {
         "{log}"
     );
     assert_eq!(r["violations"], serde_json::json!([]), "{r:#}");
+    // A host whose page-state changes never make progress: refused, not a loop.
+    let r = emulate("hostile-psc");
+    assert_eq!(
+        r["terminated"],
+        serde_json::json!({"set": 2, "code": 4}),
+        "{r:#}"
+    );
+    // A PSP reply with another sequence number (a replay or a forgery): VMPCK0 is not trusted
+    // again and the launch ends before anything is sealed or served.
+    let r = emulate("bad-psp-seqno");
+    assert_eq!(
+        r["terminated"],
+        serde_json::json!({"set": 2, "code": 6}),
+        "{r:#}"
+    );
+    let log = r["log"].as_str().unwrap();
+    assert!(
+        log.contains("first attestation report: the secure processor's reply"),
+        "{log}"
+    );
+    assert!(!log.contains("module booted"), "{log}");
 }

@@ -593,7 +593,8 @@ class Machine:
             for i in range(cur, end_ + 1):
                 e = u64(g, d + 8 + 8 * i)
                 self.page_state((e >> 12) & ((1 << 40) - 1), (e >> 52) & 0xF)
-            struct.pack_into("<H", g, d, end_ + 1)
+            # A hostile host may claim it made no progress (the SVSM must not loop for ever).
+            struct.pack_into("<H", g, d, 0 if self.scenario == "hostile-psc" else end_ + 1)
             result2 = 0
         elif exit_code == 0x8000_0013:  # AP creation
             apic, vmpl, event = info1 >> 32, (info1 >> 16) & 0xFF, info1 & 0xFFFF
@@ -645,9 +646,11 @@ class Machine:
             return 0x16
         self.psp_seqno = seqno + 1
         hdr = bytearray(0x60)
-        struct.pack_into("<Q", hdr, 0x20, seqno + 1)
+        # A replayed or forged response carries another sequence number.
+        reply_seqno = seqno + (3 if self.scenario == "bad-psp-seqno" else 1)
+        struct.pack_into("<Q", hdr, 0x20, reply_seqno)
         struct.pack_into("<BBHBBH", hdr, 0x30, 1, 1, 0x60, mtype + 1, mver, len(body))
-        iv = struct.pack("<Q", seqno + 1) + bytes(4)
+        iv = struct.pack("<Q", reply_seqno) + bytes(4)
         sealed = aes.encrypt(iv, body, bytes(hdr[0x30:0x60]))
         hdr[0:16] = sealed[-16:]
         self.uc.mem_write(rsp_gpa, bytes(hdr) + sealed[:-16])
@@ -816,7 +819,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--igvm", required=True)
     ap.add_argument("--scenario", default="normal",
-                    choices=["normal", "no-cbit", "bad-memory-map", "no-ghcb"])
+                    choices=["normal", "no-cbit", "bad-memory-map", "no-ghcb", "hostile-psc",
+                             "bad-psp-seqno"])
     ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args()
     with open(args.igvm, "rb") as f:
