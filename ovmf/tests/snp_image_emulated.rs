@@ -72,6 +72,7 @@ fn the_snp_image_boots_starts_the_firmware_and_serves_its_calls() {
     let r = emulate("normal");
     assert_eq!(r["outcome"], "script-done", "{r:#}");
     assert_eq!(r["violations"], serde_json::json!([]), "{r:#}");
+    assert_eq!(r["notes"], serde_json::json!([]), "{r:#}");
     let log = r["log"].as_str().unwrap();
     assert!(
         log.contains("module booted: state Fresh, vTPM served"),
@@ -80,7 +81,7 @@ fn the_snp_image_boots_starts_the_firmware_and_serves_its_calls() {
     assert!(log.contains("firmware started at VMPL1"), "{log}");
     // CPUID answered through #VC from the CPUID page; the PSP asked for a report (the
     // committed TCB) and the root key; entropy from RDRAND and RDSEED.
-    for event in ["vc-cpuid", "report", "key", "rdrand", "rdseed"] {
+    for event in ["vc-cpuid", "report", "key", "rdrand", "rdseed", "invlpgb"] {
         assert!(
             r["events"].as_array().unwrap().iter().any(|e| e == event),
             "{event}: {r:#}"
@@ -218,6 +219,19 @@ fn bad_launches_end_with_the_documented_reason() {
         "{log}"
     );
     assert_eq!(r["violations"], serde_json::json!([]), "{r:#}");
+    // A CPU without INVLPGB, a host without multi-VMPL support: refused before anything runs.
+    let r = emulate("no-invlpgb");
+    assert_eq!(
+        r["terminated"],
+        serde_json::json!({"set": 2, "code": 11}),
+        "{r:#}"
+    );
+    let r = emulate("no-multi-vmpl");
+    assert_eq!(
+        r["terminated"],
+        serde_json::json!({"set": 2, "code": 10}),
+        "{r:#}"
+    );
     // A host whose page-state changes never make progress: refused, not a loop.
     let r = emulate("hostile-psc");
     assert_eq!(

@@ -67,13 +67,14 @@ def u32(b, off=0):
     return struct.unpack_from("<I", b, off)[0]
 
 
-def cpuid_page(cbit):
+def cpuid_page(cbit, invlpgb=True):
     """A CPUID page with the leaves OpenSSL and the SVSM ask for (features TCG implements)."""
     leaves = [
         (0x0, 0, (0x10, 0x68747541, 0x444D4163, 0x69746E65)),  # AuthenticAMD
         (0x1, 0, (0x00A00F11, 0x00000800, 0x40B82203, 0x078BFBFF)),  # SSE..SSE4.2, AES, RDRAND
         (0x7, 0, (0, 0x00000000, 0, 0)),
         (0x80000000, 0, (0x8000001F, 0x68747541, 0x444D4163, 0x69746E65)),
+        (0x80000008, 0, (0x3030, (1 << 3) if invlpgb else 0, 0, 0)),  # 48 bits; INVLPGB
         (0x80000001, 0, (0x00A00F11, 0, 0x00000001, 0x2C100800)),
         (0x8000001F, 0, (0x1B, (1 << 6) | cbit, 0, 0)),
     ]
@@ -163,6 +164,10 @@ class Machine:
         if size != 1:
             return
         esp = uc.reg_read(X.UC_X86_REG_ESP)
+        svsm = (self.boot_info["svsm_base"], self.boot_info["svsm_base"] + self.boot_info["svsm_size"])
+        if not svsm[0] <= esp - 8 < svsm[1]:
+            self.violation(f"the far return uses a stack at {esp:#x}, outside the SVSM's memory")
+            return
         gpa, _ = self.walk(esp)
         target, cs = struct.unpack("<II", self.read_phys(gpa, 8))
         self.long_mode = {
@@ -217,7 +222,7 @@ class Machine:
                     self.secrets_gpa = gpa
                 elif dtype == 2:  # CPUID
                     cbit = 20 if self.scenario == "no-cbit" else CBIT
-                    page = cpuid_page(cbit)
+                    page = cpuid_page(cbit, invlpgb=self.scenario != "no-invlpgb")
                     self.cpuid_gpa = gpa
                 else:
                     page = data[foff : foff + PAGE] if foff else b""
@@ -393,6 +398,8 @@ class Machine:
             b"\xf2\x0f\x01\xff": self.on_pvalidate,
             b"\xf3\x0f\x01\xfe": self.on_rmpadjust,
             b"\x0f\xa2": self.on_cpuid,
+            b"\x0f\x01\xfe": self.on_invlpgb,
+            b"\x0f\x01\xff": self.on_tlbsync,
         }
         for pat, fn in patterns.items():
             i = text.find(pat)
@@ -449,6 +456,20 @@ class Machine:
             self.events.append("rdseed" if modrm >= 0xF8 else "rdrand")
             return True
         return run
+
+    def on_invlpgb(self, uc):
+        if self.reg(X.UC_X86_REG_RAX) & 7:
+            self.notes.append("INVLPGB with an address, PCID or ASID filter")
+        self.flush_tlb()
+        self.events.append("invlpgb")
+        self.invlpgb_pending = True
+        return True
+
+    def on_tlbsync(self, uc):
+        if not getattr(self, "invlpgb_pending", False):
+            self.notes.append("TLBSYNC without an INVLPGB before it")
+        self.invlpgb_pending = False
+        return True
 
     def on_wrmsr(self, uc):
         ecx = self.reg(X.UC_X86_REG_ECX)
@@ -542,8 +563,9 @@ class Machine:
             vmpl = (msr >> 32) & 0xFF
             self.ghcb_msr = 0x017
             self.run_guest(vmpl)
-        elif code == 0x080:
-            self.ghcb_msr = 0x081 | (0b100011 << 12)
+        elif code == 0x080:  # HV features: SNP, AP creation, multi-VMPL
+            features = 0b000011 if self.scenario == "no-multi-vmpl" else 0b100011
+            self.ghcb_msr = 0x081 | (features << 12)
         elif code == 0x100:  # termination
             self.terminated = {"set": (msr >> 12) & 0xF, "code": (msr >> 16) & 0xFF}
             raise Stop()
@@ -820,7 +842,7 @@ def main():
     ap.add_argument("--igvm", required=True)
     ap.add_argument("--scenario", default="normal",
                     choices=["normal", "no-cbit", "bad-memory-map", "no-ghcb", "hostile-psc",
-                             "bad-psp-seqno"])
+                             "bad-psp-seqno", "no-invlpgb", "no-multi-vmpl"])
     ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args()
     with open(args.igvm, "rb") as f:

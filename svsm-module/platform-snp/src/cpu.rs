@@ -42,6 +42,10 @@ pub trait CpuOps {
     fn rdtsc(&self) -> u64;
     /// INVLPG of `va` on this CPU.
     fn flush_tlb(&mut self, va: u64);
+    /// Every TLB entry of this guest on every CPU, waited for (INVLPGB with no address, ASID
+    /// or PCID filter and global entries included, then TLBSYNC): after access is taken away in
+    /// the RMP, no vCPU at any VMPL may keep using a translation made under the old rights.
+    fn flush_tlb_all(&mut self);
     /// HLT (returns when an interrupt or the hypervisor wakes the CPU).
     fn halt(&mut self);
 }

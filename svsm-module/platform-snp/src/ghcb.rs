@@ -294,6 +294,7 @@ impl<C: CpuOps, S: SharedMemory> Ghcb<C, S> {
             let limit = chunk.len().saturating_mul(513).saturating_add(1);
             let mut progress = (0u16, 0u16);
             let mut finished = false;
+            let original = desc.clone();
             for _ in 0..limit {
                 let mut page = GhcbPage::new();
                 let (buf, _) = page.shared_buffer.split_at_mut(desc.as_bytes().len());
@@ -326,6 +327,20 @@ impl<C: CpuOps, S: SharedMemory> Ghcb<C, S> {
                 if cur > end {
                     finished = true;
                     break;
+                }
+                // The entries still to do must be the ones sent (only the progress inside a
+                // 2 MiB entry, bits 11:0, may change): a swapped GFN or operation would go
+                // unnoticed for conversions that no PVALIDATE follows.
+                let pending = usize::from(cur)..=usize::from(end);
+                let sent = original.entries.get(pending.clone()).unwrap_or(&[]);
+                let now = back.entries.get(pending).unwrap_or(&[]);
+                if sent.len() != now.len()
+                    || sent
+                        .iter()
+                        .zip(now)
+                        .any(|(a, b)| a.get() & !0xFFF != b.get() & !0xFFF)
+                {
+                    return Err(GhcbError::PscTampered("a pending entry changed"));
                 }
                 let cur_page = back
                     .entries
@@ -702,7 +717,16 @@ mod tests {
             g.page_state_change(&entries(3)),
             Err(GhcbError::PscNoProgress)
         );
-        let tampered: [(fn(&mut PscDescriptor, u32), GhcbError); 3] = [
+        let tampered: [(fn(&mut PscDescriptor, u32), GhcbError); 5] = [
+            // A pending entry's GFN swapped, or its operation changed.
+            (
+                |d, _| d.entries[2] = (d.entries[2].get() ^ (1 << 12)).into(),
+                GhcbError::PscTampered("a pending entry changed"),
+            ),
+            (
+                |d, _| d.entries[2] = (d.entries[2].get() ^ (3 << 52)).into(),
+                GhcbError::PscTampered("a pending entry changed"),
+            ),
             (
                 |d, _| d.header.reserved = 1.into(),
                 GhcbError::PscTampered("reserved"),

@@ -352,6 +352,10 @@ impl<C: CpuOps, P: PrivateMemory> SnpMemory<C, P> {
         }
         let va = self.linear(gpa, PageSize::Size4K)?;
         cpu::rmpadjust(&mut self.cpu, va, PageSize::Size4K, vmpl, perms, vmsa)?;
+        let before = state.perms.get(usize::from(vmpl - 1)).copied();
+        if takes_away(before, perms, state.vmsa, vmsa) {
+            self.cpu.flush_tlb_all();
+        }
         if let Some(p) = state.perms.get_mut(usize::from(vmpl - 1)) {
             *p = perms;
         }
@@ -380,6 +384,7 @@ impl<C: CpuOps, P: PrivateMemory> SnpMemory<C, P> {
         let va = self.linear(gpa, PageSize::Size4K)?;
         self.pvalidate(gpa, PageSize::Size4K, false)?;
         self.cpu.flush_tlb(va);
+        self.cpu.flush_tlb_all();
         Ok(())
     }
 
@@ -446,6 +451,18 @@ impl<C: CpuOps, P: PrivateMemory> GuestMemory for SnpMemory<C, P> {
     }
 }
 
+/// Whether an RMPADJUST from `before` (with the VMSA bit `was_vmsa`) to `after` (`vmsa`) takes
+/// a right away (or changes what the page is), so translations made earlier must be flushed
+/// everywhere. Granting more needs no flush: a missing translation is simply made again.
+fn takes_away(
+    before: Option<VmplPermissions>,
+    after: VmplPermissions,
+    was_vmsa: bool,
+    vmsa: bool,
+) -> bool {
+    was_vmsa != vmsa || !before.is_some_and(|b| after.contains(b))
+}
+
 fn vmpl_permissions(access: svsm_core::platform::VmplAccess) -> VmplPermissions {
     let mut p = VmplPermissions::empty();
     if access.read {
@@ -498,6 +515,7 @@ impl<C: CpuOps, P: PrivateMemory> svsm_core::platform::Rmp for SnpMemory<C, P> {
                 }
                 if !validate {
                     self.cpu.flush_tlb(va);
+                    self.cpu.flush_tlb_all();
                 }
                 Ok(Validation::Changed)
             }
@@ -569,15 +587,21 @@ impl<C: CpuOps, P: PrivateMemory> svsm_core::platform::Rmp for SnpMemory<C, P> {
                 | RmpadjustError::Unknown { .. },
             ) => return Err(E::Input),
         }
+        let mut flush = false;
         for i in 0..pages {
             let at = g + i * PAGE_SIZE;
             if let Some(mut state) = self.page_state(at) {
+                let before = state.perms.get(usize::from(level - 1)).copied();
+                flush |= takes_away(before, perms, state.vmsa, access.vmsa);
                 if let Some(p) = state.perms.get_mut(usize::from(level - 1)) {
                     *p = perms;
                 }
                 state.vmsa = access.vmsa;
                 self.record(at, state);
             }
+        }
+        if flush {
+            self.cpu.flush_tlb_all();
         }
         Ok(())
     }
@@ -878,6 +902,12 @@ mod tests {
         );
         Rmp::rmpadjust(&mut m, page8, P::Size4K, v(1), VmplAccess::FULL).unwrap();
         assert_eq!(m.cpu_mut().perms(8, 1), 0xF);
+        // Granting needs no flush; taking away (or making a VMSA) flushes every CPU's TLB.
+        assert_eq!(m.cpu_mut().flushed_all, 0);
+        Rmp::rmpadjust(&mut m, page8, P::Size4K, v(1), VmplAccess::NONE).unwrap();
+        assert_eq!(m.cpu_mut().flushed_all, 1);
+        Rmp::rmpadjust(&mut m, page8, P::Size4K, v(1), VmplAccess::FULL).unwrap();
+        assert_eq!(m.cpu_mut().flushed_all, 1);
         m.write(v(1), page8, &[1; 8]).unwrap();
         // A VMSA may not sit at a 2 MiB-aligned page.
         let vmsa = VmplAccess {

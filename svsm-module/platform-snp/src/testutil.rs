@@ -43,6 +43,7 @@ impl CpuOps for ScriptedCpu {
         unimplemented!("not used by these tests")
     }
     fn flush_tlb(&mut self, _: u64) {}
+    fn flush_tlb_all(&mut self) {}
     fn halt(&mut self) {}
 }
 
@@ -54,6 +55,7 @@ pub struct RmpCpu {
     pub pvalidates: usize,
     pub rmpadjusts: usize,
     pub flushed: Vec<u64>,
+    pub flushed_all: usize,
     pub fail_next_rmpadjust: Option<u64>,
 }
 
@@ -66,6 +68,7 @@ impl RmpCpu {
             pvalidates: 0,
             rmpadjusts: 0,
             flushed: Vec::new(),
+            flushed_all: 0,
             fail_next_rmpadjust: None,
         }
     }
@@ -134,6 +137,9 @@ impl CpuOps for RmpCpu {
     }
     fn flush_tlb(&mut self, va: u64) {
         self.flushed.push(va);
+    }
+    fn flush_tlb_all(&mut self) {
+        self.flushed_all += 1;
     }
     fn halt(&mut self) {}
 }
@@ -252,6 +258,7 @@ impl CpuOps for MockHv {
         self.state.borrow().tsc
     }
     fn flush_tlb(&mut self, _: u64) {}
+    fn flush_tlb_all(&mut self) {}
     fn halt(&mut self) {
         panic!("halted with MSR {:#x}", self.state.borrow().msr);
     }

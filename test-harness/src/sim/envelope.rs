@@ -821,6 +821,8 @@ impl CpuOps for EmulatedMachine {
 
     fn flush_tlb(&mut self, _va: u64) {}
 
+    fn flush_tlb_all(&mut self) {}
+
     fn halt(&mut self) {
         let msr = self.0.borrow().msr;
         panic!("the emulated vCPU halted after a termination request ({msr:#x})");

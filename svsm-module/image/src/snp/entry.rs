@@ -7,7 +7,8 @@
 //! it ends the launch (GHCB MSR protocol termination, reason set 2, code 1).
 //!
 //! Then, with every entry carrying the C-bit (private memory; page-table walks are private
-//! anyway): `.bss` zeroed (it came from the IGVM file as measured zeros); the first 4 GiB
+//! anyway): `.bss` zeroed (it came from the IGVM file as measured zeros) and the boot stack
+//! loaded (RSP is 0 at entry: a push would land in the firmware's last page); the first 4 GiB
 //! identity-mapped with 2 MiB pages except the first 2 MiB (left unmapped so a null pointer
 //! faults) and the 64 MiB from the image's base, mapped with 4 KiB pages so Rust can unmap its
 //! stack guard; the private alias of guest memory at [`super::PRIVATE_ALIAS`] and the shared
@@ -87,6 +88,8 @@ core::arch::global_asm!(
     "    sub ecx, edi",
     "    xor eax, eax",
     "    rep stosb",
+    // the boot stack (in .bss: measured, validated), for the far return below
+    "    mov esp, offset boot_stack_top",
     // 4 KiB pages for the 64 MiB from the image's base
     "    mov edi, offset boot_pt",
     "    mov edx, offset __image_start",

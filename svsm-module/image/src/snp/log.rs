@@ -49,9 +49,13 @@ impl Ring {
     }
 }
 
-/// Appends bytes to the ring.
+/// Appends bytes to the ring. On one CPU the lock is only ever held by an interrupted log
+/// call (an exception or #VC while logging): then the bytes are dropped rather than waiting
+/// for ever.
 pub fn write_bytes(bytes: &[u8]) {
-    RING.lock().push(bytes);
+    if let Some(mut ring) = RING.try_lock() {
+        ring.push(bytes);
+    }
 }
 
 /// The ring as a `core::fmt` sink.
@@ -67,7 +71,9 @@ impl Write for RingWriter {
 /// Moves everything in the ring to `out`, one byte at a time (the lock is not held while
 /// `out` runs, so it may log). Reports dropped bytes first.
 pub fn drain(out: &mut dyn FnMut(u8)) {
-    let dropped = core::mem::take(&mut RING.lock().dropped);
+    let Some(dropped) = RING.try_lock().map(|mut r| core::mem::take(&mut r.dropped)) else {
+        return;
+    };
     if dropped > 0 {
         let mut note = heapless_line::Line::new();
         let _ = writeln!(note, "[svsm-image: {dropped} log bytes dropped]");
@@ -75,12 +81,8 @@ pub fn drain(out: &mut dyn FnMut(u8)) {
             out(b);
         }
     }
-    loop {
-        let next = RING.lock().pop();
-        match next {
-            Some(b) => out(b),
-            None => break,
-        }
+    while let Some(b) = RING.try_lock().and_then(|mut r| r.pop()) {
+        out(b);
     }
 }
 

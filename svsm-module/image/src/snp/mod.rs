@@ -39,7 +39,10 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use svsm_abi::igvm_boot::{ram_ranges, GpaRange, SvsmBootInfo};
 use svsm_abi::snp::cpuid::CpuidTable;
-use svsm_abi::snp::ghcb::{PageStateOp, PscEntry, TerminationReason, PSC_MAX_ENTRIES};
+use svsm_abi::snp::ghcb::{
+    PageStateOp, PscEntry, TerminationReason, HV_FEATURE_AP_CREATION, HV_FEATURE_MULTI_VMPL,
+    HV_FEATURE_SNP, PSC_MAX_ENTRIES,
+};
 use svsm_abi::snp::secrets::SecretsPage;
 use svsm_core::guest_boot::{start_guest, GuestBoot};
 use svsm_core::platform::{Gpa, SecureProcessor, StateStore, StoreError, Vmpl};
@@ -95,6 +98,11 @@ pub mod reason {
     pub const GUEST: u8 = 7;
     /// The SVSM's memory is too small for its heap.
     pub const HEAP: u8 = 9;
+    /// The host does not offer SNP, AP creation and multi-VMPL (GHCB HV features 0, 1, 5).
+    pub const HV_FEATURES: u8 = 10;
+    /// The CPU lacks INVLPGB/TLBSYNC (CPUID Fn8000_0008 EBX[3]): access taken away in the RMP
+    /// could not be flushed from every TLB.
+    pub const INVLPGB: u8 = 11;
 }
 
 /// The registered GHCB's GPA once there is one (0 before): the termination path prints the
@@ -258,6 +266,9 @@ pub extern "C" fn rust_start_snp(parameters: u64) -> ! {
         _ => terminate(reason::SET, reason::CPUID_PAGE),
     };
     vc::set_cpuid(cpuid);
+    if cpuid.lookup(0x8000_0008, 0, false).ebx & (1 << 3) == 0 {
+        terminate(reason::SET, reason::INVLPGB);
+    }
     read_page_early(parameters - PAGE, &mut page);
     let info = match SvsmBootInfo::parse(&page) {
         Ok(info)
@@ -281,10 +292,16 @@ pub extern "C" fn rust_start_snp(parameters: u64) -> ! {
     let cpu = unsafe { HardwareCpu::new() };
     let mut ghcb = Ghcb::new(cpu, shared_window(), plan.ghcb)
         .unwrap_or_else(|_| terminate(reason::SET, reason::GHCB));
-    // SEV information first (the GHCB spec's order), then the page made shared, registered.
+    // SEV information first (the GHCB spec's order), the features the SVSM needs, then the
+    // page made shared, registered.
+    let needed = HV_FEATURE_SNP | HV_FEATURE_AP_CREATION | HV_FEATURE_MULTI_VMPL;
+    match ghcb.negotiate().and_then(|_| ghcb.hv_features()) {
+        Ok(f) if f & needed == needed => {}
+        Ok(_) => terminate(reason::SET, reason::HV_FEATURES),
+        Err(_) => terminate(reason::SET, reason::GHCB),
+    }
     let ok = ghcb
-        .negotiate()
-        .and_then(|_| ghcb.page_state_change_msr(plan.ghcb / PAGE, PageStateOp::Shared))
+        .page_state_change_msr(plan.ghcb / PAGE, PageStateOp::Shared)
         .and_then(|()| ghcb.register())
         .and_then(|()| {
             page_state_change(
@@ -362,7 +379,16 @@ pub extern "C" fn rust_start_snp(parameters: u64) -> ! {
     let config = SnpConfig {
         ghcb_gpa: plan.ghcb,
         request_pages: plan.request,
-        regions: launch_regions(&ram, &[info.svsm, info.firmware]),
+        // Validated: the image and its boot pages, the VMSA page and the heap, the firmware.
+        // Not: the GHCB and guest-request pages (shared) and a page skipped for the VMSA.
+        regions: launch_regions(
+            &ram,
+            &[
+                GpaRange::new(info.svsm.gpa.get(), plan.ghcb - info.svsm.gpa.get()),
+                GpaRange::new(plan.firmware_vmsa, plan.heap_end - plan.firmware_vmsa),
+                info.firmware,
+            ],
+        ),
         svsm_base: info.svsm.gpa.get(),
         svsm_size: info.svsm.size.get(),
         tsc_hz: hz,

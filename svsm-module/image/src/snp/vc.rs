@@ -69,6 +69,8 @@ core::arch::global_asm!(
     "    push r14",
     "    push r15",
     "    mov rdi, rsp",
+    // Rust and C expect DF clear; IRETQ restores the interrupted RFLAGS.
+    "    cld",
     // 6 words from the CPU + 15 saved = 168 bytes below a 16-aligned IST top: realign.
     "    sub rsp, 8",
     "    call rust_vc",

@@ -126,6 +126,23 @@ impl CpuOps for HardwareCpu {
         }
     }
 
+    fn flush_tlb_all(&mut self) {
+        // SAFETY: INVLPGB (0F 01 FE) with RAX = 8 (include global entries, no VA/PCID/ASID
+        // filter), ECX = 0, EDX = 0 drops this guest's TLB entries on every CPU; TLBSYNC
+        // (0F 01 FF) waits for that to finish. Neither touches memory Rust can see. The image
+        // checks at boot that the CPU has INVLPGB (CPUID Fn8000_0008 EBX[3]).
+        unsafe {
+            asm!(
+                ".byte 0x0f, 0x01, 0xfe",
+                ".byte 0x0f, 0x01, 0xff",
+                in("rax") 8u64,
+                in("ecx") 0u32,
+                in("edx") 0u32,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+
     fn halt(&mut self) {
         // SAFETY: HLT stops the CPU until the next interrupt; CPL0 (constructor contract).
         unsafe {
