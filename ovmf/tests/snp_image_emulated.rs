@@ -81,7 +81,16 @@ fn the_snp_image_boots_starts_the_firmware_and_serves_its_calls() {
     assert!(log.contains("firmware started at VMPL1"), "{log}");
     // CPUID answered through #VC from the CPUID page; the PSP asked for a report (the
     // committed TCB) and the root key; entropy from RDRAND and RDSEED.
-    for event in ["vc-cpuid", "report", "key", "rdrand", "rdseed", "invlpgb"] {
+    // ... and while ATTEST_SERVICES asked the PSP, the caller's VMSA was not runnable.
+    for event in [
+        "vc-cpuid",
+        "report",
+        "key",
+        "rdrand",
+        "rdseed",
+        "invlpgb",
+        "svme-clear-during-call",
+    ] {
         assert!(
             r["events"].as_array().unwrap().iter().any(|e| e == event),
             "{event}: {r:#}"
@@ -175,6 +184,11 @@ fn the_snp_image_boots_starts_the_firmware_and_serves_its_calls() {
         call(&r, "core-pvalidate-svsm-page")["result"]["rax"],
         0x8000_0003u64,
         "SVSM_ERR_INVALID_ADDRESS"
+    );
+    assert_eq!(
+        call(&r, "core-create-vcpu-ap1")["result"]["rax"],
+        0x8000_0005u64,
+        "SVSM_ERR_INVALID_PARAMETER: one vCPU is served"
     );
     assert_eq!(
         call(&r, "unknown-protocol")["result"]["rax"],

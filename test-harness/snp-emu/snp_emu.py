@@ -644,6 +644,13 @@ class Machine:
     # --- the PSP ------------------------------------------------------------------------------
 
     def guest_request(self, req_gpa, rsp_gpa):
+        if self.guest_step > 0 and self.ap_created:
+            # A call being served: the SVSM must keep the caller's VMSA from running while it
+            # edits it (EFER.SVME clear), here in the middle of the call.
+            efer = u64(self.read_phys(self.ap_created[-1]["vmsa"] + V_EFER, 8))
+            if efer & EFER_SVME:
+                self.violation("the caller's VMSA is runnable (EFER.SVME) while its call is served")
+            self.events.append("svme-clear-during-call")
         req = self.read_phys(req_gpa, PAGE)
         seqno = u64(req, 0x20)
         algo, _hv, _hs, mtype, mver, msize = struct.unpack_from("<BBHBBH", req, 0x30)
@@ -795,6 +802,8 @@ class Machine:
             ("attest-services", ((1 << 32) | 0, 0x803000), attest_request),
             ("core-pvalidate-guest-page", ((0 << 32) | 1, lst), pvalidate_list),
             ("core-pvalidate-svsm-page", ((0 << 32) | 1, lst), svsm_page_list),
+            # A second vCPU: this build serves one (no VMPL0 context for APs).
+            ("core-create-vcpu-ap1", ((0 << 32) | 2, 0x881000, 0x800000, 1), None),
             ("unknown-protocol", ((9 << 32) | 0,), None),
         ]
 
