@@ -313,6 +313,10 @@ pub enum VcpuError {
     /// The host refused (its GHCB error code).
     #[error("the host refused the vCPU operation ({0:#x})")]
     Host(u64),
+    /// The exchange with the host failed before it could answer (the platform's channel to the
+    /// host, e.g. the GHCB, is unusable or the reply is malformed).
+    #[error("the vCPU request could not be exchanged with the host")]
+    Channel,
 }
 
 /// vCPUs of lower VMPLs as the host runs them (GHCB AP Creation). The core protocol only asks

@@ -512,6 +512,15 @@ mod tests {
             (0x8000_0013, (1 << 32) | (2 << 16) | 2, 0x4_1000, 0)
         );
         assert_eq!(seen.len(), 3);
+
+        // A GHCB that cannot carry the request is a channel failure, not a host refusal.
+        let h = hv(|_| {});
+        let mut unregistered = Ghcb::new(h.clone(), h, GHCB_GPA).unwrap();
+        let mut vcpus = crate::vcpus::SnpVcpus::new(&mut unregistered, &[0, 1]);
+        assert_eq!(
+            vcpus.create(1, Gpa::new(0x4_1000), Vmpl::new(1).unwrap(), 0x1),
+            Err(VcpuError::Channel)
+        );
     }
 
     #[test]

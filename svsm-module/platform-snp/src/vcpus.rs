@@ -26,11 +26,24 @@ impl<'a, C: CpuOps, S: SharedMemory> SnpVcpus<'a, C, S> {
     }
 }
 
+/// A host refusal keeps its code; a GHCB that cannot carry the request is a channel failure.
 fn host(e: GhcbError) -> VcpuError {
-    VcpuError::Host(match e {
-        GhcbError::Exception(v) | GhcbError::Input(v) | GhcbError::ExitInfo(v) => v,
-        _ => u64::MAX,
-    })
+    match e {
+        GhcbError::Exception(v) | GhcbError::Input(v) | GhcbError::ExitInfo(v) => {
+            VcpuError::Host(v)
+        }
+        GhcbError::Msr(_)
+        | GhcbError::ProtocolVersion { .. }
+        | GhcbError::Misaligned(_)
+        | GhcbError::NotRegistered
+        | GhcbError::IoSize(_)
+        | GhcbError::Missing(_)
+        | GhcbError::Shared(_)
+        | GhcbError::PageStateChange(_)
+        | GhcbError::PscTampered(_)
+        | GhcbError::PscEntry(_)
+        | GhcbError::PscNoProgress => VcpuError::Channel,
+    }
 }
 
 impl<C: CpuOps, S: SharedMemory> VcpuControl for SnpVcpus<'_, C, S> {
