@@ -310,11 +310,12 @@ pub enum VcpuError {
     /// The vCPU is running and cannot be stopped now.
     #[error("the vCPU is running")]
     Running,
-    /// The host refused (its GHCB error code).
+    /// The host answered with a refusal or a value its protocol does not define (on SNP: the
+    /// GHCB's SW_EXITINFO value, kept for the log).
     #[error("the host refused the vCPU operation ({0:#x})")]
     Host(u64),
-    /// The exchange with the host failed before it could answer (the platform's channel to the
-    /// host, e.g. the GHCB, is unusable or the reply is malformed).
+    /// The request never reached the host or its answer could not be read back (on SNP: the
+    /// GHCB is not registered, its shared page cannot be mapped, or a field is missing).
     #[error("the vCPU request could not be exchanged with the host")]
     Channel,
 }
